@@ -1,0 +1,62 @@
+package polite
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// retryAfterSlack is added to every server-given Retry-After: the contract asks clients to wait one second
+// longer than the header says, to cover the server's rounding.
+const retryAfterSlack = time.Second
+
+// DefaultBackoff returns the retry timing used when the server gives none: exponential backoff starting
+// at 500ms, doubling, with ±50% jitter, at most 30s between attempts and no elapsed-time limit (the
+// attempt limit, [WithMaxWait] and the request's deadline bound the whole). Each call returns a new,
+// reset BackOff; a BackOff is not safe for concurrent use, so the retry layer makes one per request.
+func DefaultBackoff() backoff.BackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     500 * time.Millisecond,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         30 * time.Second,
+		MaxElapsedTime:      0,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	return b
+}
+
+// lazyBackoff makes a request's BackOff on first use, so that a request that is never retried
+// allocates none.
+type lazyBackoff struct {
+	ctx     context.Context
+	factory func() backoff.BackOff
+	b       backoff.BackOff
+}
+
+func (l *lazyBackoff) next() time.Duration {
+	if l.b == nil {
+		l.b = backoff.WithContext(l.factory(), l.ctx)
+	}
+	return l.b.NextBackOff()
+}
+
+// retryDelay returns how long to wait before the next attempt after resp (nil when the attempt ended in
+// an error): the server's word when it gives one (see serverRetryAt), else the backoff's next interval.
+// It returns false when the backoff gives up.
+func retryDelay(resp *http.Response, now time.Time, bo *lazyBackoff) (time.Duration, string, bool) {
+	if resp != nil {
+		if at := serverRetryAt(resp, now); !at.IsZero() {
+			return max(at.Sub(now), 0), "server asked to retry later", true
+		}
+	}
+	d := bo.next()
+	if d == backoff.Stop {
+		return 0, "backoff gave up", false
+	}
+	return d, "backoff", true
+}

@@ -1,0 +1,455 @@
+package polite
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Status sentinels. CheckResponse and StatusErrors report a 4xx or 5xx
+// response as a *StatusError that matches, through errors.Is, exactly one
+// of these: the one for its status code.
+var (
+	// ErrBadRequest matches a 400 Bad Request response.
+	ErrBadRequest = errors.New("polite: bad request")
+
+	// ErrSubscription matches a 402 Payment Required response: the API
+	// subscription is inactive or needs attention.
+	ErrSubscription = errors.New("polite: subscription inactive or needs attention")
+
+	// ErrForbidden matches a 403 Forbidden response.
+	ErrForbidden = errors.New("polite: forbidden")
+
+	// ErrNotFound matches a 404 Not Found response.
+	ErrNotFound = errors.New("polite: not found")
+
+	// ErrMethodNotAllowed matches a 405 Method Not Allowed response.
+	ErrMethodNotAllowed = errors.New("polite: method not allowed")
+
+	// ErrNotAcceptable matches a 406 Not Acceptable response.
+	ErrNotAcceptable = errors.New("polite: not acceptable")
+
+	// ErrConflict matches a 409 Conflict response. Its JSON body is parsed
+	// like a 422 one, so StatusError.Errors may be filled.
+	ErrConflict = errors.New("polite: conflict")
+
+	// ErrURITooLong matches a 414 URI Too Long response.
+	ErrURITooLong = errors.New("polite: URI too long")
+
+	// ErrUnsupportedMediaType matches a 415 Unsupported Media Type response.
+	ErrUnsupportedMediaType = errors.New("polite: unsupported media type")
+
+	// ErrValidation matches a 422 Unprocessable Entity response. A JSON body
+	// such as {"errors": ["Name is required."], "message": "Validation failed"}
+	// fills StatusError.Errors and StatusError.Message.
+	ErrValidation = errors.New("polite: validation failed")
+
+	// ErrRateLimited matches a 429 Too Many Requests response.
+	// StatusError.RetryAfter and StatusError.RateLimit carry what the
+	// response headers said about when to try again.
+	ErrRateLimited = errors.New("polite: rate limited")
+
+	// ErrServer matches a 5xx response other than 503 and 504
+	// (500 Internal Server Error, 502 Bad Gateway, 501, 505, ...).
+	ErrServer = errors.New("polite: server error")
+
+	// ErrUnavailable matches a 503 Service Unavailable or 504 Gateway
+	// Timeout response: the server or a gateway is temporarily unable to
+	// answer, and the request may succeed later.
+	ErrUnavailable = errors.New("polite: service unavailable")
+
+	// ErrClientError matches any 4xx response without a more specific
+	// sentinel above (for example 401, 408, 410 or 413).
+	ErrClientError = errors.New("polite: client error")
+
+	// ErrTooManyRedirects is returned by the redirect layer when a request
+	// exceeds its redirect limit. No StatusError matches it.
+	ErrTooManyRedirects = errors.New("polite: too many redirects")
+
+	// ErrInsecureRedirect is returned by the redirect layer when a redirect
+	// would downgrade from https to http. No StatusError matches it.
+	ErrInsecureRedirect = errors.New("polite: insecure redirect")
+)
+
+// errNilResponse is what CheckResponse returns for a nil response: there is
+// nothing to classify, and treating that as success would hide a bug.
+var errNilResponse = errors.New("polite: nil response")
+
+// maxErrorBody is the most CheckResponse reads from an error response body
+// while looking for a JSON message. A body of this size or larger is not
+// parsed.
+const maxErrorBody = 1 << 20
+
+// sniffLen is how much CheckResponse reads first from an error body that has
+// no Content-Type, to decide whether it looks like a JSON object.
+const sniffLen = 512
+
+// maxErrorDetail bounds the server-supplied text that StatusError.Error
+// includes, so a verbose server cannot flood logs.
+const maxErrorDetail = 512
+
+// StatusError describes a response whose status is not a success: 4xx or 5xx
+// (or, from CheckResponse, a status outside 100-599). It matches, through
+// errors.Is and Unwrap, exactly one status sentinel, chosen by StatusCode.
+//
+// A StatusError is a plain value: reading it from several goroutines is safe,
+// but it must not be mutated while others use it.
+type StatusError struct {
+	// StatusCode is the HTTP status code of the response.
+	StatusCode int
+
+	// Message is the string "message" member of a JSON error body, if any.
+	Message string
+
+	// Errors holds the "errors" member of a JSON body for 409 and 422
+	// responses: the non-empty strings of an array (other elements are
+	// skipped), or a single non-empty string. It is nil otherwise.
+	Errors []string
+
+	// RetryAfter is the Retry-After header as parsed by ParseRetryAfter,
+	// typically sent with 429 and 503; 0 if absent or unparseable.
+	RetryAfter time.Duration
+
+	// RateLimit holds the rate-limit headers as parsed by ParseRateLimit;
+	// the zero value if there are none.
+	RateLimit RateLimit
+
+	// Response is the classified response. Its Body is still readable from
+	// the start; whoever receives the StatusError must close it.
+	Response *http.Response
+}
+
+// Error returns a concise, stable description such as
+// "polite: 422 Unprocessable Entity: Validation failed: Name is required.".
+// Server-supplied text is stripped of control characters and cut to a few
+// hundred bytes.
+func (e *StatusError) Error() string {
+	if e == nil {
+		return "polite: <nil StatusError>"
+	}
+	var b strings.Builder
+	b.WriteString("polite: ")
+	b.WriteString(strconv.Itoa(e.StatusCode))
+	if text := http.StatusText(e.StatusCode); text != "" {
+		b.WriteByte(' ')
+		b.WriteString(text)
+	}
+	var detail []string
+	if e.Message != "" {
+		detail = append(detail, e.Message)
+	}
+	if len(e.Errors) > 0 {
+		detail = append(detail, strings.Join(e.Errors, "; "))
+	}
+	if len(detail) > 0 {
+		b.WriteString(": ")
+		b.WriteString(cleanDetail(strings.Join(detail, ": ")))
+	}
+	return b.String()
+}
+
+// cleanDetail replaces control characters with spaces and cuts s to at most
+// maxErrorDetail bytes on a rune boundary, marking the cut with "...".
+func cleanDetail(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) <= maxErrorDetail {
+		return s
+	}
+	cut := maxErrorDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// Is reports whether target is the status sentinel for e.StatusCode. It is
+// true for exactly one sentinel when StatusCode is 4xx or 5xx, and for none
+// otherwise.
+func (e *StatusError) Is(target error) bool {
+	if e == nil || target == nil {
+		return false
+	}
+	s := sentinelFor(e.StatusCode)
+	return s != nil && s == target
+}
+
+// Unwrap returns the status sentinel for e.StatusCode, or nil when the status
+// is not 4xx or 5xx.
+func (e *StatusError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return sentinelFor(e.StatusCode)
+}
+
+// HasErrors reports whether the response body listed any errors, that is
+// whether len(e.Errors) > 0.
+func (e *StatusError) HasErrors() bool {
+	return e != nil && len(e.Errors) > 0
+}
+
+// sentinelFor maps a status code to its sentinel; nil outside 400-599.
+func sentinelFor(code int) error {
+	switch code {
+	case http.StatusBadRequest:
+		return ErrBadRequest
+	case http.StatusPaymentRequired:
+		return ErrSubscription
+	case http.StatusForbidden:
+		return ErrForbidden
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusMethodNotAllowed:
+		return ErrMethodNotAllowed
+	case http.StatusNotAcceptable:
+		return ErrNotAcceptable
+	case http.StatusConflict:
+		return ErrConflict
+	case http.StatusRequestURITooLong:
+		return ErrURITooLong
+	case http.StatusUnsupportedMediaType:
+		return ErrUnsupportedMediaType
+	case http.StatusUnprocessableEntity:
+		return ErrValidation
+	case http.StatusTooManyRequests:
+		return ErrRateLimited
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return ErrUnavailable
+	}
+	switch {
+	case code >= 400 && code <= 499:
+		return ErrClientError
+	case code >= 500 && code <= 599:
+		return ErrServer
+	}
+	return nil
+}
+
+// IsPending reports whether resp is 202 Accepted: the server accepted the
+// request but has not completed it, so the outcome must be verified later.
+// A nil resp is not pending.
+func IsPending(resp *http.Response) bool {
+	return resp != nil && resp.StatusCode == http.StatusAccepted
+}
+
+// CheckResponse classifies resp by its status code. It returns nil for
+// 1xx, 2xx and 3xx, and a *StatusError for 4xx and 5xx. A status outside
+// 100-599 is not a success either: it yields a *StatusError that matches no
+// sentinel. A nil resp yields a non-nil error that is not a *StatusError.
+//
+// Status and headers are read first: the status alone picks the sentinel,
+// and RetryAfter and RateLimit come from the headers whatever the status.
+// Only then, for 4xx and 5xx, is the body examined, and only when it could
+// be JSON: its Content-Type contains "json", or there is no Content-Type and
+// the body starts with '{' after whitespace. At most maxErrorBody (1 MiB) is
+// read; a body that is not JSON, is truncated, is 1 MiB or larger, or fails
+// to read leaves Message and Errors empty and never changes the result.
+// Errors is filled only for 409 and 422.
+//
+// When CheckResponse has read any bytes, it replaces resp.Body with a
+// ReadCloser that yields those bytes followed by the rest of the original
+// body (or the original read error), and whose Close closes the original.
+// So the caller can still read the whole body from the start, and must still
+// close resp.Body. CheckResponse never closes the body.
+//
+// CheckResponse is safe for concurrent use on different responses; it must
+// not be called concurrently with other uses of the same response.
+func CheckResponse(resp *http.Response) error {
+	if resp == nil {
+		return errNilResponse
+	}
+	code := resp.StatusCode
+	if code >= 100 && code <= 399 {
+		return nil
+	}
+	e := &StatusError{StatusCode: code, Response: resp}
+	now := time.Now()
+	if d, ok := ParseRetryAfter(resp.Header, now); ok {
+		e.RetryAfter = d
+	}
+	if rl, ok := ParseRateLimit(resp.Header, now); ok {
+		e.RateLimit = rl
+	}
+	if code < 400 || code > 599 || resp.Body == nil {
+		return e
+	}
+
+	ct := resp.Header.Get("Content-Type")
+	if ct != "" && !strings.Contains(strings.ToLower(ct), "json") {
+		return e
+	}
+	buf, complete, rerr := readErrorBody(resp.Body, ct == "")
+	if len(buf) > 0 {
+		resp.Body = newReplayBody(buf, resp.Body, rerr)
+	}
+	if complete {
+		parseErrorBody(e, buf, code == http.StatusConflict || code == http.StatusUnprocessableEntity)
+	}
+	return e
+}
+
+// readErrorBody reads from r until EOF, a read error, or maxErrorBody bytes.
+// With sniff set it stops as soon as the first non-whitespace byte is not
+// '{'. complete reports that EOF was reached with fewer than maxErrorBody
+// bytes and the content may be parsed. rerr is the read error other than
+// io.EOF, if any.
+func readErrorBody(r io.Reader, sniff bool) (buf []byte, complete bool, rerr error) {
+	buf = make([]byte, 0, sniffLen)
+	for len(buf) < maxErrorBody {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		start := len(buf)
+		n, err := r.Read(buf[start:min(cap(buf), maxErrorBody)])
+		buf = buf[:start+n]
+		if sniff {
+			// Only the new bytes need scanning: the earlier ones were
+			// all whitespace.
+			if i := firstNonSpace(buf[start:]); i >= 0 {
+				if buf[start+i] != '{' {
+					if err == io.EOF {
+						err = nil
+					}
+					return buf, false, err
+				}
+				sniff = false
+			}
+		}
+		if err == io.EOF {
+			return buf, true, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+	return buf, false, nil
+}
+
+// firstNonSpace returns the index of the first byte of b that is not JSON
+// whitespace, or -1.
+func firstNonSpace(b []byte) int {
+	for i, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return i
+		}
+	}
+	return -1
+}
+
+// parseErrorBody fills e.Message, and e.Errors when withErrors is set, from a
+// JSON object body. Anything else leaves e untouched.
+func parseErrorBody(e *StatusError, body []byte, withErrors bool) {
+	var payload struct {
+		Message json.RawMessage `json:"message"`
+		Errors  json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal(body, &payload) != nil {
+		return
+	}
+	if msg, ok := jsonString(payload.Message); ok {
+		e.Message = msg
+	}
+	if !withErrors {
+		return
+	}
+	if one, ok := jsonString(payload.Errors); ok {
+		if one != "" {
+			e.Errors = []string{one}
+		}
+		return
+	}
+	var many []json.RawMessage
+	if json.Unmarshal(payload.Errors, &many) != nil {
+		return
+	}
+	for _, raw := range many {
+		if s, ok := jsonString(raw); ok && s != "" {
+			e.Errors = append(e.Errors, s)
+		}
+	}
+}
+
+// jsonString decodes raw when it is a JSON string; null, numbers, arrays and
+// objects report false.
+func jsonString(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// replayBody yields bytes already read from orig, then the rest of orig (or
+// the error that interrupted the first read); Close closes orig.
+type replayBody struct {
+	r    io.Reader
+	orig io.ReadCloser
+}
+
+func newReplayBody(prefix []byte, orig io.ReadCloser, rerr error) *replayBody {
+	var rest io.Reader = orig
+	if rerr != nil {
+		rest = stickyErrReader{rerr}
+	}
+	return &replayBody{r: io.MultiReader(bytes.NewReader(prefix), rest), orig: orig}
+}
+
+func (b *replayBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *replayBody) Close() error { return b.orig.Close() }
+
+// stickyErrReader always fails with err.
+type stickyErrReader struct{ err error }
+
+func (r stickyErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+// StatusErrors returns an opt-in Middleware that turns a 4xx or 5xx response
+// from next into (nil, *StatusError), classified by CheckResponse. The
+// StatusError keeps Response, whose Body is still readable from the start;
+// the caller must close e.Response.Body (with http.Client the error arrives
+// wrapped in a *url.Error, so use errors.As). A 1xx-3xx response passes
+// through untouched, and so does an error from next, along with whatever
+// response next returned with it. A nil next means http.DefaultTransport.
+//
+// The returned RoundTripper is safe for concurrent use if next is.
+func StatusErrors() Middleware {
+	return func(next http.RoundTripper) http.RoundTripper {
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		return statusErrorsTransport{next: next}
+	}
+}
+
+// statusErrorsTransport is the RoundTripper built by StatusErrors.
+type statusErrorsTransport struct {
+	next http.RoundTripper
+}
+
+func (t statusErrorsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || resp == nil {
+		return resp, err
+	}
+	if cerr := CheckResponse(resp); cerr != nil {
+		return nil, cerr
+	}
+	return resp, nil
+}

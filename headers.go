@@ -1,0 +1,872 @@
+package polite
+
+import (
+	"net/http"
+	"strings"
+	"time"
+)
+
+// RateLimit is what a response said about the caller's quota.
+//
+// The zero value means "nothing known". Times are expressed in the location
+// of the now argument given to [ParseRateLimit].
+type RateLimit struct {
+	// Limit is the number of requests allowed per window, or 0 if the
+	// server did not say.
+	Limit int
+
+	// Remaining is the number of requests left in the current window.
+	// It is never negative.
+	Remaining int
+
+	// Reset is when the window resets, or the zero time if the server did
+	// not say (or said something implausible). A reset in the past is kept
+	// as given: it means the window has already reset.
+	Reset time.Time
+
+	// Window is the length of the quota window when the server states it
+	// (the w parameter of RateLimit-Policy), else 0.
+	Window time.Duration
+
+	// Bucket is the server's name for the counter: the X-RateLimit-Bucket
+	// header (Discord), the X-RateLimit-Resource header (GitHub), or the
+	// name of the IETF policy (for example "default"). It is "" when the
+	// counter is unnamed.
+	Bucket string
+}
+
+// Canonical header keys. Headers are read by direct map access with these
+// keys, which does not allocate; net/http canonicalizes the keys of received
+// headers, and http.Header.Add/Set canonicalize on insertion.
+const (
+	hdrRateLimitLimit       = "Ratelimit-Limit"
+	hdrRateLimitRemaining   = "Ratelimit-Remaining"
+	hdrRateLimitReset       = "Ratelimit-Reset"
+	hdrXRateLimitLimit      = "X-Ratelimit-Limit"
+	hdrXRateLimitRemaining  = "X-Ratelimit-Remaining"
+	hdrXRateLimitReset      = "X-Ratelimit-Reset"
+	hdrXRateLimitResetAfter = "X-Ratelimit-Reset-After"
+	hdrRateLimit            = "Ratelimit"
+	hdrRateLimitPolicy      = "Ratelimit-Policy"
+	hdrXRateLimitBucket     = "X-Ratelimit-Bucket"
+	hdrXRateLimitResource   = "X-Ratelimit-Resource"
+	hdrRetryAfter           = "Retry-After"
+)
+
+// Limits on what the parsers believe.
+const (
+	// hdrMaxCount is the largest accepted Limit or Remaining (it fits an
+	// int on 32-bit platforms too).
+	hdrMaxCount = 1<<31 - 1
+
+	// hdrMaxSeconds is the largest accepted delay in seconds (Retry-After,
+	// delta resets, window lengths).
+	hdrMaxSeconds = 1 << 31
+
+	// hdrEpochThreshold separates the two numeric reset forms: values at
+	// or above it are Unix times in seconds, smaller ones are delays.
+	hdrEpochThreshold = 1_000_000_000
+
+	// hdrMaxEpoch bounds numeric reset values (about year 2514); larger
+	// values are garbage.
+	hdrMaxEpoch = 1 << 34
+
+	// hdrMaxResetAhead is how far after now a reset is still trusted.
+	hdrMaxResetAhead = 24 * time.Hour
+
+	// hdrMaxBucketLen is the longest accepted bucket name, in bytes.
+	hdrMaxBucketLen = 128
+)
+
+// ParseRateLimit reports what the response headers h say about the caller's
+// quota, relative to the time now at which the response was received. ok is
+// false when no dialect yielded a usable value; the RateLimit is then zero.
+//
+// It understands these dialects:
+//
+//  1. RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset (earlier IETF
+//     drafts and many APIs).
+//  2. X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (GitHub,
+//     Discord and others). When X-RateLimit-Reset gives nothing usable,
+//     X-RateLimit-Reset-After (Discord: seconds from now, with an optional
+//     fraction) is used instead.
+//  3. The IETF structured fields RateLimit and RateLimit-Policy, for example
+//     `RateLimit: "default";r=50;t=30` with
+//     `RateLimit-Policy: "default";q=100;w=60` (Remaining 50, Reset now+30s,
+//     Limit 100, Window 60s, Bucket "default"). When the RateLimit field
+//     lists several members, the most restrictive one is chosen, and Limit
+//     and Window come from the policy of the same name, if any. The older
+//     dictionary form `RateLimit: limit=100, remaining=50, reset=30` is also
+//     accepted (reset in seconds from now).
+//
+// In dialects 1 and 2 a reset is an HTTP-date (any format accepted by
+// [http.ParseTime]) or a number of seconds, with an optional decimal
+// fraction: values of at least 1e9 are Unix times, smaller ones are delays
+// from now. Signs, exponents, NaN and Inf are rejected.
+//
+// Each dialect needs a remaining count to be usable; limit and reset are
+// optional. Values that are empty, malformed, negative or larger than
+// 1<<31-1 are treated as absent, and a dialect whose remaining count
+// exceeds its limit is ignored. A reset more than 24 hours after now is
+// not trusted and is left zero; a reset in the past is kept. When a header
+// repeats, or holds a comma-separated list, the most conservative reading
+// wins: the smallest limit, the smallest remaining count and the latest
+// reset.
+//
+// When several dialects are usable, the most restrictive wins: the lowest
+// Remaining, then the latest Reset, then the order listed above starting
+// with dialect 3. Its values are returned as they are, except that a
+// non-empty X-RateLimit-Bucket or else X-RateLimit-Resource header (trimmed,
+// at most 128 bytes, no control characters) names the Bucket, overriding
+// any IETF policy name.
+//
+// Header names are looked up in their canonical form, as stored by net/http.
+// ParseRateLimit does not modify h and is safe for concurrent use. It does
+// not allocate for dialects 1 and 2 with numeric or IMF-fixdate resets.
+func ParseRateLimit(h http.Header, now time.Time) (rl RateLimit, ok bool) {
+	structured, structuredOK := hdrParseStructuredRateLimit(h, now)
+	plain, plainOK := hdrParseFieldsRateLimit(h[hdrRateLimitLimit], h[hdrRateLimitRemaining], h[hdrRateLimitReset], now, hdrParseReset)
+	x, xOK := hdrParseFieldsRateLimit(h[hdrXRateLimitLimit], h[hdrXRateLimitRemaining], h[hdrXRateLimitReset], now, hdrParseReset)
+	if xOK && x.Reset.IsZero() {
+		x.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, hdrParseDecimalDelay)
+	}
+
+	candidates := [...]struct {
+		rl RateLimit
+		ok bool
+	}{{structured, structuredOK}, {plain, plainOK}, {x, xOK}}
+	for _, c := range candidates {
+		if c.ok && (!ok || hdrMoreRestrictive(c.rl, rl)) {
+			rl, ok = c.rl, true
+		}
+	}
+	if !ok {
+		return RateLimit{}, false
+	}
+	if bucket, found := hdrBucketHeader(h); found {
+		rl.Bucket = bucket
+	}
+	return rl, true
+}
+
+// ParseRetryAfter returns the delay requested by the Retry-After header in h,
+// relative to the time now at which the response was received. ok is false
+// when the header is absent or holds nothing usable.
+//
+// The value is either delay-seconds (a non-negative integer, at most 1<<31)
+// or an HTTP-date in any format accepted by [http.ParseTime]; a date in the
+// past yields 0 with ok true, and a date more than 1<<31 seconds ahead is
+// garbage. Fractions, signs and other garbage are ignored. When the header
+// repeats or holds a comma-separated list, the largest valid delay wins.
+//
+// The result is exactly what the server asked for: no safety margin is
+// added and no cap is applied; both are the caller's business.
+// ParseRetryAfter does not modify h and is safe for concurrent use. It does
+// not allocate for the delay-seconds form.
+func ParseRetryAfter(h http.Header, now time.Time) (delay time.Duration, ok bool) {
+	for _, v := range h[hdrRetryAfter] {
+		for rest := v; rest != ""; {
+			var member string
+			member, rest = hdrCutListMember(rest)
+			if d, valid := hdrParseRetryAfterValue(member, now); valid && (!ok || d > delay) {
+				delay, ok = d, true
+			}
+		}
+	}
+	return delay, ok
+}
+
+// hdrParseRetryAfterValue parses one Retry-After value.
+func hdrParseRetryAfterValue(s string, now time.Time) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if hdrIsDigit(s[0]) {
+		n, ok := hdrParseDigits(s, hdrMaxSeconds)
+		return time.Duration(n) * time.Second, ok
+	}
+	t, err := http.ParseTime(s)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	switch {
+	case d < 0:
+		return 0, true
+	case d > hdrMaxSeconds*time.Second:
+		return 0, false
+	}
+	return d, true
+}
+
+// hdrMoreRestrictive reports whether a leaves the caller less room than b:
+// fewer remaining requests, or as many but a later reset.
+func hdrMoreRestrictive(a, b RateLimit) bool {
+	if a.Remaining != b.Remaining {
+		return a.Remaining < b.Remaining
+	}
+	return a.Reset.After(b.Reset)
+}
+
+// hdrBucketHeader returns the first usable X-RateLimit-Bucket or
+// X-RateLimit-Resource value.
+func hdrBucketHeader(h http.Header) (string, bool) {
+	for _, key := range [...]string{hdrXRateLimitBucket, hdrXRateLimitResource} {
+		for _, v := range h[key] {
+			if v = hdrTrimOWS(v); hdrValidBucket(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// hdrValidBucket reports whether s is acceptable as a bucket name: non-empty,
+// not too long and free of control characters.
+func hdrValidBucket(s string) bool {
+	if s == "" || len(s) > hdrMaxBucketLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// hdrParseFieldsRateLimit handles dialects 1 and 2: one header each for the
+// limit, the remaining count and the reset.
+func hdrParseFieldsRateLimit(limits, remainings, resets []string, now time.Time, parse hdrResetParser) (RateLimit, bool) {
+	remaining, ok := hdrMinCount(remainings)
+	if !ok {
+		return RateLimit{}, false
+	}
+	rl := RateLimit{Remaining: remaining}
+	if limit, ok := hdrMinCount(limits); ok {
+		if remaining > limit {
+			return RateLimit{}, false
+		}
+		rl.Limit = limit
+	}
+	rl.Reset, _ = hdrLatestReset(resets, now, parse)
+	return rl, true
+}
+
+// hdrMinCount returns the smallest valid count among all the list members of
+// all the values.
+func hdrMinCount(values []string) (n int, ok bool) {
+	for _, v := range values {
+		for rest := v; rest != ""; {
+			var member string
+			member, rest = hdrCutListMember(rest)
+			if c, valid := hdrParseCount(member); valid && (!ok || c < n) {
+				n, ok = c, true
+			}
+		}
+	}
+	return n, ok
+}
+
+// hdrResetParser parses one reset value relative to now. For garbage and
+// for resets too far ahead to be trusted it returns the zero time and false.
+type hdrResetParser func(s string, now time.Time) (time.Time, bool)
+
+// hdrLatestReset returns the latest valid reset among all the list members of
+// all the values.
+func hdrLatestReset(values []string, now time.Time, parse hdrResetParser) (t time.Time, ok bool) {
+	for _, v := range values {
+		for rest := v; rest != ""; {
+			var member string
+			member, rest = hdrCutListMember(rest)
+			if r, valid := parse(member, now); valid && (!ok || r.After(t)) {
+				t, ok = r, true
+			}
+		}
+	}
+	return t, ok
+}
+
+// hdrParseReset parses a reset given as an HTTP-date, a Unix time in seconds
+// or a delay in seconds (see hdrEpochThreshold), with an optional fraction
+// for the numeric forms.
+func hdrParseReset(s string, now time.Time) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	var t time.Time
+	if hdrIsDigit(s[0]) {
+		sec, nsec, ok := hdrParseDecimal(s, hdrMaxEpoch)
+		if !ok {
+			return time.Time{}, false
+		}
+		if sec >= hdrEpochThreshold {
+			t = time.Unix(sec, nsec).In(now.Location())
+		} else {
+			t = now.Add(time.Duration(sec)*time.Second + time.Duration(nsec))
+		}
+	} else {
+		var err error
+		if t, err = http.ParseTime(s); err != nil {
+			return time.Time{}, false
+		}
+		t = t.In(now.Location())
+	}
+	return hdrTrustedReset(t, now)
+}
+
+// hdrParseDecimalDelay parses a reset given as seconds from now, with an
+// optional fraction (X-RateLimit-Reset-After).
+func hdrParseDecimalDelay(s string, now time.Time) (time.Time, bool) {
+	sec, nsec, ok := hdrParseDecimal(s, hdrMaxSeconds)
+	if !ok {
+		return time.Time{}, false
+	}
+	t := now.Add(time.Duration(sec)*time.Second + time.Duration(nsec))
+	return hdrTrustedReset(t, now)
+}
+
+// hdrParseIntegerDelay parses a reset given as whole seconds from now (the
+// structured-field forms).
+func hdrParseIntegerDelay(s string, now time.Time) (time.Time, bool) {
+	sec, ok := hdrParseDigits(s, hdrMaxSeconds)
+	if !ok {
+		return time.Time{}, false
+	}
+	t := now.Add(time.Duration(sec) * time.Second)
+	return hdrTrustedReset(t, now)
+}
+
+// hdrTrustedReset returns t and true if the reset t is close enough to now
+// to be believed, else the zero time and false.
+func hdrTrustedReset(t, now time.Time) (time.Time, bool) {
+	if t.After(now.Add(hdrMaxResetAhead)) {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// hdrParseCount parses a non-negative decimal count of at most hdrMaxCount.
+func hdrParseCount(s string) (int, bool) {
+	n, ok := hdrParseDigits(s, hdrMaxCount)
+	return int(n), ok
+}
+
+// hdrParseDigits parses a non-empty string of ASCII digits whose value is at
+// most limit, which must be below 1<<60. Unlike strconv.Atoi it accepts no
+// sign and does not allocate on failure.
+func hdrParseDigits(s string, limit uint64) (uint64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		if !hdrIsDigit(s[i]) {
+			return 0, false
+		}
+		n = n*10 + uint64(s[i]-'0')
+		if n > limit {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// hdrParseDecimal parses "digits" or "digits.digits" into whole seconds (at most
+// limit) and nanoseconds. Fraction digits beyond nanoseconds are dropped.
+func hdrParseDecimal(s string, limit uint64) (sec, nsec int64, ok bool) {
+	whole, frac, hasFrac := strings.Cut(s, ".")
+	n, ok := hdrParseDigits(whole, limit)
+	if !ok || (hasFrac && frac == "") {
+		return 0, 0, false
+	}
+	for i := 0; i < len(frac); i++ {
+		if !hdrIsDigit(frac[i]) {
+			return 0, 0, false
+		}
+		if i < 9 {
+			nsec = nsec*10 + int64(frac[i]-'0')
+		}
+	}
+	for i := len(frac); i < 9; i++ {
+		nsec *= 10
+	}
+	return int64(n), nsec, true
+}
+
+func hdrIsDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// hdrCutListMember splits the first member off a comma-separated header value
+// and returns it with surrounding whitespace removed. A comma right after a
+// weekday name belongs to an HTTP-date ("Mon, 02 Jan 2006 ...") and does not
+// separate members.
+func hdrCutListMember(s string) (member, rest string) {
+	from := 0
+	for {
+		i := strings.IndexByte(s[from:], ',')
+		if i < 0 {
+			return hdrTrimOWS(s), ""
+		}
+		i += from
+		if !hdrIsWeekday(hdrTrimOWS(s[:i])) {
+			return hdrTrimOWS(s[:i]), s[i+1:]
+		}
+		from = i + 1
+	}
+}
+
+// hdrIsWeekday reports whether s is an English weekday name as written in
+// HTTP-dates.
+func hdrIsWeekday(s string) bool {
+	switch s {
+	case "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun",
+		"Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday":
+		return true
+	}
+	return false
+}
+
+// hdrTrimOWS removes leading and trailing spaces and tabs.
+func hdrTrimOWS(s string) string {
+	for s != "" && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for s != "" && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// hdrSFResult is the most restrictive entry of a RateLimit field.
+type hdrSFResult struct {
+	rl RateLimit
+	// member is the chosen list member, whose name selects the policy;
+	// its kind is hdrSFNone for the older dictionary form.
+	member hdrSFMember
+}
+
+// hdrParseStructuredRateLimit handles dialect 3: the RateLimit field, as an
+// RFC 9651 list (with RateLimit-Policy) or as the older dictionary form.
+func hdrParseStructuredRateLimit(h http.Header, now time.Time) (RateLimit, bool) {
+	var best hdrSFResult
+	found := false
+	for _, line := range h[hdrRateLimit] {
+		if r, ok := hdrParseRateLimitLine(line, now); ok && (!found || hdrMoreRestrictive(r.rl, best.rl)) {
+			best, found = r, true
+		}
+	}
+	if !found {
+		return RateLimit{}, false
+	}
+	rl := best.rl
+	if best.member.kind == hdrSFNone {
+		return rl, true
+	}
+	name := best.member.name()
+	if hdrValidBucket(name) {
+		rl.Bucket = name
+	}
+	if p, ok := hdrFindPolicy(h[hdrRateLimitPolicy], name); ok {
+		if p.hasLimit {
+			if rl.Remaining > p.limit {
+				return RateLimit{}, false
+			}
+			rl.Limit = p.limit
+		}
+		rl.Window = p.window
+	}
+	return rl, true
+}
+
+// hdrParseRateLimitLine parses one RateLimit field line, which is a
+// dictionary if its first member has a value and a list otherwise. A
+// malformed line is ignored as a whole.
+func hdrParseRateLimitLine(line string, now time.Time) (hdrSFResult, bool) {
+	probe := hdrSFScanner{s: line}
+	first, ok := probe.next()
+	if !ok {
+		return hdrSFResult{}, false
+	}
+	if first.hasValue {
+		return hdrParseRateLimitDict(line, now)
+	}
+	return hdrParseRateLimitList(line, now)
+}
+
+// hdrParseRateLimitList parses `"name";r=50;t=30, ...` and returns the most
+// restrictive member that has a valid r parameter.
+func hdrParseRateLimitList(line string, now time.Time) (hdrSFResult, bool) {
+	var best hdrSFResult
+	found := false
+	sc := hdrSFScanner{s: line}
+	for m, ok := sc.next(); ok; m, ok = sc.next() {
+		if m.hasValue {
+			return hdrSFResult{}, false
+		}
+		if rl, usable := hdrListMemberRateLimit(m, now); usable && (!found || hdrMoreRestrictive(rl, best.rl)) {
+			best, found = hdrSFResult{rl: rl, member: m}, true
+		}
+	}
+	if sc.bad || !found {
+		return hdrSFResult{}, false
+	}
+	return best, true
+}
+
+// hdrListMemberRateLimit reads the r (remaining) and t (seconds to reset)
+// parameters of a named RateLimit list member.
+func hdrListMemberRateLimit(m hdrSFMember, now time.Time) (RateLimit, bool) {
+	if m.kind != hdrSFString && m.kind != hdrSFToken {
+		return RateLimit{}, false
+	}
+	r, _ := hdrSFParam(m.params, "r")
+	remaining, ok := hdrParseCount(r)
+	if !ok {
+		return RateLimit{}, false
+	}
+	rl := RateLimit{Remaining: remaining}
+	if t, ok := hdrSFParam(m.params, "t"); ok {
+		rl.Reset, _ = hdrParseIntegerDelay(t, now)
+	}
+	return rl, true
+}
+
+// hdrParseRateLimitDict parses the older `limit=100, remaining=50, reset=30`.
+func hdrParseRateLimitDict(line string, now time.Time) (hdrSFResult, bool) {
+	var limit, remaining, reset string
+	sc := hdrSFScanner{s: line}
+	for m, ok := sc.next(); ok; m, ok = sc.next() {
+		if m.kind != hdrSFToken {
+			return hdrSFResult{}, false
+		}
+		switch m.item {
+		case "limit":
+			limit = m.value
+		case "remaining":
+			remaining = m.value
+		case "reset":
+			reset = m.value
+		}
+	}
+	if sc.bad {
+		return hdrSFResult{}, false
+	}
+	rem, ok := hdrParseCount(remaining)
+	if !ok {
+		return hdrSFResult{}, false
+	}
+	rl := RateLimit{Remaining: rem}
+	if l, ok := hdrParseCount(limit); ok {
+		if rem > l {
+			return hdrSFResult{}, false
+		}
+		rl.Limit = l
+	}
+	rl.Reset, _ = hdrParseIntegerDelay(reset, now)
+	return hdrSFResult{rl: rl}, true
+}
+
+// hdrPolicy is what a RateLimit-Policy member says.
+type hdrPolicy struct {
+	limit    int
+	hasLimit bool
+	window   time.Duration
+}
+
+// hdrFindPolicy returns the first RateLimit-Policy member called name, reading
+// its q (quota) and w (window in seconds) parameters. Malformed lines are
+// ignored.
+func hdrFindPolicy(lines []string, name string) (hdrPolicy, bool) {
+	for _, line := range lines {
+		var p hdrPolicy
+		found := false
+		sc := hdrSFScanner{s: line}
+		for m, ok := sc.next(); ok; m, ok = sc.next() {
+			if found || m.hasValue || (m.kind != hdrSFString && m.kind != hdrSFToken) || m.name() != name {
+				continue
+			}
+			found = true
+			if q, ok := hdrSFParam(m.params, "q"); ok {
+				p.limit, p.hasLimit = hdrParseCount(q)
+			}
+			if w, ok := hdrSFParam(m.params, "w"); ok {
+				if sec, ok := hdrParseDigits(w, hdrMaxSeconds); ok {
+					p.window = time.Duration(sec) * time.Second
+				}
+			}
+		}
+		if found && !sc.bad {
+			return p, true
+		}
+	}
+	return hdrPolicy{}, false
+}
+
+// hdrSFKind is the type of a structured-field bare item.
+type hdrSFKind uint8
+
+const (
+	hdrSFNone   hdrSFKind = iota
+	hdrSFString           // "quoted"
+	hdrSFToken            // token, or a dictionary key
+	hdrSFOther            // number, boolean, byte sequence, date or display string
+)
+
+// hdrSFMember is one member of a structured-field list or dictionary
+// (RFC 9651). Its strings are slices of the parsed text.
+type hdrSFMember struct {
+	kind hdrSFKind
+	// item is the list item, or the dictionary key. For strings it is
+	// the text between the quotes, still escaped.
+	item string
+	// value is the raw value after "=", for dictionary members.
+	value    string
+	hasValue bool
+	// params is the raw parameter text, from its first ';'.
+	params string
+}
+
+// name returns the item with string escapes resolved.
+func (m hdrSFMember) name() string {
+	if m.kind != hdrSFString || strings.IndexByte(m.item, '\\') < 0 {
+		return m.item
+	}
+	var b strings.Builder
+	for i := 0; i < len(m.item); i++ {
+		if m.item[i] == '\\' {
+			i++ // the scanner guarantees an escaped character follows
+		}
+		b.WriteByte(m.item[i])
+	}
+	return b.String()
+}
+
+// hdrSFScanner walks the members of a structured-field list or dictionary
+// without allocating. Inner lists are not supported: they make the field
+// malformed.
+type hdrSFScanner struct {
+	s   string
+	i   int
+	bad bool // set when the text is malformed; next then returns false
+}
+
+// next returns the next member, or false at the end of the text or when
+// the text is malformed (then bad is set).
+func (sc *hdrSFScanner) next() (hdrSFMember, bool) {
+	if sc.bad {
+		return hdrSFMember{}, false
+	}
+	sc.skipOWS()
+	if sc.i == len(sc.s) {
+		return hdrSFMember{}, false
+	}
+	var m hdrSFMember
+	var ok bool
+	if m.kind, m.item, ok = sc.bareItem(); !ok {
+		return sc.fail()
+	}
+	if sc.peek('=') {
+		sc.i++
+		if _, m.value, ok = sc.bareItem(); !ok {
+			return sc.fail()
+		}
+		m.hasValue = true
+	}
+	start := sc.i
+	for sc.nextParam() {
+		if _, ok := sc.key(); !ok {
+			return sc.fail()
+		}
+		if sc.peek('=') {
+			sc.i++
+			if _, _, ok := sc.bareItem(); !ok {
+				return sc.fail()
+			}
+		}
+	}
+	m.params = sc.s[start:sc.i]
+	sc.skipOWS()
+	if sc.i < len(sc.s) {
+		if sc.s[sc.i] != ',' {
+			return sc.fail()
+		}
+		sc.i++
+	}
+	return m, true
+}
+
+func (sc *hdrSFScanner) fail() (hdrSFMember, bool) {
+	sc.bad = true
+	return hdrSFMember{}, false
+}
+
+func (sc *hdrSFScanner) peek(c byte) bool {
+	return sc.i < len(sc.s) && sc.s[sc.i] == c
+}
+
+// nextParam moves past the ';' that starts a parameter and reports whether
+// there was one. Unlike RFC 9651 it tolerates whitespace before the ';'.
+func (sc *hdrSFScanner) nextParam() bool {
+	save := sc.i
+	sc.skipOWS()
+	if !sc.peek(';') {
+		sc.i = save
+		return false
+	}
+	sc.i++
+	sc.skipOWS()
+	return true
+}
+
+func (sc *hdrSFScanner) skipOWS() {
+	for sc.peek(' ') || sc.peek('\t') {
+		sc.i++
+	}
+}
+
+// skipWhile advances past bytes satisfying f and returns how many it skipped.
+func (sc *hdrSFScanner) skipWhile(f func(byte) bool) int {
+	start := sc.i
+	for sc.i < len(sc.s) && f(sc.s[sc.i]) {
+		sc.i++
+	}
+	return sc.i - start
+}
+
+// key scans a parameter key: lcalpha or "*", then lcalpha, digits, "_",
+// "-", "." or "*".
+func (sc *hdrSFScanner) key() (string, bool) {
+	start := sc.i
+	if sc.i == len(sc.s) || !(hdrIsLower(sc.s[sc.i]) || sc.s[sc.i] == '*') {
+		return "", false
+	}
+	sc.skipWhile(hdrIsKeyChar)
+	return sc.s[start:sc.i], true
+}
+
+// bareItem scans an item and returns its kind and text (for strings, the
+// still-escaped text between the quotes).
+func (sc *hdrSFScanner) bareItem() (hdrSFKind, string, bool) {
+	if sc.i == len(sc.s) {
+		return hdrSFNone, "", false
+	}
+	start := sc.i
+	switch c := sc.s[sc.i]; {
+	case c == '"':
+		text, ok := sc.quoted(true)
+		return hdrSFString, text, ok
+	case hdrIsAlpha(c) || c == '*':
+		sc.skipWhile(hdrIsTokenChar)
+		return hdrSFToken, sc.s[start:sc.i], true
+	case c == '-' || hdrIsDigit(c):
+		ok := sc.number()
+		return hdrSFOther, sc.s[start:sc.i], ok
+	case c == '?':
+		sc.i++
+		if !sc.peek('0') && !sc.peek('1') {
+			return hdrSFNone, "", false
+		}
+		sc.i++
+		return hdrSFOther, sc.s[start:sc.i], true
+	case c == ':':
+		sc.i++
+		sc.skipWhile(hdrIsBase64Char)
+		if !sc.peek(':') {
+			return hdrSFNone, "", false
+		}
+		sc.i++
+		return hdrSFOther, sc.s[start:sc.i], true
+	case c == '@': // date
+		sc.i++
+		ok := sc.number()
+		return hdrSFOther, sc.s[start:sc.i], ok
+	case c == '%': // display string
+		sc.i++
+		if !sc.peek('"') {
+			return hdrSFNone, "", false
+		}
+		_, ok := sc.quoted(false)
+		return hdrSFOther, sc.s[start:sc.i], ok
+	}
+	return hdrSFNone, "", false
+}
+
+// number scans an integer or decimal: optional "-", digits, optional
+// fraction.
+func (sc *hdrSFScanner) number() bool {
+	if sc.peek('-') {
+		sc.i++
+	}
+	if sc.skipWhile(hdrIsDigit) == 0 {
+		return false
+	}
+	if sc.peek('.') {
+		sc.i++
+		if sc.skipWhile(hdrIsDigit) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// quoted scans a quoted string starting at the opening quote and returns
+// the text between the quotes. Backslash escapes (\" and \\) are allowed
+// only if escapes is true.
+func (sc *hdrSFScanner) quoted(escapes bool) (string, bool) {
+	sc.i++ // opening quote
+	start := sc.i
+	for sc.i < len(sc.s) {
+		switch c := sc.s[sc.i]; {
+		case c == '"':
+			text := sc.s[start:sc.i]
+			sc.i++
+			return text, true
+		case c == '\\' && escapes:
+			if sc.i+1 == len(sc.s) || (sc.s[sc.i+1] != '"' && sc.s[sc.i+1] != '\\') {
+				return "", false
+			}
+			sc.i += 2
+		case c < 0x20 || c > 0x7e:
+			return "", false
+		default:
+			sc.i++
+		}
+	}
+	return "", false
+}
+
+// hdrSFParam returns the raw value of the parameter key in params (a
+// well-formed parameter text as found in hdrSFMember.params). As RFC 9651
+// requires, the last occurrence wins. A key without a value yields "".
+func hdrSFParam(params, key string) (value string, ok bool) {
+	sc := hdrSFScanner{s: params}
+	for sc.nextParam() {
+		k, _ := sc.key()
+		v := ""
+		if sc.peek('=') {
+			sc.i++
+			_, v, _ = sc.bareItem()
+		}
+		if k == key {
+			value, ok = v, true
+		}
+	}
+	return value, ok
+}
+
+func hdrIsLower(c byte) bool { return 'a' <= c && c <= 'z' }
+
+func hdrIsAlpha(c byte) bool { return hdrIsLower(c) || ('A' <= c && c <= 'Z') }
+
+func hdrIsKeyChar(c byte) bool {
+	return hdrIsLower(c) || hdrIsDigit(c) || c == '_' || c == '-' || c == '.' || c == '*'
+}
+
+// hdrIsTokenChar reports whether c may continue an sf-token: tchar, ":" or "/".
+func hdrIsTokenChar(c byte) bool {
+	return hdrIsAlpha(c) || hdrIsDigit(c) || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
+}
+
+func hdrIsBase64Char(c byte) bool {
+	return hdrIsAlpha(c) || hdrIsDigit(c) || c == '+' || c == '/' || c == '='
+}

@@ -1,0 +1,182 @@
+package polite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+	"time"
+)
+
+// RetryPolicy decides whether the outcome of one attempt is worth another: resp is the attempt's
+// response, or nil when it ended in err. req is the caller's request. A policy must not read or close
+// resp.Body, and must be safe for concurrent use. The timing of the retry is not the policy's business:
+// the retry layer takes it from the server (Retry-After, the reset) or from the backoff.
+type RetryPolicy func(req *http.Request, resp *http.Response, err error) bool
+
+// DefaultRetryPolicy is the contract's retry table:
+//   - 429: retry, whatever the method (the server did not process the request);
+//   - 503: retry an idempotent request; any other only when the response carries Retry-After (the server
+//     is shedding load and says when to come back);
+//   - 500, 502, 504 and connection errors: retry only idempotent requests;
+//   - anything else, including a cancelled or expired context: do not retry.
+//
+// A request is idempotent when its method is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or when it
+// carries an Idempotency-Key header.
+func DefaultRetryPolicy(req *http.Request, resp *http.Response, err error) bool {
+	if err != nil {
+		return isIdempotent(req) && retryableError(err)
+	}
+	switch resp.StatusCode {
+	case http.StatusTooManyRequests:
+		return true
+	case http.StatusServiceUnavailable:
+		if isIdempotent(req) {
+			return true
+		}
+		_, ok := resp.Header["Retry-After"]
+		return ok
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return isIdempotent(req)
+	}
+	return false
+}
+
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	return ok
+}
+
+// retryableError reports whether err is a failure of the connection, which a new attempt may not meet.
+// Errors of the caller (context), of this package's layers and of TLS verification are not.
+func retryableError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrRateLimited) || errors.Is(err, ErrTooManyRedirects) || errors.Is(err, ErrInsecureRedirect) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+}
+
+// Retry returns the retry layer. Each attempt whose outcome the policy ([WithRetryPolicy], default
+// [DefaultRetryPolicy]) calls retryable is tried again after the server's Retry-After plus one second (or
+// its rate-limit reset, on a 429), or after the backoff's interval ([WithBackoff], default
+// [DefaultBackoff]) when the server gives no time; up to [WithMaxAttempts] attempts in all.
+//
+// A retry is not made — the attempt's response goes back to the caller with a nil error, or its error —
+// when the attempts are used up, when the wait would exceed [WithMaxWait] or end after the request's
+// deadline, or when the request has a body that cannot be replayed (no GetBody). A replayed body comes
+// from GetBody on a clone; the caller's request is never modified. Each response it discards is drained
+// (at most 64 KiB) and closed, so its connection is reused. Of opts it uses the options named here and
+// [WithHook] and [WithLogger]. The layer is safe for concurrent use.
+func Retry(opts ...Option) Middleware { return newConfig(opts).retry }
+
+func (c *config) retry(next http.RoundTripper) http.RoundTripper {
+	return &retryLayer{next: next, cfg: c}
+}
+
+type retryLayer struct {
+	next http.RoundTripper
+	cfg  *config
+}
+
+var _ http.RoundTripper = (*retryLayer)(nil)
+
+func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if optOutsOf(ctx)&(noRetry|bypass) != 0 || l.cfg.maxAttempts == 1 {
+		return l.next.RoundTrip(req)
+	}
+	bo := lazyBackoff{ctx: ctx, factory: l.cfg.newBackoff}
+	attempt := req
+	for n := 1; ; n++ {
+		resp, err := l.next.RoundTrip(attempt)
+		if !l.cfg.policy(req, resp, err) || ctx.Err() != nil {
+			return resp, err
+		}
+		ev := Event{Kind: EventRetry, Request: req, Attempt: n, Err: err}
+		if resp != nil {
+			ev.StatusCode = resp.StatusCode
+		}
+		wait, reason := l.plan(ctx, req, resp, n, &bo)
+		var again *http.Request
+		if reason == "" {
+			if again, err = replay(req); err != nil {
+				reason = "body replay failed: " + err.Error()
+			}
+		}
+		if reason != "" {
+			ev.Kind, ev.Reason = EventGiveUp, reason
+			l.cfg.emit(ctx, ev)
+			return resp, ev.Err
+		}
+		ev.Wait, ev.Reason = wait, "retrying"
+		l.cfg.emit(ctx, ev)
+		if resp != nil {
+			drainClose(resp.Body)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			closeBody(again)
+			return nil, err
+		}
+		attempt = again
+	}
+}
+
+// plan returns how long to wait before attempt n+1, or why there is to be none.
+func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, n int, bo *lazyBackoff) (time.Duration, string) {
+	if n >= l.cfg.maxAttempts {
+		return 0, fmt.Sprintf("%d attempts made", n)
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return 0, "request body cannot be replayed"
+	}
+	now := time.Now()
+	wait, why, ok := retryDelay(resp, now, bo)
+	if !ok {
+		return 0, why
+	}
+	if wait > l.cfg.maxWait {
+		return 0, fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
+	}
+	if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
+		return 0, fmt.Sprintf("wait of %v (%s) would outlast the deadline", wait, why)
+	}
+	return wait, ""
+}
+
+// replay returns a clone of req for another attempt, with a fresh body from GetBody.
+func replay(req *http.Request) (*http.Request, error) {
+	r := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		r.Body = body
+	}
+	return r, nil
+}
+
+// sleep waits for d or until ctx is done, whichever comes first.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

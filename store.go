@@ -1,0 +1,49 @@
+package polite
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps a [Throttle]'s learned quota state: for each bucket, what the server last said remains, when
+// the window resets, and how many requests are in flight. The in-process default is [NewMemoryStore];
+// a fleet of processes can share one quota through a Store backed by a shared database.
+//
+// A bucket is an opaque name chosen by the Throttle. Implementations must be safe for concurrent use.
+// An error from a Store never fails a request: the Throttle lets the request go and logs the error.
+type Store interface {
+	// Take asks for one request slot in bucket at now. When the verdict is OK the slot is held until
+	// Done is called for it.
+	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
+	// Done records what the response to a request of bucket said, and gives back the request's slot
+	// when o.Took is set.
+	Done(ctx context.Context, bucket string, o Observation) error
+}
+
+// Verdict is a Store's answer to Take.
+type Verdict struct {
+	// OK means the request may be sent now; a slot is held for it.
+	OK bool
+	// RetryAt, when OK is false, is the earliest time at which Take can succeed. Zero means the store
+	// cannot tell: the slot frees when a request in flight finishes.
+	RetryAt time.Time
+	// Wake, if not nil, is closed when the bucket's state changes, so a waiter can ask again before
+	// RetryAt. A Store that cannot notify leaves it nil and the Throttle polls.
+	Wake <-chan struct{}
+	// Reason says why the request must wait, for hooks and logs, e.g. "quota spent until reset".
+	Reason string
+}
+
+// Observation is what one response told a Throttle about a bucket.
+type Observation struct {
+	// Now is when the response arrived.
+	Now time.Time
+	// Took reports that the request held a slot from Take, which Done gives back.
+	Took bool
+	// RateLimit is what the response's rate-limit headers said; valid when HasRateLimit is set.
+	RateLimit    RateLimit
+	HasRateLimit bool
+	// RetryAt, if not zero, is the time before which the server asked for no further request
+	// (a 429 or 503 with Retry-After, plus one second).
+	RetryAt time.Time
+}

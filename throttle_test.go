@@ -1,0 +1,346 @@
+package polite
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fixedWindow is a fake API with a fixed-window quota, answering on the synctest clock after latency.
+// It counts, per window, what it accepted and what it refused.
+type fixedWindow struct {
+	limit   int
+	window  time.Duration
+	latency time.Duration
+	start   time.Time
+
+	mu       sync.Mutex
+	used     map[int]int // window index → accepted requests
+	refused  int
+	arrivals []time.Duration
+}
+
+func newFixedWindow(limit int, window, latency time.Duration) *fixedWindow {
+	return &fixedWindow{limit: limit, window: window, latency: latency, start: time.Now(), used: map[int]int{}}
+}
+
+func (f *fixedWindow) RoundTrip(req *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	now := time.Since(f.start)
+	f.arrivals = append(f.arrivals, now)
+	w := int(now / f.window)
+	reset := f.window*time.Duration(w+1) - now
+	status := 200
+	if f.used[w] >= f.limit {
+		status = 429
+		f.refused++
+	} else {
+		f.used[w]++
+	}
+	remaining := f.limit - f.used[w]
+	f.mu.Unlock()
+	time.Sleep(f.latency)
+	secs := strconv.Itoa(int((reset + time.Second - 1) / time.Second))
+	kv := []string{"Ratelimit-Limit", strconv.Itoa(f.limit), "Ratelimit-Remaining", strconv.Itoa(remaining), "Ratelimit-Reset", secs}
+	if status == 429 {
+		kv = append(kv, "Retry-After", secs)
+	}
+	return response(req, status, "", kv...), nil
+}
+
+func (f *fixedWindow) stats() (refused int, arrivals []time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refused, append([]time.Duration(nil), f.arrivals...)
+}
+
+func get(t *testing.T, rt http.RoundTripper, ctx context.Context) (int, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://api.test/x", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestThrottleNoHeadersNoWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) { return response(r, 200, "ok"), nil })
+		rt := Chain(base, Throttled(NewThrottle(nil)))
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() { get(t, rt, context.Background()) })
+		}
+		wg.Wait()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("requests took %v, want no wait without rate-limit headers", d)
+		}
+	})
+}
+
+func TestThrottleHoldsUntilReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(3, 10*time.Second, 0)
+		var events []Event
+		rt := Chain(srv, Throttled(NewThrottle(nil), WithHook(func(e Event) { events = append(events, e) })))
+		for range 5 {
+			if code, err := get(t, rt, context.Background()); code != 200 {
+				t.Fatalf("status %d, err %v", code, err)
+			}
+		}
+		refused, arrivals := srv.stats()
+		if refused != 0 {
+			t.Errorf("server refused %d requests, want 0", refused)
+		}
+		want := []time.Duration{0, 0, 0, 10 * time.Second, 10 * time.Second}
+		if diff := cmp.Diff(want, arrivals); diff != "" {
+			t.Errorf("arrivals (-want +got):\n%s", diff)
+		}
+		if len(events) != 1 || events[0].Kind != EventThrottle || events[0].Wait != 10*time.Second {
+			t.Errorf("events = %+v, want one throttle wait of 10s", events)
+		}
+	})
+}
+
+func TestThrottleDeadlineBeforeReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(1, 30*time.Second, 0)
+		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		get(t, rt, context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := get(t, rt, ctx)
+		if !errors.Is(err, ErrRateLimited) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want both ErrRateLimited and context.DeadlineExceeded", err)
+		}
+		var te *ThrottleError
+		if !errors.As(err, &te) || te.Wait != 30*time.Second {
+			t.Errorf("err = %#v, want a *ThrottleError with Wait 30s", err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("failed after %v, want at once", d)
+		}
+		if _, arrivals := srv.stats(); len(arrivals) != 1 {
+			t.Errorf("server saw %d requests, want 1 (the second never sent)", len(arrivals))
+		}
+	})
+}
+
+func TestThrottleWaitAboveMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(1, 10*time.Minute, 0)
+		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		get(t, rt, context.Background())
+		_, err := get(t, rt, context.Background())
+		var te *ThrottleError
+		if !errors.As(err, &te) || !errors.Is(err, ErrRateLimited) || te.Err != nil {
+			t.Errorf("err = %v, want a *ThrottleError matching ErrRateLimited with no context error", err)
+		}
+	})
+}
+
+func TestThrottleCancelEndsWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(1, 30*time.Second, 0)
+		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		get(t, rt, context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			time.Sleep(3 * time.Second)
+			cancel()
+		}()
+		start := time.Now()
+		_, err := get(t, rt, ctx)
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrRateLimited) {
+			t.Errorf("err = %v, want context.Canceled and ErrRateLimited", err)
+		}
+		if d := time.Since(start); d != 3*time.Second {
+			t.Errorf("returned after %v, want 3s", d)
+		}
+	})
+}
+
+func TestThrottleConcurrentNeverOverdraws(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(10, 10*time.Second, 200*time.Millisecond)
+		rt := Chain(srv, Throttled(NewThrottle(nil), WithMaxWait(time.Hour)))
+		get(t, rt, context.Background()) // teaches the throttle the quota
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() { get(t, rt, context.Background()) })
+		}
+		wg.Wait()
+		refused, arrivals := srv.stats()
+		if refused != 0 {
+			t.Errorf("server refused %d of %d requests, want 0", refused, len(arrivals))
+		}
+	})
+}
+
+func TestThrottleProbesAfterReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(5, 10*time.Second, 100*time.Millisecond)
+		rt := Chain(srv, Throttled(NewThrottle(nil), WithMaxWait(time.Hour)))
+		for range 5 {
+			get(t, rt, context.Background())
+		}
+		// The quota is spent until 10s. Twenty waiters queue up.
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() { get(t, rt, context.Background()) })
+		}
+		wg.Wait()
+		refused, arrivals := srv.stats()
+		if refused != 0 {
+			t.Errorf("server refused %d requests, want 0", refused)
+		}
+		// The first answer (at 0.1s) said the window resets in 10s: at 10.1s one request goes first, and
+		// the other four of the window wait for its answer, 0.1s later.
+		ms := time.Millisecond
+		want := []time.Duration{10100 * ms, 10200 * ms, 10200 * ms, 10200 * ms, 10200 * ms}
+		if diff := cmp.Diff(want, arrivals[5:10]); diff != "" {
+			t.Errorf("arrivals after the reset (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestThrottleOptOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(1, 30*time.Second, 0)
+		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		get(t, rt, context.Background())
+		code, err := get(t, rt, WithoutThrottle(context.Background()))
+		if err != nil || code != 429 {
+			t.Errorf("got %d, %v; want the server's own 429, sent without waiting", code, err)
+		}
+	})
+}
+
+func TestThrottleSharedBetweenTransports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := newFixedWindow(2, 10*time.Second, 0)
+		th := NewThrottle(nil)
+		a := New(srv, WithThrottle(th))
+		b := New(srv, WithThrottle(th))
+		get(t, a, context.Background())
+		get(t, b, context.Background())
+		start := time.Now()
+		get(t, a, context.Background())
+		if d := time.Since(start); d != 10*time.Second {
+			t.Errorf("third request waited %v, want 10s: the two transports share one quota", d)
+		}
+		if refused, _ := srv.stats(); refused != 0 {
+			t.Errorf("server refused %d, want 0", refused)
+		}
+	})
+}
+
+func TestThrottleRetryAfterHoldsKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := newScript(outcome{status: 429, kv: []string{"Retry-After", "5"}}, outcome{status: 200})
+		rt := Chain(base, Throttled(NewThrottle(nil)))
+		get(t, rt, context.Background())
+		get(t, rt, context.Background())
+		if diff := cmp.Diff([]time.Duration{0, 6 * time.Second}, base.times()); diff != "" {
+			t.Errorf("arrivals (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestMemoryStoreLearning(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	rl := func(limit, remaining int, reset time.Time) Observation {
+		return Observation{Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
+	}
+	ctx := context.Background()
+
+	t.Run("out of order responses keep the lowest remaining", func(t *testing.T) {
+		s := NewMemoryStore()
+		for range 3 {
+			s.Take(ctx, "k", at(0))
+		}
+		for _, rem := range []int{7, 9, 8} { // 9 arrives late
+			o := rl(10, rem, at(60))
+			o.Now = at(1)
+			s.Done(ctx, "k", o)
+		}
+		var ok int
+		for range 10 {
+			if v, _ := s.Take(ctx, "k", at(2)); v.OK {
+				ok++
+			}
+		}
+		if ok != 7 {
+			t.Errorf("%d slots, want 7", ok)
+		}
+	})
+	t.Run("a response from an earlier window changes nothing", func(t *testing.T) {
+		s := NewMemoryStore()
+		s.Take(ctx, "k", at(0))
+		s.Take(ctx, "k", at(0))
+		o := rl(10, 1, at(120))
+		o.Now = at(61)
+		s.Done(ctx, "k", o)
+		o = rl(10, 9, at(60)) // overtaken
+		o.Now = at(61)
+		s.Done(ctx, "k", o)
+		if v, _ := s.Take(ctx, "k", at(61)); !v.OK {
+			t.Fatal("first slot refused")
+		}
+		if v, _ := s.Take(ctx, "k", at(61)); v.OK || !v.RetryAt.Equal(at(120)) {
+			t.Errorf("second take = %+v, want a wait until 120s", v)
+		}
+	})
+	t.Run("sliding window is detected and paced", func(t *testing.T) {
+		s := NewMemoryStore()
+		s.Take(ctx, "k", at(0))
+		o := rl(10, 0, at(10))
+		o.Now = at(0)
+		s.Done(ctx, "k", o)
+		if v, _ := s.Take(ctx, "k", at(5)); v.OK || !v.RetryAt.Equal(at(10)) {
+			t.Fatalf("take during spent window = %+v, want wait until 10s", v)
+		}
+		v, _ := s.Take(ctx, "k", at(10)) // the probe
+		if !v.OK {
+			t.Fatal("probe refused")
+		}
+		o = rl(10, 1, at(20)) // a fixed window would say 9
+		o.Now = at(10)
+		s.Done(ctx, "k", o)
+		// Window learned (10s from the reset spacing): paced at 0.9 × 10/10s, one per 1.11s.
+		var got []bool
+		for _, sec := range []float64{10, 10.5, 11.2, 11.5, 12.4} {
+			v, _ := s.Take(ctx, "k", at(sec))
+			got = append(got, v.OK)
+		}
+		if diff := cmp.Diff([]bool{true, false, true, false, true}, got); diff != "" {
+			t.Errorf("paced takes (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a refusal stops the pacing", func(t *testing.T) {
+		s := NewMemoryStore()
+		b := s.get("k")
+		b.known, b.limit, b.window = true, 10, 10*time.Second
+		b.setSliding(true)
+		s.Take(ctx, "k", at(0))
+		s.Done(ctx, "k", Observation{Took: true, Now: at(0), RetryAt: at(3), HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: at(8)}})
+		if v, _ := s.Take(ctx, "k", at(1)); v.OK || !v.RetryAt.Equal(at(3)) {
+			t.Errorf("take = %+v, want a wait until 3s", v)
+		}
+		if v, _ := s.Take(ctx, "k", at(4)); v.OK || !v.RetryAt.Equal(at(8)) {
+			t.Errorf("take = %+v, want a wait until the reset at 8s", v)
+		}
+	})
+}
