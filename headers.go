@@ -102,7 +102,10 @@ const (
 // In dialects 1 and 2 a reset is an HTTP-date (any format accepted by
 // [http.ParseTime]) or a number of seconds, with an optional decimal
 // fraction: values of at least 1e9 are Unix times, smaller ones are delays
-// from now. Signs, exponents, NaN and Inf are rejected.
+// from now. A smaller value that is too long a delay to trust (over 24
+// hours) but a Unix time within 24 hours of now is read as a Unix time;
+// this only matters when now is before September 2001, as under
+// testing/synctest. Signs, exponents, NaN and Inf are rejected.
 //
 // Each dialect needs a remaining count to be usable; limit and reset are
 // optional. Values that are empty, malformed, negative or larger than
@@ -300,11 +303,7 @@ func hdrParseReset(s string, now time.Time) (time.Time, bool) {
 		if !ok {
 			return time.Time{}, false
 		}
-		if sec >= hdrEpochThreshold {
-			t = time.Unix(sec, nsec).In(now.Location())
-		} else {
-			t = now.Add(time.Duration(sec)*time.Second + time.Duration(nsec))
-		}
+		t = hdrNumericReset(sec, nsec, now)
 	} else {
 		var err error
 		if t, err = http.ParseTime(s); err != nil {
@@ -313,6 +312,30 @@ func hdrParseReset(s string, now time.Time) (time.Time, bool) {
 		t = t.In(now.Location())
 	}
 	return hdrTrustedReset(t, now)
+}
+
+// hdrNumericReset interprets a numeric reset: a Unix time if sec is at
+// least hdrEpochThreshold, else a delay from now. A delay too long to be
+// trusted is read as a Unix time instead when that is within a day of now,
+// which happens when now itself is before 2001-09-09 (as under
+// testing/synctest, whose clock starts in 2000).
+func hdrNumericReset(sec, nsec int64, now time.Time) time.Time {
+	epoch := time.Unix(sec, nsec).In(now.Location())
+	if sec >= hdrEpochThreshold {
+		return epoch
+	}
+	delay := now.Add(time.Duration(sec)*time.Second + time.Duration(nsec))
+	if _, trusted := hdrTrustedReset(delay, now); !trusted && hdrWithinADay(epoch, now) {
+		return epoch
+	}
+	return delay
+}
+
+// hdrWithinADay reports whether t is at most hdrMaxResetAhead away from now,
+// in either direction.
+func hdrWithinADay(t, now time.Time) bool {
+	d := t.Sub(now)
+	return -hdrMaxResetAhead <= d && d <= hdrMaxResetAhead
 }
 
 // hdrParseDecimalDelay parses a reset given as seconds from now, with an

@@ -1,0 +1,98 @@
+package polite
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/politehttp/polite/politetest"
+)
+
+// latency delays every request by d before the base sees it, so that simulated time passes per request.
+func latency(d time.Duration, base http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		time.Sleep(d)
+		return base.RoundTrip(r)
+	})
+}
+
+// hammer runs workers sending GETs through rt for d of simulated time and counts the 2xx they got.
+func hammer(t *testing.T, rt http.RoundTripper, url string, workers int, d time.Duration) int64 {
+	t.Helper()
+	var ok atomic.Int64
+	client := &http.Client{Transport: rt}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for time.Since(start) < d {
+				resp, err := client.Get(url)
+				if err != nil {
+					continue
+				}
+				if resp.StatusCode/100 == 2 {
+					ok.Add(1)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	return ok.Load()
+}
+
+// TestThrottleAgainstSlidingWindow hammers a sliding-window limiter (the counter scheme of
+// go-chi/httprate) with 16 workers: at most a few percent of the requests the server sees may be refused,
+// and most of the quota is used.
+func TestThrottleAgainstSlidingWindow(t *testing.T) {
+	for _, dialect := range []politetest.Dialect{politetest.Contract, politetest.IETFDelta, politetest.Structured, politetest.GitHub} {
+		t.Run(dialect.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const limit, window, run = 100, 10 * time.Second, 5 * time.Minute
+				srv := politetest.NewUnstartedServer(politetest.WithQuota(limit, window), politetest.WithSliding(), politetest.WithDialect(dialect))
+				defer srv.Close()
+				rt := New(latency(20*time.Millisecond, srv.Client().Transport))
+				got := hammer(t, rt, "http://api.test/items", 16, run)
+				st := srv.Stats()
+				refused := float64(st.TooManyRequests) / float64(st.Total)
+				quota := float64(limit) * (run.Seconds()/window.Seconds() + 1)
+				used := float64(got) / quota
+				t.Logf("%s: %d sent, %d refused (%.1f%%), %d succeeded = %.0f%% of the quota", dialect, st.Total, st.TooManyRequests, 100*refused, got, 100*used)
+				if refused > 0.03 {
+					t.Errorf("%.1f%% of requests refused, want at most 3%%", 100*refused)
+				}
+				if used < 0.75 {
+					t.Errorf("%.0f%% of the quota used, want at least 75%%", 100*used)
+				}
+			})
+		})
+	}
+}
+
+// TestThrottleAgainstFixedWindow does the same against a fixed window: nothing refused, nearly all used.
+func TestThrottleAgainstFixedWindow(t *testing.T) {
+	for _, dialect := range []politetest.Dialect{politetest.Contract, politetest.IETFDelta, politetest.Structured, politetest.GitHub} {
+		t.Run(dialect.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const limit, window, run = 100, 10 * time.Second, 5 * time.Minute
+				srv := politetest.NewUnstartedServer(politetest.WithQuota(limit, window), politetest.WithDialect(dialect))
+				defer srv.Close()
+				rt := New(latency(20*time.Millisecond, srv.Client().Transport))
+				got := hammer(t, rt, "http://api.test/items", 16, run)
+				st := srv.Stats()
+				quota := float64(limit) * (run.Seconds()/window.Seconds() + 1)
+				used := float64(got) / quota
+				t.Logf("%s: %d sent, %d refused, %d succeeded = %.0f%% of the quota", dialect, st.Total, st.TooManyRequests, got, 100*used)
+				if st.TooManyRequests > 2 {
+					t.Errorf("%d requests refused, want at most 2", st.TooManyRequests)
+				}
+				if used < 0.9 {
+					t.Errorf("%.0f%% of the quota used, want at least 90%%", 100*used)
+				}
+			})
+		})
+	}
+}
