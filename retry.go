@@ -73,10 +73,11 @@ func retryableError(err error) bool {
 //
 // A retry is not made — the attempt's response goes back to the caller with a nil error, or its error —
 // when the attempts are used up, when the wait would exceed [WithMaxWait] or end after the request's
-// deadline, or when the request has a body that cannot be replayed (no GetBody). A replayed body comes
-// from GetBody on a clone; the caller's request is never modified. Each response it discards is drained
-// (at most 64 KiB) and closed, so its connection is reused. Of opts it uses the options named here and
-// [WithHook] and [WithLogger]. The layer is safe for concurrent use.
+// deadline, when the request has a body that cannot be replayed (no GetBody), or when the key's
+// [RetryBudget] is spent ([WithRetryBudget]; on by default; 429s, which the server did not process, are
+// exempt). A replayed body comes from GetBody on a clone; the caller's request is never modified. Each
+// response it discards is drained (at most 64 KiB) and closed, so its connection is reused. Of opts it uses the options named here and
+// [WithKey], [WithHook] and [WithLogger]. The layer is safe for concurrent use.
 func Retry(opts ...Option) Middleware { return newConfig(opts).retry }
 
 func (c *config) retry(next http.RoundTripper) http.RoundTripper {
@@ -100,6 +101,9 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	for n := 1; ; n++ {
 		resp, err := l.next.RoundTrip(attempt)
 		if !l.cfg.policy(req, resp, err) || ctx.Err() != nil {
+			if l.cfg.budget != nil && err == nil {
+				l.cfg.budget.credit(l.cfg.key(req))
+			}
 			return resp, err
 		}
 		ev := Event{Kind: EventRetry, Request: req, Attempt: n, Err: err}
@@ -149,6 +153,10 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	}
 	if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
 		return 0, fmt.Sprintf("wait of %v (%s) would outlast the deadline", wait, why)
+	}
+	// A 429 was not processed and the server said when to come back: it costs the server nothing.
+	if l.cfg.budget != nil && (resp == nil || resp.StatusCode != http.StatusTooManyRequests) && !l.cfg.budget.withdraw(l.cfg.key(req), now) {
+		return 0, "retry budget spent"
 	}
 	return wait, ""
 }

@@ -85,6 +85,8 @@ type config struct {
 	policy            RetryPolicy
 	throttle          *Throttle
 	throttleOff       bool
+	budget            *RetryBudget
+	budgetOff         bool
 	key               func(*http.Request) string
 	hook              func(Event)
 	logger            *slog.Logger
@@ -111,6 +113,9 @@ func newConfig(opts []Option) *config {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.budget == nil && !c.budgetOff {
+		c.budget = NewRetryBudget(DefaultBudgetCapacity, DefaultBudgetRefund, DefaultBudgetMinPerSecond)
 	}
 	return c
 }
@@ -207,7 +212,25 @@ func WithoutThrottling() Option {
 	return func(c *config) { c.throttle, c.throttleOff = nil, true }
 }
 
-// WithKey sets how requests map to throttle keys, one quota each (default [HostKey]). Key by the API
+// WithRetryBudget makes the retry layer spend retries from b, which may be shared with other Transports
+// (default: a budget of its own with [DefaultBudgetCapacity], [DefaultBudgetRefund] and
+// [DefaultBudgetMinPerSecond]). nil is refused; use [WithoutRetryBudget] to turn it off.
+func WithRetryBudget(b *RetryBudget) Option {
+	return func(c *config) {
+		if b == nil {
+			refuse("WithRetryBudget", "nil *RetryBudget (use WithoutRetryBudget to turn it off)")
+		}
+		c.budget, c.budgetOff = b, false
+	}
+}
+
+// WithoutRetryBudget lets every retryable outcome be retried up to the attempt limit (default: the
+// budget is on).
+func WithoutRetryBudget() Option {
+	return func(c *config) { c.budget, c.budgetOff = nil, true }
+}
+
+// WithKey sets how requests map to keys, one quota and one retry budget each (default [HostKey]). Key by the API
 // credential when one host serves several, e.g. func(r *http.Request) string { return
 // r.Header.Get("X-Api-Key") }. The function must be safe for concurrent use and should not allocate
 // on the hot path. nil is refused.
