@@ -46,12 +46,18 @@ func (l *lazyBackoff) next() time.Duration {
 }
 
 // retryDelay returns how long to wait before the next attempt after resp (nil when the attempt ended in
-// an error): the server's word when it gives one (see serverRetryAt), else the backoff's next interval.
+// an error): the server's word when it gives one — Retry-After plus one second on any status, or the
+// rate-limit reset on a 429 — else the backoff's next interval.
 // It returns false when the backoff gives up.
 func retryDelay(resp *http.Response, now time.Time, bo *lazyBackoff) (time.Duration, string, bool) {
 	if resp != nil {
-		if at := serverRetryAt(resp, now); !at.IsZero() {
-			return max(at.Sub(now), 0), "server asked to retry later", true
+		if d, ok := ParseRetryAfter(resp.Header, now); ok {
+			return d + retryAfterSlack, "Retry-After", true
+		}
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if rl, ok := ParseRateLimit(resp.Header, now); ok && rl.Reset.After(now) {
+				return rl.Reset.Sub(now), "rate-limit reset", true
+			}
 		}
 	}
 	d := bo.next()

@@ -35,7 +35,7 @@ type RetryBudget struct {
 
 type keyBudget struct {
 	milli atomic.Int64
-	floor *rate.Limiter
+	floor *rate.Limiter // nil when there is no floor
 }
 
 // Default retry budget, see [RetryBudget].
@@ -70,7 +70,10 @@ func (b *RetryBudget) key(k string) *keyBudget {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if kb = b.keys[k]; kb == nil {
-		kb = &keyBudget{floor: rate.NewLimiter(rate.Limit(b.floor), max(1, int(math.Ceil(b.floor))))}
+		kb = &keyBudget{}
+		if b.floor > 0 {
+			kb.floor = rate.NewLimiter(rate.Limit(b.floor), max(1, int(math.Ceil(b.floor))))
+		}
 		kb.milli.Store(b.capacity)
 		b.keys[k] = kb
 	}
@@ -94,7 +97,7 @@ func (b *RetryBudget) withdraw(k string, now time.Time) bool {
 	for {
 		m := kb.milli.Load()
 		if m < 1000 {
-			return kb.floor.AllowN(now, 1)
+			return kb.floor != nil && kb.floor.AllowN(now, 1)
 		}
 		if kb.milli.CompareAndSwap(m, m-1000) {
 			return true

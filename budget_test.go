@@ -110,6 +110,17 @@ func equalBools(a, b []bool) bool {
 	return true
 }
 
+func TestRetryBudgetWithoutFloor(t *testing.T) {
+	b := NewRetryBudget(1, 0.1, 0)
+	now := time.Now()
+	if !b.withdraw("k", now) {
+		t.Fatal("the one token was refused")
+	}
+	if b.withdraw("k", now) || b.withdraw("k", now.Add(time.Hour)) {
+		t.Error("a retry beyond the tokens with no floor")
+	}
+}
+
 func TestRetryBudget429Exempt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := newScript(outcome{status: 429, kv: []string{"Retry-After", "1"}}, outcome{status: 429, kv: []string{"Retry-After", "1"}}, outcome{status: 200})

@@ -37,8 +37,8 @@ type Event struct {
 	Kind EventKind
 	// Request is the request as the layer saw it. Hooks must not modify it.
 	Request *http.Request
-	// Attempt is the 1-based number of the attempt that just ended (EventRetry, EventGiveUp) or that is
-	// about to be sent (EventThrottle).
+	// Attempt is the 1-based number of the attempt that just ended (EventRetry, EventGiveUp); 0 for
+	// EventThrottle, since the throttle does not know which attempt it holds.
 	Attempt int
 	// StatusCode is the status of the attempt that ended, or 0 when it ended in an error or was not sent.
 	StatusCode int

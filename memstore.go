@@ -8,32 +8,64 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// MemoryStore is the in-process [Store]: the default state of a [Throttle]. The zero value is not usable;
-// call [NewMemoryStore]. It is safe for concurrent use.
+// MemoryStore is the in-process [Store]: the default state of a [Throttle]. It keeps at most a fixed
+// number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
+// dropped first, then the idle ones least recently used. It is safe for concurrent use.
 type MemoryStore struct {
+	max     int
 	mu      sync.RWMutex
 	buckets map[string]*memBucket
 }
 
 var _ Store = (*MemoryStore)(nil)
 
-// NewMemoryStore returns an empty in-process store.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{buckets: make(map[string]*memBucket)}
+// DefaultMaxBuckets is how many buckets a [MemoryStore] keeps by default.
+const DefaultMaxBuckets = 4096
+
+// NewMemoryStore returns an empty in-process store keeping at most maxBuckets buckets (0 means
+// [DefaultMaxBuckets]; a negative value panics).
+func NewMemoryStore(maxBuckets int) *MemoryStore {
+	if maxBuckets < 0 {
+		refuse("NewMemoryStore", "maxBuckets must be >= 0, got %d", maxBuckets)
+	}
+	if maxBuckets == 0 {
+		maxBuckets = DefaultMaxBuckets
+	}
+	return &MemoryStore{max: maxBuckets, buckets: make(map[string]*memBucket)}
 }
 
 // Take implements [Store]. It never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
-	return s.get(bucket).take(now), nil
+	return s.get(bucket, now).take(now), nil
 }
 
 // Done implements [Store]. It never fails.
-func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) error {
-	s.get(bucket).done(o)
-	return nil
+func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
+	return s.get(bucket, o.Now).done(o), nil
 }
 
-func (s *MemoryStore) get(name string) *memBucket {
+// Snapshot reports what bucket last learned: the limit, the remaining count as the server said it, the
+// reset, and the window. ok is false for a bucket the store does not hold or has not heard of yet.
+func (s *MemoryStore) Snapshot(bucket string) (rl RateLimit, ok bool) {
+	s.mu.RLock()
+	b := s.buckets[bucket]
+	s.mu.RUnlock()
+	if b == nil {
+		return RateLimit{}, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return RateLimit{Limit: b.limit, Remaining: b.remaining, Reset: b.reset, Window: b.window}, b.known
+}
+
+// Len reports how many buckets the store holds.
+func (s *MemoryStore) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.buckets)
+}
+
+func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 	s.mu.RLock()
 	b := s.buckets[name]
 	s.mu.RUnlock()
@@ -43,18 +75,46 @@ func (s *MemoryStore) get(name string) *memBucket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b = s.buckets[name]; b == nil {
+		if len(s.buckets) >= s.max {
+			s.evict(now)
+		}
 		b = &memBucket{}
 		s.buckets[name] = b
 	}
 	return b
 }
 
+// evict drops idle buckets whose reset has passed, and if that frees nothing, the idle bucket least
+// recently used. A bucket with requests in flight or waiters is never dropped. s.mu is held.
+func (s *MemoryStore) evict(now time.Time) {
+	var lru string
+	var lruAt time.Time
+	freed := false
+	for name, b := range s.buckets {
+		b.mu.Lock()
+		idle := b.inflight == 0 && b.wake == nil
+		expired := idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
+		used := b.lastUse
+		b.mu.Unlock()
+		switch {
+		case expired:
+			delete(s.buckets, name)
+			freed = true
+		case idle && (lru == "" || used.Before(lruAt)):
+			lru, lruAt = name, used
+		}
+	}
+	if !freed && lru != "" {
+		delete(s.buckets, lru)
+	}
+}
+
 // sameWindowSlack is how far apart two reported resets may be and still name one window: servers that
 // send the reset as delta-seconds round it, so successive responses disagree by up to a second.
 const sameWindowSlack = time.Second
 
-// slidingPace is the share of limit/window at which a sliding-window bucket is paced once its reported
-// remaining is spent: a little under the rate at which such a server gives quota back.
+// slidingPace is the share of limit/window at which a bucket taken for a sliding window is paced: a
+// little under the rate at which such a server gives quota back.
 const slidingPace = 0.9
 
 // memBucket is one quota as the server described it, plus what this process has in flight against it.
@@ -62,8 +122,8 @@ const slidingPace = 0.9
 // Within a window the budget is remaining − inflight: the server has not counted requests in flight yet.
 // When the window's reset passes the new budget is unknown, so one request goes first (a probe) and its
 // response says how much the new window holds; the rest wait for it instead of stampeding. A server whose
-// first answer after a reset reports less than half its limit refills gradually (a sliding window); such a
-// bucket is paced at a little under limit/window with a token bucket once its remaining is spent.
+// first answer after a reset reports less than half its limit refills gradually (a sliding window): such
+// a bucket is paced at a little under limit/window with a token bucket, until a refusal shows otherwise.
 type memBucket struct {
 	mu        sync.Mutex
 	known     bool      // a response has described this bucket
@@ -76,17 +136,22 @@ type memBucket struct {
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when the state changes; nil until someone waits
+	lastUse   time.Time
 }
 
 func (b *memBucket) take(now time.Time) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.lastUse = now
 	switch {
 	case now.Before(b.blocked):
 		return b.wait(b.blocked, "server asked to retry later")
 	case !b.known:
 		// No headers seen yet: no throttling, but count what is in flight.
 	case b.pace != nil:
+		// A sliding window gives back about limit/window: pacing a little under that rate is never
+		// refused, whatever the last answer said remains. A refusal ends the pacing (see done), so a
+		// fixed window mistaken for a sliding one costs one 429.
 		if !b.pace.AllowN(now, 1) {
 			return b.wait(b.paceTime(now), "pacing a sliding window")
 		}
@@ -119,25 +184,53 @@ func (b *memBucket) wait(until time.Time, reason string) Verdict {
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
 }
 
-func (b *memBucket) done(o Observation) {
+func (b *memBucket) done(o Observation) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if o.Took && b.inflight > 0 {
 		b.inflight--
 	}
-	if o.RetryAt.After(b.blocked) {
-		b.blocked = o.RetryAt
-		b.setSliding(false) // a refused request proves the bucket is not refilling as paced
+	fits := !o.HasRateLimit || b.fits(o.RateLimit, o.Now)
+	if o.Status >= 200 && o.Status < 300 {
+		b.blocked = time.Time{} // the server is answering again: whatever hold it asked for is over
 	}
-	if o.HasRateLimit {
-		b.learn(o.RateLimit, o.Now)
-	} else if o.Took {
+	if fits {
+		if o.RetryAt.After(b.blocked) {
+			b.blocked = o.RetryAt
+			b.setSliding(false) // a refused request proves the bucket is not refilling as paced
+		}
+		if o.HasRateLimit {
+			b.learn(o.RateLimit, o.Now)
+		}
+	}
+	if !o.HasRateLimit && o.Took {
 		b.probing = false // whichever request was the probe, let another find out
 	}
 	if b.wake != nil {
 		close(b.wake)
 		b.wake = nil
 	}
+	return fits
+}
+
+// fits reports whether rl can describe this bucket's counter. While the bucket's window runs, a
+// different limit, or a reset that is not this window's nor a whole number of windows from it, is
+// another counter's. Once the window has passed, anything fits: it is the best word there is.
+func (b *memBucket) fits(rl RateLimit, now time.Time) bool {
+	if !b.known || b.reset.IsZero() || !now.Before(b.reset) {
+		return true
+	}
+	if rl.Limit > 0 && b.limit > 0 && rl.Limit != b.limit {
+		return false
+	}
+	if rl.Reset.IsZero() || b.window <= 0 {
+		return true
+	}
+	off := rl.Reset.Sub(b.reset) % b.window
+	if off < 0 {
+		off += b.window
+	}
+	return off <= sameWindowSlack || b.window-off <= sameWindowSlack
 }
 
 // learn folds one response's rate-limit headers into the bucket.
@@ -145,10 +238,10 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 	if !rl.Reset.IsZero() && !b.reset.IsZero() && rl.Reset.Before(b.reset.Add(-sameWindowSlack)) {
 		return // a response from an earlier window, overtaken by newer ones: nothing to learn
 	}
-	b.known = true
-	if !rl.Reset.After(now) {
-		rl.Reset = time.Time{} // a reset already past says nothing about when the remaining runs out
+	if !rl.Reset.IsZero() && !rl.Reset.After(now) {
+		return // a window already over (a late answer, or a wrong clock): its count says nothing now
 	}
+	b.known = true
 	if rl.Limit > 0 {
 		b.limit = rl.Limit
 	}

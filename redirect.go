@@ -22,7 +22,8 @@ const DefaultMaxRedirects = 5
 // LimitRedirects returns the redirect layer. It sees every hop of a logical request because http.Client
 // sends each redirected request with Request.Response set to the response that caused it; walking that
 // chain counts the hops. The layer refuses:
-//   - hop max+1, and a hop back to a URL already visited in the chain (a loop), with [ErrTooManyRedirects];
+//   - hop max+1, and a hop that repeats an earlier request of the chain (same method, URL and cookies: a
+//     loop), with [ErrTooManyRedirects];
 //   - a hop from https to http, with [ErrInsecureRedirect].
 //
 // On a hop to an origin other than the first request's, it removes the credentialHeaders (default
@@ -87,11 +88,13 @@ func (r *redirectLimiter) check(req *http.Request) error {
 	if hops > r.max {
 		return fmt.Errorf("%w: hop %d exceeds the limit of %d", ErrTooManyRedirects, hops, r.max)
 	}
-	if prev := previous(req); prev.URL.Scheme == "https" && req.URL.Scheme == "http" {
+	if prev := previous(req); prev != nil && prev.URL.Scheme == "https" && req.URL.Scheme == "http" {
 		return fmt.Errorf("%w: %s to %s", ErrInsecureRedirect, redact(prev.URL), redact(req.URL))
 	}
+	// A loop: the same request again. A login flow that comes back to where it started with a new
+	// cookie is not one.
 	for p := previous(req); p != nil; p = previous(p) {
-		if p.Method == req.Method && sameURL(p.URL, req.URL) {
+		if p.Method == req.Method && sameURL(p.URL, req.URL) && p.Header.Get("Cookie") == req.Header.Get("Cookie") {
 			return fmt.Errorf("%w: loop back to %s after %d hops", ErrTooManyRedirects, redact(req.URL), hops)
 		}
 	}

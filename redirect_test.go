@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
@@ -93,6 +94,39 @@ func TestRedirectLoopStopsEarly(t *testing.T) {
 	if n := hits.Load(); n != 2 {
 		t.Errorf("server saw %d requests, want 2: the loop back to /a is refused before it is sent", n)
 	}
+}
+
+func TestRedirectBackToStartWithNewCookie(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/login":
+			http.SetCookie(w, &http.Cookie{Name: "session", Value: "s1", Path: "/"})
+			http.Redirect(w, r, "/app", http.StatusFound)
+		case r.Header.Get("Cookie") == "":
+			http.Redirect(w, r, "/login", http.StatusFound)
+		default:
+			fmt.Fprint(w, "welcome")
+		}
+	}))
+	defer srv.Close()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, Transport: New(srv.Client().Transport)}
+	resp, err := client.Get(srv.URL + "/app")
+	if err != nil {
+		t.Fatalf("login flow refused: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestRedirectWithoutPreviousRequest(t *testing.T) {
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) { return response(r, 200, ""), nil })
+	req, _ := http.NewRequest("GET", "http://api.test/", nil)
+	req.Response = &http.Response{StatusCode: 302} // no Request: a hand-made chain
+	resp, err := Chain(base, LimitRedirects(5)).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }
 
 func TestRedirectRefusesDowngrade(t *testing.T) {

@@ -19,8 +19,8 @@ type RetryPolicy func(req *http.Request, resp *http.Response, err error) bool
 
 // DefaultRetryPolicy is the contract's retry table:
 //   - 429: retry, whatever the method (the server did not process the request);
-//   - 503: retry an idempotent request; any other only when the response carries Retry-After (the server
-//     is shedding load and says when to come back);
+//   - 503: retry an idempotent request; any other only when the response carries a valid Retry-After
+//     (the server is shedding load and says when to come back);
 //   - 500, 502, 504 and connection errors: retry only idempotent requests;
 //   - anything else, including a cancelled or expired context: do not retry.
 //
@@ -37,7 +37,7 @@ func DefaultRetryPolicy(req *http.Request, resp *http.Response, err error) bool 
 		if isIdempotent(req) {
 			return true
 		}
-		_, ok := resp.Header["Retry-After"]
+		_, ok := ParseRetryAfter(resp.Header, time.Now())
 		return ok
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return isIdempotent(req)

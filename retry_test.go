@@ -92,6 +92,8 @@ func TestRetryPolicyTable(t *testing.T) {
 		{"503 GET with Retry-After", "GET", nil, outcome{status: 503, kv: []string{"Retry-After", "5"}}, []time.Duration{0, 6 * s}, 200},
 		{"503 POST without Retry-After is final", "POST", nil, outcome{status: 503}, []time.Duration{0}, 503},
 		{"503 POST with Retry-After", "POST", nil, outcome{status: 503, kv: []string{"Retry-After", "1"}}, []time.Duration{0, 2 * s}, 200},
+		{"503 POST with garbage Retry-After is final", "POST", nil, outcome{status: 503, kv: []string{"Retry-After", "soon"}}, []time.Duration{0}, 503},
+		{"504 GET with Retry-After", "GET", nil, outcome{status: 504, kv: []string{"Retry-After", "3"}}, []time.Duration{0, 4 * s}, 200},
 		{"500 GET", "GET", nil, outcome{status: 500}, []time.Duration{0, 2 * s}, 200},
 		{"502 PUT", "PUT", nil, outcome{status: 502}, []time.Duration{0, 2 * s}, 200},
 		{"504 DELETE", "DELETE", nil, outcome{status: 504}, []time.Duration{0, 2 * s}, 200},

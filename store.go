@@ -9,15 +9,23 @@ import (
 // the window resets, and how many requests are in flight. The in-process default is [NewMemoryStore];
 // a fleet of processes can share one quota through a Store backed by a shared database.
 //
-// A bucket is an opaque name chosen by the Throttle. Implementations must be safe for concurrent use.
+// A bucket is an opaque name chosen by the Throttle: the throttle key for the key's shared bucket, or the
+// key and a bucket name joined by a NUL byte for a bucket the server named or the Throttle split off.
+// Implementations must be safe for concurrent use, and should drop a bucket's state once it is idle and
+// its reset has passed, so that state does not pile up.
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
 type Store interface {
 	// Take asks for one request slot in bucket at now. When the verdict is OK the slot is held until
 	// Done is called for it.
 	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
 	// Done records what the response to a request of bucket said, and gives back the request's slot
-	// when o.Took is set.
-	Done(ctx context.Context, bucket string, o Observation) error
+	// when o.Took is set. ctx is the request's and may be done already (a cancelled request gives its
+	// slot back too): an implementation that talks to a server must record the outcome regardless,
+	// e.g. under context.WithoutCancel with a short timeout of its own. It reports false, recording nothing of o's rate limit and Retry-After, when o
+	// describes another counter than the bucket's while the bucket's window is running: a different
+	// limit, or a reset that is neither this window's nor a whole number of windows away. The Throttle
+	// then moves the request's route to a bucket of its own. A Store that cannot tell reports true.
+	Done(ctx context.Context, bucket string, o Observation) (fits bool, err error)
 }
 
 // Verdict is a Store's answer to Take.
@@ -40,6 +48,9 @@ type Observation struct {
 	Now time.Time
 	// Took reports that the request held a slot from Take, which Done gives back.
 	Took bool
+	// Status is the response's status code, or 0 when the request got no response. A 2xx ends any
+	// hold the server asked for earlier: the server is answering again.
+	Status int
 	// RateLimit is what the response's rate-limit headers said; valid when HasRateLimit is set.
 	RateLimit    RateLimit
 	HasRateLimit bool

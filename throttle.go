@@ -3,27 +3,76 @@ package polite
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"net/http"
+	"strconv"
 	"time"
 )
 
 // Throttle holds requests back on the client so that they stay within what servers said remains of
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
 // headers of 2xx and 429 answers, and Retry-After); nothing is configured, and a key whose responses carry
-// no rate-limit headers is never held.
+// no rate-limit headers is never held. Within a key it learns which routes count against which bucket
+// (see [Throttle.Learned]).
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
 type Throttle struct {
-	store Store
+	store    Store
+	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
+	routes   routeTable
 }
 
-// NewThrottle returns a Throttle keeping its state in store, or in a new [MemoryStore] if store is nil.
-func NewThrottle(store Store) *Throttle {
-	if store == nil {
-		store = NewMemoryStore()
+// ThrottleOption configures [NewThrottle].
+type ThrottleOption func(*Throttle)
+
+// DefaultMaxRoutes is how many learned routes a Throttle keeps by default.
+const DefaultMaxRoutes = 1024
+
+// NewThrottle returns a Throttle with its state in a new [MemoryStore] unless opts say otherwise.
+func NewThrottle(opts ...ThrottleOption) *Throttle {
+	th := &Throttle{routes: routeTable{max: DefaultMaxRoutes, seed: maphash.MakeSeed(), routes: make(map[routeID]*route)}}
+	for _, o := range opts {
+		o(th)
 	}
-	return &Throttle{store: store}
+	if th.store == nil {
+		th.store = NewMemoryStore(0)
+	}
+	return th
+}
+
+// ThrottleStore keeps the throttle's state in s, e.g. a store shared by a fleet (default: a new
+// [MemoryStore]). nil is refused.
+func ThrottleStore(s Store) ThrottleOption {
+	return func(th *Throttle) {
+		if s == nil {
+			refuse("ThrottleStore", "nil Store")
+		}
+		th.store = s
+	}
+}
+
+// ThrottleMaxRoutes caps the learned routes (default [DefaultMaxRoutes]); the least recently used go
+// first. n < 1 is refused.
+func ThrottleMaxRoutes(n int) ThrottleOption {
+	return func(th *Throttle) {
+		if n < 1 {
+			refuse("ThrottleMaxRoutes", "n must be >= 1, got %d", n)
+		}
+		th.routes.max = n
+	}
+}
+
+// RouteKey sets how a request's route is named for learned buckets (default [DefaultRoute]). The
+// function is called for every request once the throttle has learned a route of its key, so it should
+// be cheap; it must be safe for concurrent use. nil is refused.
+func RouteKey(f func(*http.Request) string) ThrottleOption {
+	return func(th *Throttle) {
+		if f == nil {
+			refuse("RouteKey", "nil function")
+		}
+		th.routeKey = f
+	}
 }
 
 // ThrottleError reports a request that the throttle did not send because the quota it would spend is
@@ -85,25 +134,188 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if out&bypass != 0 {
 		return l.next.RoundTrip(req)
 	}
-	bucket := l.cfg.key(req)
-	took := false
+	key := l.cfg.key(req)
+	r := l.th.routes.lookup(key, req, l.th.routeKey)
+	var held [2]string // the buckets whose slots this request holds
+	n := 0
 	if out&noThrottle == 0 {
-		var err error
-		if took, err = l.take(ctx, req, bucket); err != nil {
+		if err := l.holdRoute(ctx, req, r); err != nil {
 			closeBody(req)
 			return nil, err
 		}
+		for _, b := range bucketsOf(key, r) {
+			if b == "" {
+				break
+			}
+			took, err := l.take(ctx, req, b)
+			if err != nil {
+				s := settle{l: l, ctx: ctx, o: Observation{Now: time.Now()}, held: held}
+				s.releaseRest()
+				closeBody(req)
+				return nil, err
+			}
+			if took {
+				held[n] = b
+				n++
+			}
+		}
 	}
 	resp, err := l.next.RoundTrip(req)
-	o := Observation{Now: time.Now(), Took: took}
+	l.observe(ctx, req, key, r, held, resp)
+	return resp, err
+}
+
+// bucketsOf returns the buckets a request of route r under key spends, in the order they are taken:
+// one order for every route, so that requests holding one bucket while waiting for another never wait
+// on each other in a circle.
+func bucketsOf(key string, r *route) [2]string {
+	switch {
+	case r == nil || r.buckets[0] == "":
+		return [2]string{key}
+	case r.buckets[1] != "" && r.buckets[1] < r.buckets[0]:
+		return [2]string{r.buckets[1], r.buckets[0]}
+	}
+	return r.buckets
+}
+
+// observe records what resp said in the bucket it describes, gives back the slots in held, and learns
+// the request's route when the response shows that it counts against another bucket (see buckets.go).
+func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, held [2]string, resp *http.Response) {
+	o := Observation{Now: time.Now()}
 	if resp != nil {
+		o.Status = resp.StatusCode
 		o.RateLimit, o.HasRateLimit = ParseRateLimit(resp.Header, o.Now)
 		o.RetryAt = serverRetryAt(resp, o.Now)
+		if resp.StatusCode == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !o.RetryAt.IsZero() {
+			// Refused while the bucket had requests left: a sublimit of this route. It alone waits.
+			until := o.RetryAt.UnixNano()
+			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.blocked.Store(until) })
+			o.RetryAt = time.Time{}
+		}
 	}
-	if serr := l.th.store.Done(ctx, bucket, o); serr != nil {
-		l.cfg.logger.WarnContext(ctx, "polite: throttle store failed", "bucket", bucket, "err", serr)
+	s := settle{l: l, ctx: ctx, o: o, held: held}
+	defer s.releaseRest()
+	if name := o.RateLimit.Bucket; o.HasRateLimit && name != "" {
+		b := key + "\x00" + name
+		if r == nil || r.names[0] != name {
+			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name) })
+		}
+		s.apply(b)
+		return
 	}
-	return resp, err
+	spent := bucketsOf(key, r)
+	for _, b := range spent {
+		if b != "" && s.apply(b) {
+			return
+		}
+	}
+	// The response describes a counter none of the route's buckets is: find the one it is.
+	limit := strconv.Itoa(o.RateLimit.Limit)
+	candidates := [...]string{key, key + "\x00#" + limit, ""}
+	for _, b := range candidates {
+		if b == "" {
+			name := DefaultRoute(req)
+			if r != nil {
+				name = r.name
+			}
+			b = key + "\x00@" + name
+		}
+		if b == spent[0] || b == spent[1] {
+			continue
+		}
+		if s.apply(b) {
+			l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, "") })
+			return
+		}
+	}
+}
+
+// settle hands one response's observation to the bucket it fits and gives back every slot held.
+type settle struct {
+	l        *throttleLayer
+	ctx      context.Context
+	o        Observation
+	held     [2]string // "" where no slot is held
+	returned [2]bool
+	applied  bool
+}
+
+// apply offers the observation to bucket b, giving back b's slot with it, and reports whether it fit.
+// Once an observation has fit, later calls only give back slots.
+func (s *settle) apply(b string) bool {
+	o := Observation{Now: s.o.Now}
+	if !s.applied {
+		o = s.o
+	}
+	for i, h := range s.held {
+		if h != "" && h == b && !s.returned[i] {
+			o.Took, s.returned[i] = true, true
+		}
+	}
+	fits := s.l.done(s.ctx, b, o)
+	s.applied = s.applied || fits
+	return fits
+}
+
+// releaseRest gives back the slots no apply returned.
+func (s *settle) releaseRest() {
+	for i, h := range s.held {
+		if h != "" && !s.returned[i] {
+			s.returned[i] = true
+			s.l.done(s.ctx, h, Observation{Now: s.o.Now, Took: true})
+		}
+	}
+}
+
+func (l *throttleLayer) done(ctx context.Context, bucket string, o Observation) bool {
+	fits, err := l.th.store.Done(ctx, bucket, o)
+	if err != nil {
+		l.cfg.logger.WarnContext(ctx, "polite: throttle store failed", "bucket", bucket, "err", err)
+		return true
+	}
+	return fits
+}
+
+// holdRoute waits out a sublimit of route r, if it has one.
+func (l *throttleLayer) holdRoute(ctx context.Context, req *http.Request, r *route) error {
+	if r == nil {
+		return nil
+	}
+	b := r.blocked.Load()
+	if b == 0 {
+		return nil
+	}
+	now := time.Now()
+	until := time.Unix(0, b)
+	if !now.Before(until) {
+		return nil
+	}
+	const reason = "route sublimit: server asked to retry later"
+	wait := until.Sub(now)
+	if err := l.admissible(ctx, r.name, until, wait, reason); err != nil {
+		return err
+	}
+	l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Wait: wait, Reason: reason})
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return &ThrottleError{Bucket: r.name, Wait: wait, Reason: reason, Err: ctx.Err()}
+	}
+}
+
+// admissible refuses a wait until the given time that is longer than the maximum or would outlast the
+// request's deadline.
+func (l *throttleLayer) admissible(ctx context.Context, bucket string, until time.Time, wait time.Duration, reason string) error {
+	if wait > l.cfg.maxWait {
+		return &ThrottleError{Bucket: bucket, Wait: wait, Reason: reason}
+	}
+	if dl, ok := ctx.Deadline(); ok && until.After(dl) {
+		return &ThrottleError{Bucket: bucket, Wait: wait, Reason: reason, Err: context.DeadlineExceeded}
+	}
+	return nil
 }
 
 // take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
@@ -128,15 +340,12 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		var wait time.Duration
 		if !v.RetryAt.IsZero() {
 			wait = v.RetryAt.Sub(now)
-			if wait > l.cfg.maxWait {
-				return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason}
-			}
-			if dl, ok := ctx.Deadline(); ok && v.RetryAt.After(dl) {
-				return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}
+			if err := l.admissible(ctx, bucket, v.RetryAt, wait, v.Reason); err != nil {
+				return false, err
 			}
 		}
 		if !waited {
-			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Attempt: 1, Wait: wait, Reason: v.Reason})
+			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Wait: wait, Reason: v.Reason})
 		}
 		var tick <-chan time.Time
 		switch {
@@ -164,14 +373,19 @@ func resetTimer(t **time.Timer, d time.Duration) <-chan time.Time {
 	return (*t).C
 }
 
+// maxHold caps how long one response can make the throttle hold a bucket: a longer Retry-After is
+// honoured for at most this long (and the retry layer does not wait for it at all).
+const maxHold = 24 * time.Hour
+
 // serverRetryAt returns the time before which resp asks for no further request: Retry-After plus one
-// second on a 429 or 503, or the rate-limit reset on a 429 without Retry-After. Zero when it asks nothing.
+// second on a 429 or 503 (at most maxHold ahead), or the rate-limit reset on a 429 without Retry-After.
+// Zero when it asks nothing.
 func serverRetryAt(resp *http.Response, now time.Time) time.Time {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return time.Time{}
 	}
 	if d, ok := ParseRetryAfter(resp.Header, now); ok {
-		return now.Add(d + retryAfterSlack)
+		return now.Add(min(d+retryAfterSlack, maxHold))
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		if rl, ok := ParseRateLimit(resp.Header, now); ok && rl.Reset.After(now) {

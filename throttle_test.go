@@ -75,7 +75,7 @@ func get(t *testing.T, rt http.RoundTripper, ctx context.Context) (int, error) {
 func TestThrottleNoHeadersNoWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := roundTripFunc(func(r *http.Request) (*http.Response, error) { return response(r, 200, "ok"), nil })
-		rt := Chain(base, Throttled(NewThrottle(nil)))
+		rt := Chain(base, Throttled(NewThrottle()))
 		start := time.Now()
 		var wg sync.WaitGroup
 		for range 50 {
@@ -92,7 +92,7 @@ func TestThrottleHoldsUntilReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(3, 10*time.Second, 0)
 		var events []Event
-		rt := Chain(srv, Throttled(NewThrottle(nil), WithHook(func(e Event) { events = append(events, e) })))
+		rt := Chain(srv, Throttled(NewThrottle(), WithHook(func(e Event) { events = append(events, e) })))
 		for range 5 {
 			if code, err := get(t, rt, context.Background()); code != 200 {
 				t.Fatalf("status %d, err %v", code, err)
@@ -115,7 +115,7 @@ func TestThrottleHoldsUntilReset(t *testing.T) {
 func TestThrottleDeadlineBeforeReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(1, 30*time.Second, 0)
-		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		rt := Chain(srv, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -140,7 +140,7 @@ func TestThrottleDeadlineBeforeReset(t *testing.T) {
 func TestThrottleWaitAboveMax(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(1, 10*time.Minute, 0)
-		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		rt := Chain(srv, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
 		_, err := get(t, rt, context.Background())
 		var te *ThrottleError
@@ -153,7 +153,7 @@ func TestThrottleWaitAboveMax(t *testing.T) {
 func TestThrottleCancelEndsWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(1, 30*time.Second, 0)
-		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		rt := Chain(srv, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -174,7 +174,7 @@ func TestThrottleCancelEndsWait(t *testing.T) {
 func TestThrottleConcurrentNeverOverdraws(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(10, 10*time.Second, 200*time.Millisecond)
-		rt := Chain(srv, Throttled(NewThrottle(nil), WithMaxWait(time.Hour)))
+		rt := Chain(srv, Throttled(NewThrottle(), WithMaxWait(time.Hour)))
 		get(t, rt, context.Background()) // teaches the throttle the quota
 		var wg sync.WaitGroup
 		for range 64 {
@@ -191,7 +191,7 @@ func TestThrottleConcurrentNeverOverdraws(t *testing.T) {
 func TestThrottleProbesAfterReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(5, 10*time.Second, 100*time.Millisecond)
-		rt := Chain(srv, Throttled(NewThrottle(nil), WithMaxWait(time.Hour)))
+		rt := Chain(srv, Throttled(NewThrottle(), WithMaxWait(time.Hour)))
 		for range 5 {
 			get(t, rt, context.Background())
 		}
@@ -218,7 +218,7 @@ func TestThrottleProbesAfterReset(t *testing.T) {
 func TestThrottleOptOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(1, 30*time.Second, 0)
-		rt := Chain(srv, Throttled(NewThrottle(nil)))
+		rt := Chain(srv, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
 		code, err := get(t, rt, WithoutThrottle(context.Background()))
 		if err != nil || code != 429 {
@@ -230,7 +230,7 @@ func TestThrottleOptOut(t *testing.T) {
 func TestThrottleSharedBetweenTransports(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(2, 10*time.Second, 0)
-		th := NewThrottle(nil)
+		th := NewThrottle()
 		a := New(srv, WithThrottle(th))
 		b := New(srv, WithThrottle(th))
 		get(t, a, context.Background())
@@ -249,11 +249,29 @@ func TestThrottleSharedBetweenTransports(t *testing.T) {
 func TestThrottleRetryAfterHoldsKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := newScript(outcome{status: 429, kv: []string{"Retry-After", "5"}}, outcome{status: 200})
-		rt := Chain(base, Throttled(NewThrottle(nil)))
+		rt := Chain(base, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
 		get(t, rt, context.Background())
 		if diff := cmp.Diff([]time.Duration{0, 6 * time.Second}, base.times()); diff != "" {
 			t.Errorf("arrivals (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestThrottleHugeRetryAfterDoesNotLockForever(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := newScript(outcome{status: 503, kv: []string{"Retry-After", "86400"}}, outcome{status: 200})
+		rt := Chain(base, Throttled(NewThrottle()))
+		ctx := context.Background()
+		get(t, rt, ctx)
+		if _, err := get(t, rt, ctx); !errors.Is(err, ErrRateLimited) {
+			t.Fatalf("err = %v, want the day-long hold refused at once", err)
+		}
+		if code, err := get(t, rt, WithoutThrottle(ctx)); code != 200 {
+			t.Fatalf("unthrottled request: %d, %v", code, err)
+		}
+		if code, err := get(t, rt, ctx); code != 200 {
+			t.Errorf("after the server answered 200: %d, %v; want the hold lifted", code, err)
 		}
 	})
 }
@@ -267,7 +285,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("out of order responses keep the lowest remaining", func(t *testing.T) {
-		s := NewMemoryStore()
+		s := NewMemoryStore(0)
 		for range 3 {
 			s.Take(ctx, "k", at(0))
 		}
@@ -287,7 +305,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("a response from an earlier window changes nothing", func(t *testing.T) {
-		s := NewMemoryStore()
+		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))
 		s.Take(ctx, "k", at(0))
 		o := rl(10, 1, at(120))
@@ -304,7 +322,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("sliding window is detected and paced", func(t *testing.T) {
-		s := NewMemoryStore()
+		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))
 		o := rl(10, 0, at(10))
 		o.Now = at(0)
@@ -329,9 +347,26 @@ func TestMemoryStoreLearning(t *testing.T) {
 			t.Errorf("paced takes (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("a late answer from a finished window changes nothing", func(t *testing.T) {
+		s := NewMemoryStore(0)
+		s.Take(ctx, "k", at(0))
+		o := rl(3, 0, at(10))
+		o.Now = at(0)
+		s.Done(ctx, "k", o)
+		s.Take(ctx, "k", at(9.9)) // sent before the reset... (slot refused: quota spent)
+		if v, _ := s.Take(ctx, "k", at(10)); !v.OK {
+			t.Fatal("probe refused")
+		}
+		o = rl(3, 2, at(10)) // a late answer about the window that ended at 10s
+		o.Took, o.Now = false, at(10.05)
+		s.Done(ctx, "k", o)
+		if v, _ := s.Take(ctx, "k", at(10.06)); v.OK {
+			t.Error("a slot was released on the word of a finished window; want the probe's answer first")
+		}
+	})
 	t.Run("a refusal stops the pacing", func(t *testing.T) {
-		s := NewMemoryStore()
-		b := s.get("k")
+		s := NewMemoryStore(0)
+		b := s.get("k", at(0))
 		b.known, b.limit, b.window = true, 10, 10*time.Second
 		b.setSliding(true)
 		s.Take(ctx, "k", at(0))

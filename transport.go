@@ -49,7 +49,7 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	}
 	c := newConfig(opts)
 	if c.throttle == nil && !c.throttleOff {
-		c.throttle = NewThrottle(nil)
+		c.throttle = NewThrottle()
 	}
 	layers := []Middleware{LimitRedirects(c.maxRedirects, c.credentialHeaders...), c.retry}
 	if c.throttle != nil {
@@ -124,8 +124,8 @@ func refuse(option string, format string, args ...any) {
 	panic(fmt.Sprintf("polite: %s: %s", option, fmt.Sprintf(format, args...)))
 }
 
-// HostKey is the default throttle key: the request URL's host (with its port, if any), so each API
-// host has its own quota.
+// HostKey is the default key: the request URL's host, with its port if the URL has one, so each API
+// host has its own quota and retry budget (api.example.com and api.example.com:443 count apart).
 func HostKey(req *http.Request) string { return req.URL.Host }
 
 // WithMaxRedirects sets how many redirect hops one request may take (default 5); 0 forbids redirects.

@@ -27,7 +27,7 @@ func TestNewDefaults(t *testing.T) {
 	if New(nil, WithoutThrottling()).Throttle() != nil {
 		t.Error("WithoutThrottling left a throttle")
 	}
-	th := NewThrottle(nil)
+	th := NewThrottle()
 	if New(nil, WithThrottle(th)).Throttle() != th {
 		t.Error("WithThrottle not used")
 	}

@@ -1,0 +1,242 @@
+package polite
+
+import (
+	"hash/maphash"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Throttle learns which bucket each route of a key counts against.
+//
+// A route spends its key's shared bucket until a response says otherwise:
+//   - a response naming its bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy name) moves
+//     the route to that bucket;
+//   - a response whose rate limit cannot be that of any bucket the route spends (another limit; or the
+//     same limit with another reset while the bucket's window runs; see Store.Done) adds a bucket to the
+//     route: the key's shared one if it fits, else the key's bucket for that limit, else one of the
+//     route's own. A route spends at most two buckets; one whose responses describe two counters (a
+//     sublimit and a host-wide limit, say) spends both, so neither is overdrawn;
+//   - a 429 that still reports requests left is a sublimit of the route: the route alone waits out its
+//     Retry-After.
+//
+// The table is bounded by [ThrottleMaxRoutes]; the least recently used route goes first.
+
+// route is one learned route of a key.
+type route struct {
+	key, name string    // name as DefaultRoute or RouteKey gives it
+	buckets   [2]string // the store buckets the route spends; none means the key's shared bucket
+	names     [2]string // the server's names for them, "" when learned from evidence
+	blocked   atomic.Int64
+	lastUse   atomic.Int64
+}
+
+// spends reports whether the route spends bucket b.
+func (r *route) spends(b string) bool { return b != "" && (r.buckets[0] == b || r.buckets[1] == b) }
+
+// add makes the route spend bucket b (named name by the server, or ""): a named bucket replaces whatever
+// the route spent before; otherwise b is added, replacing the second bucket if there are two.
+func (r *route) add(b, name string) {
+	switch {
+	case r.spends(b) && name == r.names[0]:
+		// Already known: another response said the same first.
+	case name != "":
+		r.buckets, r.names = [2]string{b}, [2]string{name}
+	case r.buckets[0] == "":
+		r.buckets[0], r.names[0] = b, ""
+	default:
+		r.buckets[1], r.names[1] = b, ""
+	}
+}
+
+type routeID struct {
+	key  string
+	hash uint64
+}
+
+type routeTable struct {
+	max    int
+	seed   maphash.Seed
+	n      atomic.Int32 // routes held; 0 lets requests skip hashing
+	mu     sync.RWMutex
+	routes map[routeID]*route
+}
+
+// id returns the table key of req's route under key.
+func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Request) string) routeID {
+	if routeKey != nil {
+		return routeID{key, maphash.String(t.seed, routeKey(req))}
+	}
+	return routeID{key, routeHash(t.seed, req)}
+}
+
+// lookup returns the learned route of req under key, or nil.
+func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string) *route {
+	if t.n.Load() == 0 {
+		return nil
+	}
+	id := t.id(key, req, routeKey)
+	t.mu.RLock()
+	r := t.routes[id]
+	t.mu.RUnlock()
+	if r != nil {
+		r.lastUse.Store(time.Now().UnixNano())
+	}
+	return r
+}
+
+// learn returns req's route under key, made or updated by change under the table's lock. A new route's
+// name comes from routeKey, or DefaultRoute.
+func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Request) string, now time.Time, change func(*route)) *route {
+	id := t.id(key, req, routeKey)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.routes[id]
+	if r == nil {
+		if len(t.routes) >= t.max {
+			t.evictLocked()
+		}
+		name := ""
+		if routeKey != nil {
+			name = routeKey(req)
+		} else {
+			name = DefaultRoute(req)
+		}
+		r = &route{key: key, name: name}
+		t.routes[id] = r
+		t.n.Store(int32(len(t.routes)))
+	} else {
+		// Routes are replaced, never changed in place, so a request holding the old one sees a
+		// consistent route.
+		c := &route{key: r.key, name: r.name, buckets: r.buckets, names: r.names}
+		c.blocked.Store(r.blocked.Load())
+		r = c
+		t.routes[id] = r
+	}
+	r.lastUse.Store(now.UnixNano())
+	change(r)
+	return r
+}
+
+func (t *routeTable) evictLocked() {
+	var oldest routeID
+	var at int64
+	first := true
+	for id, r := range t.routes {
+		if u := r.lastUse.Load(); first || u < at {
+			oldest, at, first = id, u, false
+		}
+	}
+	delete(t.routes, oldest)
+}
+
+// Learned is one route of a key as a [Throttle] learned it.
+type Learned struct {
+	Key    string // the throttle key (see WithKey)
+	Route  string // the route, as DefaultRoute or RouteKey names it; "*" for the key's shared bucket
+	Bucket string // the server's name for the bucket, "(shared)" for the key's, "#N" for the key's bucket of limit N, "@" for the route's own
+	// What the bucket last learned, when the Store can tell (MemoryStore can).
+	Limit, Remaining int
+	Reset            time.Time
+	// BlockedUntil is when a sublimit 429 of the route ends; zero if none.
+	BlockedUntil time.Time
+}
+
+// snapshotter is implemented by stores that can report a bucket's state, such as MemoryStore.
+type snapshotter interface {
+	Snapshot(bucket string) (RateLimit, bool)
+}
+
+// Learned lists what the throttle has learned: each key's shared bucket, and each route that has a
+// bucket of its own or a sublimit, sorted by key and route. It is safe for concurrent use.
+func (th *Throttle) Learned() []Learned {
+	th.routes.mu.RLock()
+	var out []Learned
+	keys := map[string]bool{}
+	for _, r := range th.routes.routes {
+		for i, b := range r.buckets {
+			if b == "" && i > 0 {
+				break
+			}
+			l := Learned{Key: r.key, Route: r.name, Bucket: bucketLabel(r.key, b, r.names[i])}
+			if until := r.blocked.Load(); until != 0 {
+				l.BlockedUntil = time.Unix(0, until)
+			}
+			th.fill(&l, b)
+			out = append(out, l)
+		}
+		keys[r.key] = true
+	}
+	th.routes.mu.RUnlock()
+	for _, k := range th.keys() {
+		keys[k] = true
+	}
+	for k := range keys {
+		l := Learned{Key: k, Route: "*", Bucket: "(shared)"}
+		th.fill(&l, k)
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		if out[i].Route != out[j].Route {
+			return out[i].Route < out[j].Route
+		}
+		return out[i].Bucket < out[j].Bucket
+	})
+	return out
+}
+
+// bucketLabel names bucket b of key for Learned.
+func bucketLabel(key, b, name string) string {
+	switch {
+	case name != "":
+		return name
+	case b == "" || b == key:
+		return "(shared)"
+	case strings.HasPrefix(b, key+"\x00"):
+		return b[len(key)+1:]
+	}
+	return b
+}
+
+func (th *Throttle) fill(l *Learned, bucket string) {
+	if bucket == "" {
+		bucket = l.Key
+	}
+	if s, ok := th.store.(snapshotter); ok {
+		if rl, ok := s.Snapshot(bucket); ok {
+			l.Limit, l.Remaining, l.Reset = rl.Limit, rl.Remaining, rl.Reset
+		}
+	}
+}
+
+// keys lists the throttle keys whose shared bucket the store holds, when the store can tell.
+func (th *Throttle) keys() []string {
+	ms, ok := th.store.(*MemoryStore)
+	if !ok {
+		return nil
+	}
+	ms.mu.RLock()
+	defer ms.mu.RUnlock()
+	var out []string
+	for name := range ms.buckets {
+		if !containsNUL(name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func containsNUL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}

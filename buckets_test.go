@@ -1,0 +1,231 @@
+package polite
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/politehttp/polite/politetest"
+)
+
+// routeLoad hammers two routes with 8 workers each for d and counts the successes of each.
+func routeLoad(t *testing.T, rt http.RoundTripper, d time.Duration, paths ...string) []int64 {
+	t.Helper()
+	client := &http.Client{Transport: rt}
+	ok := make([]atomic.Int64, len(paths))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, p := range paths {
+		for range 8 {
+			wg.Go(func() {
+				for time.Since(start) < d {
+					resp, err := client.Get("http://api.test" + p)
+					if err != nil {
+						continue
+					}
+					if resp.StatusCode == 200 {
+						ok[i].Add(1)
+					}
+					resp.Body.Close()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	out := make([]int64, len(paths))
+	for i := range ok {
+		out[i] = ok[i].Load()
+	}
+	return out
+}
+
+// TestLearnedBuckets runs two routes with separate limits — /v2/search 5 per window, the rest of the host
+// 40 — and checks that the large one keeps at least 95% of its quota while the small one is spent, with at
+// most 1% of all requests refused: whether the server names its buckets or not.
+func TestLearnedBuckets(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []politetest.Option
+	}{
+		{"server names buckets", []politetest.Option{politetest.WithBucketNames(true)}},
+		{"structured policy names", []politetest.Option{politetest.WithBucketNames(true), politetest.WithDialect(politetest.Structured)}},
+		{"github resource", []politetest.Option{politetest.WithBucketNames(true), politetest.WithDialect(politetest.GitHub)}},
+		{"unnamed, told apart by their limits", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const window, run = 10 * time.Second, 2 * time.Minute
+				opts := append([]politetest.Option{
+					politetest.WithQuota(40, window),
+					politetest.WithRouteQuota("/v2/search", "search", 5, window, false),
+				}, tt.opts...)
+				srv := politetest.NewUnstartedServer(opts...)
+				defer srv.Close()
+				tr := New(latency(20*time.Millisecond, srv.Client().Transport), WithMaxWait(time.Hour))
+				got := routeLoad(t, tr, run, "/v2/users/1", "/v2/search")
+				st := srv.Stats()
+				windows := float64(run / window)
+				usersShare := float64(got[0]) / (40 * windows)
+				refused := float64(st.TooManyRequests) / float64(st.Total)
+				t.Logf("users %d (%.0f%% of its quota), search %d; %d of %d refused (%.2f%%)", got[0], 100*usersShare, got[1], st.TooManyRequests, st.Total, 100*refused)
+				if usersShare < 0.95 {
+					t.Errorf("users got %.0f%% of its quota, want at least 95%%", 100*usersShare)
+				}
+				if got[1] < int64(5*windows)-5 {
+					t.Errorf("search got %d, want about %d: its small quota spent", got[1], int(5*windows))
+				}
+				if refused > 0.01 {
+					t.Errorf("%.2f%% refused, want at most 1%%", 100*refused)
+				}
+				// The two routes were told apart: one of them has a bucket other than the key's shared one.
+				var routes []string
+				apart := false
+				for _, l := range tr.Throttle().Learned() {
+					routes = append(routes, l.Route+" → "+l.Bucket)
+					apart = apart || l.Route != "*" && l.Bucket != "(shared)"
+				}
+				if !apart {
+					t.Errorf("learned %v, want the routes in different buckets", routes)
+				}
+			})
+		})
+	}
+}
+
+// TestSharedLimitNeverOverdrawn: the search route counts against its own limit AND the host's. The
+// throttle must not win throughput by overdrawing the host-wide limit.
+func TestSharedLimitNeverOverdrawn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window, run = 10 * time.Second, 2 * time.Minute
+		srv := politetest.NewUnstartedServer(politetest.WithQuota(40, window), politetest.WithRouteQuota("/v2/search", "search", 5, window, true))
+		defer srv.Close()
+		tr := New(latency(20*time.Millisecond, srv.Client().Transport), WithMaxWait(time.Hour))
+		got := routeLoad(t, tr, run, "/v2/users/1", "/v2/search")
+		st := srv.Stats()
+		refused := float64(st.TooManyRequests) / float64(st.Total)
+		t.Logf("users %d, search %d; %d of %d refused (%.2f%%)", got[0], got[1], st.TooManyRequests, st.Total, 100*refused)
+		if refused > 0.01 {
+			t.Errorf("%.2f%% refused, want at most 1%%", 100*refused)
+		}
+		if total, allowed := got[0]+got[1], int64(40*(run/window+1)); total > allowed {
+			t.Errorf("%d successes, more than the host allows (%d)", total, allowed)
+		}
+	})
+}
+
+func TestSublimitHoldsOnlyItsRoute(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := politetest.NewUnstartedServer(politetest.WithQuota(100, time.Minute))
+		defer srv.Close()
+		srv.Script("/v2/export", politetest.Step{Status: 429, Header: http.Header{"Retry-After": {"5"}}}, politetest.Step{Status: 200})
+		tr := New(srv.Client().Transport)
+		ctx := WithoutRetry(context.Background())
+		get := func(path string) (int, time.Duration) {
+			start := time.Now()
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://api.test"+path, nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode, time.Since(start)
+		}
+		if code, _ := get("/v2/export"); code != 429 {
+			t.Fatalf("first export: %d, want the scripted 429", code)
+		}
+		if code, waited := get("/v2/users/7"); code != 200 || waited != 0 {
+			t.Errorf("another route: %d after %v, want 200 at once", code, waited)
+		}
+		if code, waited := get("/v2/export"); code != 200 || waited != 6*time.Second {
+			t.Errorf("export again: %d after %v, want 200 after Retry-After + 1s", code, waited)
+		}
+	})
+}
+
+func TestBucketFits(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &memBucket{known: true, limit: 40, remaining: 10, reset: t0.Add(30 * time.Second), window: time.Minute}
+	tests := []struct {
+		name string
+		rl   RateLimit
+		now  time.Time
+		want bool
+	}{
+		{"same window", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(30 * time.Second)}, t0, true},
+		{"reset rounded a second later", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(31 * time.Second)}, t0, true},
+		{"next window", RateLimit{Limit: 40, Remaining: 39, Reset: t0.Add(90 * time.Second)}, t0, true},
+		{"earlier window, out of order", RateLimit{Limit: 40, Remaining: 2, Reset: t0.Add(-30 * time.Second)}, t0, true},
+		{"another limit", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(30 * time.Second)}, t0, false},
+		{"another reset", RateLimit{Limit: 40, Remaining: 4, Reset: t0.Add(10 * time.Second)}, t0, false},
+		{"anything once the window passed", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(70 * time.Second)}, t0.Add(31 * time.Second), true},
+	}
+	for _, tt := range tests {
+		if got := b.fits(tt.rl, tt.now); got != tt.want {
+			t.Errorf("%s: fits = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestLearnedStateIsBounded(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := NewMemoryStore(3)
+	for i, name := range []string{"a", "b", "c"} {
+		s.Take(ctx, name, t0.Add(time.Duration(i)*time.Second))
+		s.Done(ctx, name, Observation{Now: t0, Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 5, Reset: t0.Add(time.Minute)}})
+	}
+	s.Take(ctx, "busy", t0) // "a" is the least recently used idle bucket
+	if _, ok := s.Snapshot("a"); ok || s.Len() != 3 {
+		t.Errorf("after a fourth bucket: a kept = %v, %d buckets; want a dropped, 3 kept", ok, s.Len())
+	}
+	// Past their reset, idle buckets all go at once when room is needed.
+	s.Done(ctx, "busy", Observation{Now: t0, Took: true})
+	s.Take(ctx, "d", t0.Add(2*time.Minute))
+	if s.Len() > 2 {
+		t.Errorf("%d buckets after the resets passed, want the idle expired ones dropped", s.Len())
+	}
+
+	th := NewThrottle(ThrottleMaxRoutes(2))
+	for i, p := range []string{"/a", "/b", "/c"} {
+		req, _ := http.NewRequest("GET", "http://api.test"+p, nil)
+		th.routes.learn("k", req, nil, t0.Add(time.Duration(i)*time.Second), func(r *route) { r.add("k\x00@"+r.name, "") })
+	}
+	var names []string
+	for _, l := range th.Learned() {
+		names = append(names, l.Route+" "+l.Bucket)
+	}
+	if diff := cmp.Diff([]string{"* (shared)", "GET /b @GET /b", "GET /c @GET /c"}, names); diff != "" {
+		t.Errorf("routes kept (-want +got):\n%s", diff)
+	}
+}
+
+// BenchmarkBucketBytes reports the heap a learned bucket costs in a MemoryStore.
+func BenchmarkBucketBytes(b *testing.B) {
+	const n = 10000
+	ctx := context.Background()
+	t0 := time.Now()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = "api.example.com\x00GET /v2/resource/" + string(rune('a'+i%26)) + "/" + time.Duration(i).String()
+	}
+	var perBucket float64
+	for b.Loop() {
+		var before, after runtimeMem
+		before.read()
+		s := NewMemoryStore(n)
+		for _, name := range names {
+			s.Take(ctx, name, t0)
+			s.Done(ctx, name, Observation{Now: t0, Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 5, Reset: t0.Add(time.Minute)}})
+		}
+		after.read()
+		perBucket = float64(after.heap-before.heap) / n
+		_ = s.Len()
+	}
+	b.ReportMetric(perBucket, "bytes/bucket")
+}
