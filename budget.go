@@ -26,14 +26,16 @@ import (
 //
 // A RetryBudget is safe for concurrent use and may be shared by several Transports.
 type RetryBudget struct {
-	capacity int64   // in milli-tokens
-	refund   int64   // milli-tokens per good outcome
-	floor    float64 // retries per second once the tokens are spent
+	capacity int64                     // in milli-tokens
+	refund   int64                     // milli-tokens per good outcome
+	floor    float64                   // retries per second once the tokens are spent
+	last     atomic.Pointer[keyBudget] // the key used last: most clients talk to one API
 	mu       sync.RWMutex
 	keys     map[string]*keyBudget
 }
 
 type keyBudget struct {
+	key   string
 	milli atomic.Int64
 	floor *rate.Limiter // nil when there is no floor
 }
@@ -61,22 +63,27 @@ func NewRetryBudget(capacity int, refund, minPerSecond float64) *RetryBudget {
 }
 
 func (b *RetryBudget) key(k string) *keyBudget {
+	if kb := b.last.Load(); kb != nil && kb.key == k {
+		return kb
+	}
 	b.mu.RLock()
 	kb := b.keys[k]
 	b.mu.RUnlock()
 	if kb != nil {
+		b.last.Store(kb)
 		return kb
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if kb = b.keys[k]; kb == nil {
-		kb = &keyBudget{}
+		kb = &keyBudget{key: k}
 		if b.floor > 0 {
 			kb.floor = rate.NewLimiter(rate.Limit(b.floor), max(1, int(math.Ceil(b.floor))))
 		}
 		kb.milli.Store(b.capacity)
 		b.keys[k] = kb
 	}
+	b.last.Store(kb)
 	return kb
 }
 

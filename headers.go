@@ -3,6 +3,7 @@ package polite
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,30 @@ const (
 	hdrXRateLimitResource   = "X-Ratelimit-Resource"
 	hdrRetryAfter           = "Retry-After"
 )
+
+// dateCache remembers the last HTTP-date parsed and its time. Servers send the same reset date in every
+// response of a window, so one entry saves nearly every parse. A nil *dateCache parses every time. It is
+// safe for concurrent use.
+type dateCache struct{ last atomic.Pointer[cachedDate] }
+
+type cachedDate struct {
+	s string
+	t time.Time
+}
+
+// parse is http.ParseTime through the cache.
+func (c *dateCache) parse(s string) (time.Time, error) {
+	if c != nil {
+		if p := c.last.Load(); p != nil && p.s == s {
+			return p.t, nil
+		}
+	}
+	t, err := http.ParseTime(s)
+	if err == nil && c != nil {
+		c.last.Store(&cachedDate{s: s, t: t})
+	}
+	return t, err
+}
 
 // Limits on what the parsers believe.
 const (
@@ -127,11 +152,16 @@ const (
 // ParseRateLimit does not modify h and is safe for concurrent use. It does
 // not allocate for dialects 1 and 2 with numeric or IMF-fixdate resets.
 func ParseRateLimit(h http.Header, now time.Time) (rl RateLimit, ok bool) {
+	return parseRateLimit(h, now, nil)
+}
+
+// parseRateLimit is ParseRateLimit with a cache of the last HTTP-date parsed (nil for none).
+func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit, ok bool) {
 	structured, structuredOK := hdrParseStructuredRateLimit(h, now)
-	plain, plainOK := hdrParseFieldsRateLimit(h[hdrRateLimitLimit], h[hdrRateLimitRemaining], h[hdrRateLimitReset], now, hdrParseReset)
-	x, xOK := hdrParseFieldsRateLimit(h[hdrXRateLimitLimit], h[hdrXRateLimitRemaining], h[hdrXRateLimitReset], now, hdrParseReset)
+	plain, plainOK := hdrParseFieldsRateLimit(h, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, now, dates)
+	x, xOK := hdrParseFieldsRateLimit(h, hdrXRateLimitLimit, hdrXRateLimitRemaining, hdrXRateLimitReset, now, dates)
 	if xOK && x.Reset.IsZero() {
-		x.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, hdrParseDecimalDelay)
+		x.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
 	}
 
 	candidates := [...]struct {
@@ -240,19 +270,21 @@ func hdrValidBucket(s string) bool {
 
 // hdrParseFieldsRateLimit handles dialects 1 and 2: one header each for the
 // limit, the remaining count and the reset.
-func hdrParseFieldsRateLimit(limits, remainings, resets []string, now time.Time, parse hdrResetParser) (RateLimit, bool) {
-	remaining, ok := hdrMinCount(remainings)
+// The remaining count is looked up first: without it the dialect is absent, and the other two lookups
+// are saved.
+func hdrParseFieldsRateLimit(h http.Header, limitKey, remainingKey, resetKey string, now time.Time, dates *dateCache) (RateLimit, bool) {
+	remaining, ok := hdrMinCount(h[remainingKey])
 	if !ok {
 		return RateLimit{}, false
 	}
 	rl := RateLimit{Remaining: remaining}
-	if limit, ok := hdrMinCount(limits); ok {
+	if limit, ok := hdrMinCount(h[limitKey]); ok {
 		if remaining > limit {
 			return RateLimit{}, false
 		}
 		rl.Limit = limit
 	}
-	rl.Reset, _ = hdrLatestReset(resets, now, parse)
+	rl.Reset, _ = hdrLatestReset(h[resetKey], now, dates, hdrParseReset)
 	return rl, true
 }
 
@@ -273,16 +305,17 @@ func hdrMinCount(values []string) (n int, ok bool) {
 
 // hdrResetParser parses one reset value relative to now. For garbage and
 // for resets too far ahead to be trusted it returns the zero time and false.
-type hdrResetParser func(s string, now time.Time) (time.Time, bool)
+// dates, which may be nil, caches the last HTTP-date parsed.
+type hdrResetParser func(s string, now time.Time, dates *dateCache) (time.Time, bool)
 
 // hdrLatestReset returns the latest valid reset among all the list members of
 // all the values.
-func hdrLatestReset(values []string, now time.Time, parse hdrResetParser) (t time.Time, ok bool) {
+func hdrLatestReset(values []string, now time.Time, dates *dateCache, parse hdrResetParser) (t time.Time, ok bool) {
 	for _, v := range values {
 		for rest := v; rest != ""; {
 			var member string
 			member, rest = hdrCutListMember(rest)
-			if r, valid := parse(member, now); valid && (!ok || r.After(t)) {
+			if r, valid := parse(member, now, dates); valid && (!ok || r.After(t)) {
 				t, ok = r, true
 			}
 		}
@@ -293,7 +326,7 @@ func hdrLatestReset(values []string, now time.Time, parse hdrResetParser) (t tim
 // hdrParseReset parses a reset given as an HTTP-date, a Unix time in seconds
 // or a delay in seconds (see hdrEpochThreshold), with an optional fraction
 // for the numeric forms.
-func hdrParseReset(s string, now time.Time) (time.Time, bool) {
+func hdrParseReset(s string, now time.Time, dates *dateCache) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
 	}
@@ -306,7 +339,7 @@ func hdrParseReset(s string, now time.Time) (time.Time, bool) {
 		t = hdrNumericReset(sec, nsec, now)
 	} else {
 		var err error
-		if t, err = http.ParseTime(s); err != nil {
+		if t, err = dates.parse(s); err != nil {
 			return time.Time{}, false
 		}
 		t = t.In(now.Location())
@@ -340,7 +373,7 @@ func hdrWithinADay(t, now time.Time) bool {
 
 // hdrParseDecimalDelay parses a reset given as seconds from now, with an
 // optional fraction (X-RateLimit-Reset-After).
-func hdrParseDecimalDelay(s string, now time.Time) (time.Time, bool) {
+func hdrParseDecimalDelay(s string, now time.Time, _ *dateCache) (time.Time, bool) {
 	sec, nsec, ok := hdrParseDecimal(s, hdrMaxSeconds)
 	if !ok {
 		return time.Time{}, false

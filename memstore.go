@@ -3,6 +3,7 @@ package polite
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -13,6 +14,7 @@ import (
 // dropped first, then the idle ones least recently used. It is safe for concurrent use.
 type MemoryStore struct {
 	max     int
+	last    atomic.Pointer[memBucket] // the bucket used last: most clients talk to one API
 	mu      sync.RWMutex
 	buckets map[string]*memBucket
 }
@@ -66,10 +68,14 @@ func (s *MemoryStore) Len() int {
 }
 
 func (s *MemoryStore) get(name string, now time.Time) *memBucket {
+	if b := s.last.Load(); b != nil && b.name == name {
+		return b
+	}
 	s.mu.RLock()
 	b := s.buckets[name]
 	s.mu.RUnlock()
 	if b != nil {
+		s.last.Store(b)
 		return b
 	}
 	s.mu.Lock()
@@ -78,9 +84,10 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 		if len(s.buckets) >= s.max {
 			s.evict(now)
 		}
-		b = &memBucket{}
+		b = &memBucket{name: name}
 		s.buckets[name] = b
 	}
+	s.last.Store(b)
 	return b
 }
 
@@ -98,15 +105,20 @@ func (s *MemoryStore) evict(now time.Time) {
 		b.mu.Unlock()
 		switch {
 		case expired:
-			delete(s.buckets, name)
+			s.drop(name, b)
 			freed = true
 		case idle && (lru == "" || used.Before(lruAt)):
 			lru, lruAt = name, used
 		}
 	}
 	if !freed && lru != "" {
-		delete(s.buckets, lru)
+		s.drop(lru, s.buckets[lru])
 	}
+}
+
+func (s *MemoryStore) drop(name string, b *memBucket) {
+	delete(s.buckets, name)
+	s.last.CompareAndSwap(b, nil)
 }
 
 // sameWindowSlack is how far apart two reported resets may be and still name one window: servers that
@@ -125,6 +137,7 @@ const slidingPace = 0.9
 // first answer after a reset reports less than half its limit refills gradually (a sliding window): such
 // a bucket is paced at a little under limit/window with a token bucket, until a refusal shows otherwise.
 type memBucket struct {
+	name      string
 	mu        sync.Mutex
 	known     bool      // a response has described this bucket
 	limit     int       // last reported limit (0: unknown)

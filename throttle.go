@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,8 @@ import (
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
 type Throttle struct {
 	store    Store
+	dates    dateCache                  // the last Ratelimit-Reset date parsed
+	clock    atomic.Int64               // when the latest answer arrived, in Unix nanoseconds; see recently
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
 }
@@ -182,9 +185,10 @@ func bucketsOf(key string, r *route) [2]string {
 // the request's route when the response shows that it counts against another bucket (see buckets.go).
 func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, held [2]string, resp *http.Response) {
 	o := Observation{Now: time.Now()}
+	l.th.tick(o.Now)
 	if resp != nil {
 		o.Status = resp.StatusCode
-		o.RateLimit, o.HasRateLimit = ParseRateLimit(resp.Header, o.Now)
+		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)
 		o.RetryAt = serverRetryAt(resp, o.Now)
 		if resp.StatusCode == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !o.RetryAt.IsZero() {
 			// Refused while the bucket had requests left: a sublimit of this route. It alone waits.
@@ -327,8 +331,8 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			timer.Stop()
 		}
 	}()
-	for waited := false; ; waited = true {
-		now := time.Now()
+	now, fresh := l.th.recently(), false
+	for waited := false; ; {
 		v, err := l.th.store.Take(ctx, bucket, now)
 		if err != nil {
 			l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
@@ -336,6 +340,12 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		}
 		if v.OK {
 			return true, nil
+		}
+		if !fresh {
+			// Asked with the recent time, which errs on the side of waiting; ask again with the clock
+			// before deciding how long to wait.
+			now, fresh = time.Now(), true
+			continue
 		}
 		var wait time.Duration
 		if !v.RetryAt.IsZero() {
@@ -346,6 +356,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		}
 		if !waited {
 			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Wait: wait, Reason: v.Reason})
+			waited = true
 		}
 		var tick <-chan time.Time
 		switch {
@@ -360,6 +371,30 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		case <-ctx.Done():
 			return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
+		now = time.Now()
+	}
+}
+
+// clockGrain is how stale the throttle's recent time may get before an answer refreshes it.
+const clockGrain = time.Millisecond
+
+// recently returns the time the last answer arrived, or the clock's time if none has. A request asks its
+// bucket for a slot with it, saving a clock read: a time a little in the past can only make the bucket
+// look less refilled (a reset not yet passed, fewer pacing tokens, a hold not yet over), never more, and
+// a request refused with it asks again with the clock.
+func (th *Throttle) recently() time.Time {
+	if n := th.clock.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Now()
+}
+
+// tick records now as the time of the latest answer, at most once per clockGrain so that answers on
+// many cores do not all write one cache line.
+func (th *Throttle) tick(now time.Time) {
+	n := now.UnixNano()
+	if n-th.clock.Load() >= int64(clockGrain) {
+		th.clock.Store(n)
 	}
 }
 
