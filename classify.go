@@ -422,8 +422,10 @@ func (r stickyErrReader) Read([]byte) (int, error) { return 0, r.err }
 
 // StatusErrors returns an opt-in Middleware that turns a 4xx or 5xx response
 // from next into (nil, *StatusError), classified by CheckResponse. The
-// StatusError keeps Response, whose Body is still readable from the start;
-// the caller must close e.Response.Body (with http.Client the error arrives
+// StatusError keeps Response, whose Body is still readable from the start:
+// up to 1 MiB of it is read into memory before RoundTrip returns, since an
+// http.Client cancels the request as soon as it gets an error. The caller
+// must close e.Response.Body (with http.Client the error arrives
 // wrapped in a *url.Error, so use errors.As). A 1xx-3xx response passes
 // through untouched, and so does an error from next, along with whatever
 // response next returned with it. A nil next means http.DefaultTransport.
@@ -449,7 +451,21 @@ func (t statusErrorsTransport) RoundTrip(req *http.Request) (*http.Response, err
 		return resp, err
 	}
 	if cerr := CheckResponse(resp); cerr != nil {
+		bufferBody(resp)
 		return nil, cerr
 	}
 	return resp, nil
+}
+
+// bufferBody reads up to maxErrorBody of resp.Body into memory. An http.Client cancels the request's
+// context as soon as RoundTrip returns an error, which would cut off a body still on the wire: a body
+// that fits is read whole and its connection released; a longer one keeps its first MiB readable.
+func bufferBody(resp *http.Response) {
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
+	if err == nil && len(buf) <= maxErrorBody {
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(buf))
+		return
+	}
+	resp.Body = newReplayBody(buf, resp.Body, err)
 }

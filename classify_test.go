@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -874,5 +875,27 @@ func TestCheckResponseSniffWhitespace(t *testing.T) {
 	}
 	if got := clsReadAll(t, resp.Body); !bytes.Equal(got, ws) {
 		t.Error("body read after CheckResponse differs from the original")
+	}
+}
+
+// TestStatusErrorsBodyOutlivesClientCancel: http.Client cancels the request once RoundTrip returns an
+// error, so the layer must have the body in hand by then.
+func TestStatusErrorsBodyOutlivesClientCancel(t *testing.T) {
+	body := strings.Repeat("e", 256<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	client := &http.Client{Timeout: time.Minute, Transport: Chain(srv.Client().Transport, StatusErrors())}
+	_, err := client.Get(srv.URL)
+	var se *StatusError
+	if !errors.As(err, &se) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("err = %v, want a *StatusError for 404", err)
+	}
+	defer se.Response.Body.Close()
+	got, rerr := io.ReadAll(se.Response.Body)
+	if rerr != nil || string(got) != body {
+		t.Errorf("read %d bytes, err %v; want the whole %d-byte body", len(got), rerr, len(body))
 	}
 }
