@@ -20,7 +20,8 @@
 //   - The retry layer ([Retry]) retries 429 and 503, and 500/502/504 and connection errors of idempotent
 //     requests, honouring Retry-After plus one second and never waiting past the request's deadline.
 //   - The throttle ([Throttled], [Throttle]) learns each quota from the rate-limit headers of responses
-//     and holds requests back before the server has to refuse them.
+//     and holds requests back before the server has to refuse them. It learns the server's buckets
+//     (limits differ per endpoint) per route, and keeps its state in a [Store], in process by default.
 //
 // The status classifier is not a layer of the default stack: [CheckResponse] turns a response into a
 // typed error when the caller asks, and [StatusErrors] is an opt-in layer that does it for every response.
@@ -33,9 +34,24 @@
 //	max single wait      1 minute             WithMaxWait
 //	backoff              500ms ×2, ±50%, ≤30s WithBackoff
 //	retry decision       DefaultRetryPolicy   WithRetryPolicy
+//	retry budget         10 per key, +0.1 per success, floor 2/s   WithRetryBudget
 //	throttle key         request host         WithKey
-//	throttle state       in process           WithThrottle, NewThrottle, Store
+//	throttle state       in process           WithThrottle, NewThrottle, ThrottleStore
+//	learned routes       1024, by DefaultRoute ThrottleMaxRoutes, RouteKey
+//	buckets in memory    4096                 NewMemoryStore
 //	hook, logger         none, silent         WithHook, WithLogger
+//
+// # Buckets and budgets
+//
+// Servers count requests in buckets: one per host, or several with different limits per endpoint. The
+// throttle starts with one bucket per key (the host, by default) and moves a route to another bucket on
+// evidence: the server names the bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy
+// name), or its answers show another limit. It never overdraws a limit to win throughput.
+// [Throttle.Learned] lists what it knows.
+//
+// Retries multiply the load on a server exactly when it is failing. A [RetryBudget] per key lets
+// retries be at most about a tenth of the requests that go well, plus a small floor, so a full outage
+// costs little more than one request per call.
 //
 // # Per-request opt-out
 //
