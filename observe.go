@@ -1,0 +1,114 @@
+package polite
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// What a response teaches the throttle: which bucket it speaks for, and what that bucket now holds.
+
+// bucketsOf returns the buckets a request of route r under key spends, in the order they are taken:
+// one order for every route, so that requests holding one bucket while waiting for another never wait
+// on each other in a circle.
+func bucketsOf(key string, r *route) [2]string {
+	switch {
+	case r == nil || r.buckets[0] == "":
+		return [2]string{key}
+	case r.buckets[1] != "" && r.buckets[1] < r.buckets[0]:
+		return [2]string{r.buckets[1], r.buckets[0]}
+	}
+	return r.buckets
+}
+
+// observe records what resp said in the bucket it describes, gives back the slots in held, and learns
+// the request's route when the response shows that it counts against another bucket (see buckets.go).
+func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, held [2]string, resp *http.Response) {
+	o := Observation{Now: time.Now()}
+	l.th.tick(o.Now)
+	if resp != nil {
+		o.Status = resp.StatusCode
+		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)
+		o.RetryAt = serverRetryAt(resp, o.Now)
+		if resp.StatusCode == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !o.RetryAt.IsZero() {
+			// Refused while the bucket had requests left: a sublimit of this route. It alone waits.
+			until := o.RetryAt.UnixNano()
+			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.blocked.Store(until) })
+			o.RetryAt = time.Time{}
+		}
+	}
+	s := settle{l: l, ctx: ctx, o: o, held: held}
+	defer s.releaseRest()
+	if name := o.RateLimit.Bucket; o.HasRateLimit && name != "" {
+		b := key + "\x00" + name
+		if r == nil || r.names[0] != name {
+			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name) })
+		}
+		s.apply(b)
+		return
+	}
+	spent := bucketsOf(key, r)
+	for _, b := range spent {
+		if b != "" && s.apply(b) {
+			return
+		}
+	}
+	// The response describes a counter none of the route's buckets is: find the one it is.
+	limit := strconv.Itoa(o.RateLimit.Limit)
+	candidates := [...]string{key, key + "\x00#" + limit, ""}
+	for _, b := range candidates {
+		if b == "" {
+			name := DefaultRoute(req)
+			if r != nil {
+				name = r.name
+			}
+			b = key + "\x00@" + name
+		}
+		if b == spent[0] || b == spent[1] {
+			continue
+		}
+		if s.apply(b) {
+			l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, "") })
+			return
+		}
+	}
+}
+
+// settle hands one response's observation to the bucket it fits and gives back every slot held.
+type settle struct {
+	l        *throttleLayer
+	ctx      context.Context
+	o        Observation
+	held     [2]string // "" where no slot is held
+	returned [2]bool
+	applied  bool
+}
+
+// apply offers the observation to bucket b, giving back b's slot with it, and reports whether it fit.
+// Once an observation has fit, later calls only give back slots.
+func (s *settle) apply(b string) bool {
+	o := Observation{Now: s.o.Now}
+	if !s.applied {
+		o = s.o
+	}
+	for i, h := range s.held {
+		if h != "" && h == b && !s.returned[i] {
+			o.Took, s.returned[i] = true, true
+		}
+	}
+	fits := s.l.done(s.ctx, b, o)
+	s.applied = s.applied || fits
+	return fits
+}
+
+// releaseRest gives back the slots no apply returned.
+func (s *settle) releaseRest() {
+	for i, h := range s.held {
+		if h != "" && !s.returned[i] {
+			s.returned[i] = true
+			s.l.done(s.ctx, h, Observation{Now: s.o.Now, Took: true})
+		}
+	}
+}
+
