@@ -111,4 +111,3 @@ func (s *settle) releaseRest() {
 		}
 	}
 }
-
