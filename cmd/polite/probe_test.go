@@ -1,0 +1,75 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/politehttp/polite/politetest"
+)
+
+func TestProbe(t *testing.T) {
+	srv := politetest.NewServer(politetest.WithQuota(100, time.Minute))
+	defer srv.Close()
+	code, stdout, stderr := runCmd(t, "probe", "-n", "20", "-c", "4", srv.URL+"/v1/users")
+	if code != exitOK {
+		t.Fatalf("exit status %d, stderr %q", code, stderr)
+	}
+	if stderr != "" {
+		t.Errorf("stderr = %q, want nothing", stderr)
+	}
+	for _, want := range []string{
+		"probe: 20 GET " + srv.URL + "/v1/users, 4 at a time",
+		"Rate-limit headers (20 of 20 responses carried them)",
+		"first ", "last ", "lowest ", "remaining 80/100", // 20 requests spent, whatever the order of the answers
+		"over time",
+		"Throttle and retries:",
+		"429s that reached the caller    0",
+		"throttle waits (429s avoided)",
+		"retries                         0",
+		"Outcome:",
+		"achieved rate", "successes/s (20 of 20 requests)",
+		"server answered   200×20 (20 attempts)",
+		"caller saw        200×20",
+		"Learned buckets", "*                            → (shared)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout)
+		}
+	}
+	if n := strings.Count(stdout, "/100\n"); n < 2 || n > probeSamples {
+		t.Errorf("the series has %d lines, want 2 to %d:\n%s", n, probeSamples, stdout)
+	}
+}
+
+func TestProbeListsLearnedBuckets(t *testing.T) {
+	srv := politetest.NewServer(politetest.WithQuota(100, time.Minute), politetest.WithBucketNames(true),
+		politetest.WithRouteQuota("/v2/search", "search", 50, time.Minute, false))
+	defer srv.Close()
+	code, stdout, stderr := runCmd(t, "probe", "-n", "4", "-c", "1", srv.URL+"/v2/search")
+	if code != exitOK {
+		t.Fatalf("exit status %d, stderr %q", code, stderr)
+	}
+	if want := "GET /v2/search               → search     remaining 46/50"; !strings.Contains(stdout, want) {
+		t.Errorf("report lacks %q:\n%s", want, stdout)
+	}
+}
+
+func TestProbeThrottled(t *testing.T) {
+	// A quota smaller than the probe: the throttle learns it and holds the rest until the window resets,
+	// instead of letting them be refused.
+	srv := politetest.NewServer(politetest.WithQuota(5, time.Second), politetest.WithDialect(politetest.IETFDelta))
+	defer srv.Close()
+	code, stdout, stderr := runCmd(t, "probe", "-n", "8", "-c", "2", srv.URL+"/")
+	if code != exitOK {
+		t.Fatalf("exit status %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{"remaining 0/5", "caller saw        200×8"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "throttle waits (429s avoided)   0") {
+		t.Errorf("the throttle never waited:\n%s", stdout)
+	}
+}
