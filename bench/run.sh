@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole benchmark harness and compares the transports with benchstat.
+# Usage: bench/run.sh [outdir]   (default /tmp/polite-bench)
+# benchstat is installed as a tool with go install, never as a dependency of this module.
+set -euo pipefail
+cd "$(dirname "$0")"
+out=${1:-/tmp/polite-bench}
+mkdir -p "$out"
+
+{
+	go version
+	echo "nproc: $(nproc)"
+	grep -m1 'model name' /proc/cpuinfo
+	uptime
+} | tee "$out/machine.txt"
+
+go test -bench . -benchmem -count 6 -run '^$' | tee "$out/bench.txt"
+go run ./cmd/quota | tee "$out/quota.md"
+go run ./cmd/quota -outage | tee "$out/outage.md"
+
+PATH=$PATH:$(go env GOPATH)/bin
+if ! command -v benchstat >/dev/null; then
+	(cd / && go install golang.org/x/perf/cmd/benchstat@latest)
+fi
+# One file per transport, with the transport's name replaced by "x", so that benchstat sets each against bare.
+for t in bare polite retryablehttp failsafehttp; do
+	grep -E "^BenchmarkOverhead/[a-z]+/[a-z]+/$t-|^(goos|goarch|pkg|cpu):" "$out/bench.txt" |
+		sed -E "s#^(BenchmarkOverhead/[a-z]+/[a-z]+)/$t-#\1/x-#" >"$out/$t.txt"
+done
+(cd "$out" && benchstat bare.txt polite.txt retryablehttp.txt failsafehttp.txt) | tee "$out/benchstat.txt"
+benchstat -filter '.name:(Scale OR ParkedWaiters)' "$out/bench.txt" | tee -a "$out/benchstat.txt"
