@@ -45,6 +45,7 @@ func main() {
 	flag.IntVar(&cfg.k, "k", 32, "concurrent workers")
 	flag.Float64Var(&cfg.phase, "phase", 0.5, "fraction of the first window left when the run starts, in (0, 1]")
 	outage := flag.Bool("outage", false, "measure requests per call against a server that answers only 503")
+	routes := flag.Bool("routes", false, "two routes with separate limits (q and q/8 per window) on one host")
 	flag.IntVar(&cfg.outageK, "outage-k", 64, "concurrent workers in -outage mode")
 	flag.DurationVar(&cfg.outageD, "outage-d", 5*time.Second, "how long the workers start calls in -outage mode")
 	flag.DurationVar(&cfg.drain, "drain", time.Minute, "in -outage mode, how long calls still retrying after -outage-d may take to finish before they are cancelled")
@@ -58,6 +59,10 @@ func main() {
 	}
 	if *outage {
 		runOutage(cfg)
+		return
+	}
+	if *routes {
+		runRoutes(cfg)
 		return
 	}
 	runQuota(cfg)
