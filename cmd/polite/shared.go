@@ -66,14 +66,10 @@ func stripURLError(err error) error {
 	return err
 }
 
-// isTerminal reports whether w is a real *os.File open on a character device (a terminal).
+// isTerminal reports whether w is a real *os.File open on a terminal (see isTTY).
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isTTY(f)
 }
 
 // fmtDur formats d for a table or a timeline: microseconds, milliseconds or seconds, three significant
