@@ -148,7 +148,8 @@ type memBucket struct {
 	probing   bool          // the window passed and a probe is out
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
-	wake      chan struct{} // closed when the state changes; nil until someone waits
+	wake      chan struct{} // closed when a waiter may go; nil until someone waits
+	untimed   bool          // someone waits on wake with no time to wait for
 	lastUse   time.Time
 }
 
@@ -194,6 +195,7 @@ func (b *memBucket) wait(until time.Time, reason string) Verdict {
 	if b.wake == nil {
 		b.wake = make(chan struct{})
 	}
+	b.untimed = b.untimed || until.IsZero()
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
 }
 
@@ -219,11 +221,30 @@ func (b *memBucket) done(o Observation) bool {
 	if !o.HasRateLimit && o.Took {
 		b.probing = false // whichever request was the probe, let another find out
 	}
-	if b.wake != nil {
+	if b.wake != nil && (b.untimed || b.ready(o.Now)) {
 		close(b.wake)
-		b.wake = nil
+		b.wake, b.untimed = nil, false
 	}
 	return fits
+}
+
+// ready reports whether take would give a slot at now, without taking one. Waiters with a time to wait
+// for are woken only then (waking every waiter on every answer would cost each answer as many wake-ups
+// as requests are parked); waiters with none are woken on every answer.
+func (b *memBucket) ready(now time.Time) bool {
+	switch {
+	case now.Before(b.blocked):
+		return false
+	case !b.known:
+		return true
+	case b.pace != nil:
+		return b.pace.TokensAt(now) >= 1
+	case !b.reset.IsZero() && now.Before(b.reset):
+		return b.remaining-b.inflight > 0
+	case b.reset.IsZero() && b.remaining-b.inflight > 0:
+		return true
+	}
+	return !b.probing || b.inflight == 0
 }
 
 // fits reports whether rl can describe this bucket's counter. While the bucket's window runs, a
