@@ -1,0 +1,174 @@
+package redisquota
+
+import "github.com/redis/go-redis/v9"
+
+// The scripts port polite's in-process bucket (memBucket in memstore.go) to Lua, one atomic step per
+// Store call. Times are Unix milliseconds from the caller's clock; 0 means unknown (the zero time.Time).
+//
+// KEYS[1] is the bucket's hash:
+//
+//	k   known: a response has described the bucket (0/1)
+//	l   limit (0: unknown)
+//	r   remaining, as the server last said it
+//	rs  reset (0: unknown)
+//	w   window (ms, 0: unknown)
+//	pr  probing: the window passed and a probe is out (0/1)
+//	b   blocked: the server asked for no request before this (0: no hold)
+//	pc  paced: the bucket is taken for a sliding window (0/1)
+//	pq  pace rate, per ms: 0.9*l/w when the pacing began
+//	pt  pace tokens (a token bucket of burst 1 at pq)
+//	pl  when pt was computed
+//	u   last use
+//	n   sequence of lease ids
+//
+// KEYS[2] is a sorted set of leases: one member per slot in flight, scored by when it lapses.
+const prelude = `
+local st, ls = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local slack = 1000
+local pace = 0.9
+
+local b = {}
+local h = redis.call('HGETALL', st)
+for i = 1, #h, 2 do b[h[i]] = tonumber(h[i + 1]) end
+for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
+  if b[f] == nil then b[f] = 0 end
+end
+
+redis.call('ZREMRANGEBYSCORE', ls, '-inf', now)
+local inflight = redis.call('ZCARD', ls)
+
+local function sliding(on)
+  b.pc = 0
+  if on and b.l > 0 and b.w > 0 then
+    b.pc, b.pq, b.pt, b.pl = 1, pace * b.l / b.w, 1, now
+  end
+end
+
+local function rate()
+  return b.pq
+end
+
+local function tokens()
+  local last = b.pl
+  if now < last then last = now end
+  return math.min(1, b.pt + (now - last) * rate())
+end
+
+local function save()
+  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'b', b.b,
+    'pc', b.pc, 'pq', b.pq, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
+  local exp = math.max(b.rs, b.b, b.u, now) + keep
+  local top = redis.call('ZRANGE', ls, -1, -1, 'WITHSCORES')
+  if top[2] ~= nil then
+    exp = math.max(exp, tonumber(top[2]))
+    redis.call('PEXPIREAT', ls, exp)
+  end
+  redis.call('PEXPIREAT', st, exp)
+end
+`
+
+// takeScript: ARGV now, keep, lease. Returns {ok, retryAt, reason}.
+var takeScript = redis.NewScript(prelude + `
+local lease = tonumber(ARGV[3])
+b.u = now
+
+local function wait(at, reason)
+  save()
+  return {0, math.ceil(at), reason}
+end
+
+if now < b.b then
+  return wait(b.b, 'server asked to retry later')
+elseif b.k == 0 then
+  -- No headers seen yet: no throttling, but count what is in flight.
+elseif b.pc == 1 then
+  local t = tokens()
+  if t < 1 then
+    return wait(now + (1 - t) / rate(), 'pacing a sliding window')
+  end
+  b.pt, b.pl = t - 1, now
+elseif b.rs ~= 0 and now < b.rs then
+  if b.r - inflight <= 0 then
+    return wait(b.rs, 'quota spent until reset')
+  end
+elseif b.rs == 0 and b.r - inflight > 0 then
+  -- The server gave no reset: spend what it said remains.
+elseif b.pr == 0 or inflight == 0 then
+  -- The window has passed: one request goes first to learn the new budget.
+  b.pr = 1
+else
+  return wait(0, "waiting for the new window's budget")
+end
+b.n = b.n + 1
+redis.call('ZADD', ls, now + lease, b.n)
+save()
+return {1, 0, ''}
+`)
+
+// doneScript: ARGV now, keep, took, status, hasRL, limit, remaining, reset, window, retryAt.
+// Returns 1 when the observation fits the bucket, else 0.
+var doneScript = redis.NewScript(prelude + `
+local took = ARGV[3] == '1'
+local status = tonumber(ARGV[4])
+local hasRL = ARGV[5] == '1'
+local rl = {l = tonumber(ARGV[6]), r = tonumber(ARGV[7]), rs = tonumber(ARGV[8]), w = tonumber(ARGV[9])}
+local retryAt = tonumber(ARGV[10])
+
+local function fits()
+  if b.k == 0 or b.rs == 0 or now >= b.rs then return true end
+  if rl.l > 0 and b.l > 0 and rl.l ~= b.l then return false end
+  if rl.rs == 0 or b.w <= 0 then return true end
+  local off = (rl.rs - b.rs) % b.w
+  return off <= slack or b.w - off <= slack
+end
+
+local function learn()
+  if rl.rs ~= 0 and b.rs ~= 0 and rl.rs < b.rs - slack then
+    return -- a response from an earlier window, overtaken by newer ones
+  end
+  if rl.rs ~= 0 and rl.rs <= now then
+    return -- a window already over: its count says nothing now
+  end
+  b.k = 1
+  if rl.l > 0 then b.l = rl.l end
+  if rl.w > 0 then b.w = rl.w end
+  if rl.rs == 0 or b.rs == 0 then
+    b.r, b.rs = rl.r, rl.rs
+  elseif rl.rs > b.rs + slack then
+    -- A new window; the spacing of resets measures it when the server does not say.
+    local gap = rl.rs - b.rs
+    if rl.w == 0 and (b.w == 0 or gap < b.w) then b.w = gap end
+    if b.pr == 1 and b.l > 0 and b.pc == 0 then
+      sliding(rl.r < math.floor(b.l / 2))
+    end
+    b.r, b.rs, b.pr = rl.r, rl.rs, 0
+  elseif b.pc == 1 then
+    b.r = rl.r -- a sliding window refills: the newest word counts
+  else
+    b.r = math.min(b.r, rl.r) -- answers of one window arrive out of order: the lowest is the newest
+  end
+end
+
+if took and inflight > 0 then
+  redis.call('ZPOPMAX', ls)
+end
+local ok = (not hasRL) or fits()
+if status >= 200 and status < 300 then
+  b.b = 0
+end
+if ok then
+  if retryAt > b.b then
+    b.b = retryAt
+    sliding(false)
+  end
+  if hasRL then learn() end
+end
+if not hasRL and took then
+  b.pr = 0
+end
+save()
+if ok then return 1 end
+return 0
+`)
