@@ -20,6 +20,7 @@ const (
 	EventGiveUp
 )
 
+// String names the kind: "throttle", "retry" or "give up".
 func (k EventKind) String() string {
 	switch k {
 	case EventThrottle:

@@ -87,6 +87,7 @@ type ThrottleError struct {
 	Err    error         // context.DeadlineExceeded, context.Canceled, or nil when Wait exceeded the maximum
 }
 
+// Error says which bucket was spent, why, and how long the request would have had to wait.
 func (e *ThrottleError) Error() string {
 	s := fmt.Sprintf("polite: rate limited (%s) on %q, next slot in %v", e.Reason, e.Bucket, e.Wait.Round(time.Millisecond))
 	if e.Err != nil {

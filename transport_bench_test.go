@@ -53,3 +53,13 @@ func BenchmarkTimeNow(b *testing.B) {
 		time.Now()
 	}
 }
+
+func BenchmarkParseRateLimitCached(b *testing.B) {
+	h := newCanned().h
+	now := time.Now()
+	var dc dateCache
+	b.ReportAllocs()
+	for b.Loop() {
+		parseRateLimit(h, now, &dc)
+	}
+}
