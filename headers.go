@@ -157,20 +157,20 @@ func ParseRateLimit(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 
 // parseRateLimit is ParseRateLimit with a cache of the last HTTP-date parsed (nil for none).
 func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit, ok bool) {
-	structured, structuredOK := hdrParseStructuredRateLimit(h, now)
-	plain, plainOK := hdrParseFieldsRateLimit(h, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, now, dates)
-	x, xOK := hdrParseFieldsRateLimit(h, hdrXRateLimitLimit, hdrXRateLimitRemaining, hdrXRateLimitReset, now, dates)
-	if xOK && x.Reset.IsZero() {
-		x.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
+	// The dialects in order; a later one wins only if it is strictly more restrictive. Each is looked at
+	// in place rather than gathered into a list first: copying the results was half of the time here.
+	if c, found := hdrParseStructuredRateLimit(h, now); found {
+		rl, ok = c, true
 	}
-
-	candidates := [...]struct {
-		rl RateLimit
-		ok bool
-	}{{structured, structuredOK}, {plain, plainOK}, {x, xOK}}
-	for _, c := range candidates {
-		if c.ok && (!ok || hdrMoreRestrictive(c.rl, rl)) {
-			rl, ok = c.rl, true
+	if c, found := hdrParseFieldsRateLimit(h, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, now, dates); found && (!ok || hdrMoreRestrictive(c, rl)) {
+		rl, ok = c, true
+	}
+	if c, found := hdrParseFieldsRateLimit(h, hdrXRateLimitLimit, hdrXRateLimitRemaining, hdrXRateLimitReset, now, dates); found {
+		if c.Reset.IsZero() {
+			c.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
+		}
+		if !ok || hdrMoreRestrictive(c, rl) {
+			rl, ok = c, true
 		}
 	}
 	if !ok {
