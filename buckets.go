@@ -99,13 +99,7 @@ func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Re
 		if len(t.routes) >= t.max {
 			t.evictLocked()
 		}
-		name := ""
-		if routeKey != nil {
-			name = routeKey(req)
-		} else {
-			name = DefaultRoute(req)
-		}
-		r = &route{key: key, name: name}
+		r = &route{key: key, name: routeName(req, routeKey)}
 		t.routes[id] = r
 		t.n.Store(int32(len(t.routes)))
 	} else {
@@ -119,6 +113,14 @@ func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Re
 	r.lastUse.Store(now.UnixNano())
 	change(r)
 	return r
+}
+
+// routeName names req's route with routeKey, or DefaultRoute when it is nil.
+func routeName(req *http.Request, routeKey func(*http.Request) string) string {
+	if routeKey != nil {
+		return routeKey(req)
+	}
+	return DefaultRoute(req)
 }
 
 func (t *routeTable) evictLocked() {

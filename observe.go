@@ -41,11 +41,11 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 	s := settle{l: l, ctx: ctx, o: o, held: held}
 	defer s.releaseRest()
 	if name := o.RateLimit.Bucket; o.HasRateLimit && name != "" {
-		b := key + "\x00" + name
 		if r == nil || r.names[0] != name {
+			b := key + "\x00" + name
 			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name) })
 		}
-		s.apply(b)
+		s.apply(r.buckets[0])
 		return
 	}
 	spent := bucketsOf(key, r)
@@ -59,11 +59,7 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 	candidates := [...]string{key, key + "\x00#" + limit, ""}
 	for _, b := range candidates {
 		if b == "" {
-			name := DefaultRoute(req)
-			if r != nil {
-				name = r.name
-			}
-			b = key + "\x00@" + name
+			b = key + "\x00@" + l.th.routeName(req)
 		}
 		if b == spent[0] || b == spent[1] {
 			continue

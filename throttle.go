@@ -25,6 +25,9 @@ type Throttle struct {
 	routes   routeTable
 }
 
+// routeName names req's route as the throttle's route key does.
+func (th *Throttle) routeName(req *http.Request) string { return routeName(req, th.routeKey) }
+
 // ThrottleOption configures [NewThrottle].
 type ThrottleOption func(*Throttle)
 

@@ -63,3 +63,27 @@ func BenchmarkParseRateLimitCached(b *testing.B) {
 		parseRateLimit(h, now, &dc)
 	}
 }
+
+// TestHappyPathAllocatesNothing: on a 2xx far from the limit, the stack allocates nothing beyond what the
+// base does, whether or not the server names its buckets.
+func TestHappyPathAllocatesNothing(t *testing.T) {
+	for _, named := range []bool{false, true} {
+		base := newCanned()
+		if named {
+			base.h["X-Ratelimit-Bucket"] = []string{"core"}
+		}
+		rt := New(base)
+		req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)
+		run := func(rt http.RoundTripper) func() {
+			return func() {
+				resp, _ := rt.RoundTrip(req)
+				resp.Body.Close()
+			}
+		}
+		run(rt)() // learn the route and bucket
+		bare, stack := testing.AllocsPerRun(200, run(base)), testing.AllocsPerRun(200, run(rt))
+		if stack > bare {
+			t.Errorf("named buckets %v: %v allocations per request, the base alone %v", named, stack, bare)
+		}
+	}
+}
