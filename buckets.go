@@ -73,8 +73,8 @@ func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Reque
 	return routeID{key, routeHash(t.seed, req)}
 }
 
-// lookup returns the learned route of req under key, or nil.
-func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string) *route {
+// lookup returns the learned route of req under key, or nil. now is a recent time, marking the route used.
+func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string, now time.Time) *route {
 	if t.n.Load() == 0 {
 		return nil
 	}
@@ -83,9 +83,17 @@ func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.R
 	r := t.routes[id]
 	t.mu.RUnlock()
 	if r != nil {
-		r.lastUse.Store(time.Now().UnixNano())
+		r.touch(now)
 	}
 	return r
+}
+
+// touch marks the route used at now, writing at most once per clockGrain so that requests on many cores
+// do not all write one cache line.
+func (r *route) touch(now time.Time) {
+	if n := now.UnixNano(); n-r.lastUse.Load() >= int64(clockGrain) {
+		r.lastUse.Store(n)
+	}
 }
 
 // learn returns req's route under key, made or updated by change under the table's lock. A new route's

@@ -64,12 +64,20 @@ type cachedDate struct {
 	t time.Time
 }
 
-// parse is http.ParseTime through the cache.
-func (c *dateCache) parse(s string) (time.Time, error) {
+// lookup returns the time of s if it is the date parsed last.
+func (c *dateCache) lookup(s string) (time.Time, bool) {
 	if c != nil {
 		if p := c.last.Load(); p != nil && p.s == s {
-			return p.t, nil
+			return p.t, true
 		}
+	}
+	return time.Time{}, false
+}
+
+// parse is http.ParseTime through the cache.
+func (c *dateCache) parse(s string) (time.Time, error) {
+	if t, ok := c.lookup(s); ok {
+		return t, nil
 	}
 	t, err := http.ParseTime(s)
 	if err == nil && c != nil {
@@ -157,19 +165,22 @@ func ParseRateLimit(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 
 // parseRateLimit is ParseRateLimit with a cache of the last HTTP-date parsed (nil for none).
 func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit, ok bool) {
-	// The dialects in order; a later one wins only if it is strictly more restrictive. Each is looked at
-	// in place rather than gathered into a list first: copying the results was half of the time here.
-	if c, found := hdrParseStructuredRateLimit(h, now); found {
-		rl, ok = c, true
+	// The dialects in order; a later one wins only if it is strictly more restrictive. Each dialect is
+	// looked for by one map access, and parsed only when present; results are filled in place, not copied.
+	if v := h[hdrRateLimit]; v != nil {
+		rl, ok = hdrParseStructuredRateLimit(h, v, now)
 	}
-	if c, found := hdrParseFieldsRateLimit(h, hdrRateLimitLimit, hdrRateLimitRemaining, hdrRateLimitReset, now, dates); found && (!ok || hdrMoreRestrictive(c, rl)) {
-		rl, ok = c, true
+	var c RateLimit
+	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) {
+		if !ok || hdrMoreRestrictive(&c, &rl) {
+			rl, ok = c, true
+		}
 	}
-	if c, found := hdrParseFieldsRateLimit(h, hdrXRateLimitLimit, hdrXRateLimitRemaining, hdrXRateLimitReset, now, dates); found {
+	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) {
 		if c.Reset.IsZero() {
 			c.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
 		}
-		if !ok || hdrMoreRestrictive(c, rl) {
+		if !ok || hdrMoreRestrictive(&c, &rl) {
 			rl, ok = c, true
 		}
 	}
@@ -234,7 +245,7 @@ func hdrParseRetryAfterValue(s string, now time.Time) (time.Duration, bool) {
 
 // hdrMoreRestrictive reports whether a leaves the caller less room than b:
 // fewer remaining requests, or as many but a later reset.
-func hdrMoreRestrictive(a, b RateLimit) bool {
+func hdrMoreRestrictive(a, b *RateLimit) bool {
 	if a.Remaining != b.Remaining {
 		return a.Remaining < b.Remaining
 	}
@@ -269,28 +280,41 @@ func hdrValidBucket(s string) bool {
 }
 
 // hdrParseFieldsRateLimit handles dialects 1 and 2: one header each for the
-// limit, the remaining count and the reset.
-// The remaining count is looked up first: without it the dialect is absent, and the other two lookups
-// are saved.
-func hdrParseFieldsRateLimit(h http.Header, limitKey, remainingKey, resetKey string, now time.Time, dates *dateCache) (RateLimit, bool) {
-	remaining, ok := hdrMinCount(h[remainingKey])
+// limit, the remaining count (whose values the caller looked up) and the
+// reset. It fills *rl and reports whether the dialect is usable.
+func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []string, limitKey, resetKey string, now time.Time, dates *dateCache) bool {
+	remaining, ok := hdrMinCount(remainingValues)
 	if !ok {
-		return RateLimit{}, false
+		return false
 	}
-	rl := RateLimit{Remaining: remaining}
+	*rl = RateLimit{Remaining: remaining}
 	if limit, ok := hdrMinCount(h[limitKey]); ok {
 		if remaining > limit {
-			return RateLimit{}, false
+			return false
 		}
 		rl.Limit = limit
 	}
-	rl.Reset, _ = hdrLatestReset(h[resetKey], now, dates, hdrParseReset)
-	return rl, true
+	values := h[resetKey]
+	if len(values) == 1 {
+		// One reset value, as nearly every server sends: the date cache may know it whole.
+		if t, ok := dates.lookup(values[0]); ok {
+			rl.Reset, _ = hdrTrustedReset(t.In(now.Location()), now)
+			return true
+		}
+	}
+	rl.Reset, _ = hdrLatestReset(values, now, dates, hdrParseReset)
+	return true
 }
 
 // hdrMinCount returns the smallest valid count among all the list members of
 // all the values.
 func hdrMinCount(values []string) (n int, ok bool) {
+	if len(values) == 1 {
+		// A single value of digits alone, as nearly every server sends, is its own only member.
+		if c, valid := hdrParseDigits(values[0], hdrMaxCount); valid {
+			return int(c), true
+		}
+	}
 	for _, v := range values {
 		for rest := v; rest != ""; {
 			var member string
@@ -503,11 +527,11 @@ type hdrSFResult struct {
 
 // hdrParseStructuredRateLimit handles dialect 3: the RateLimit field, as an
 // RFC 9651 list (with RateLimit-Policy) or as the older dictionary form.
-func hdrParseStructuredRateLimit(h http.Header, now time.Time) (RateLimit, bool) {
+func hdrParseStructuredRateLimit(h http.Header, lines []string, now time.Time) (RateLimit, bool) {
 	var best hdrSFResult
 	found := false
-	for _, line := range h[hdrRateLimit] {
-		if r, ok := hdrParseRateLimitLine(line, now); ok && (!found || hdrMoreRestrictive(r.rl, best.rl)) {
+	for _, line := range lines {
+		if r, ok := hdrParseRateLimitLine(line, now); ok && (!found || hdrMoreRestrictive(&r.rl, &best.rl)) {
 			best, found = r, true
 		}
 	}
@@ -559,7 +583,7 @@ func hdrParseRateLimitList(line string, now time.Time) (hdrSFResult, bool) {
 		if m.hasValue {
 			return hdrSFResult{}, false
 		}
-		if rl, usable := hdrListMemberRateLimit(m, now); usable && (!found || hdrMoreRestrictive(rl, best.rl)) {
+		if rl, usable := hdrListMemberRateLimit(m, now); usable && (!found || hdrMoreRestrictive(&rl, &best.rl)) {
 			best, found = hdrSFResult{rl: rl, member: m}, true
 		}
 	}

@@ -25,8 +25,8 @@ func bucketsOf(key string, r *route) [2]string {
 // observe records what resp said in the bucket it describes, gives back the slots in held, and learns
 // the request's route when the response shows that it counts against another bucket (see buckets.go).
 func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, held [2]string, resp *http.Response) {
-	o := Observation{Now: time.Now()}
-	l.th.tick(o.Now)
+	o := Observation{Now: l.th.clock.now()}
+	l.th.clock.tick(o.Now)
 	if resp != nil {
 		o.Status = resp.StatusCode
 		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)

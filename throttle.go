@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
-	"sync/atomic"
 	"time"
 )
 
@@ -19,8 +18,8 @@ import (
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
 type Throttle struct {
 	store    Store
-	dates    dateCache                  // the last Ratelimit-Reset date parsed
-	clock    atomic.Int64               // when the latest answer arrived, in Unix nanoseconds; see recently
+	dates    dateCache // the last Ratelimit-Reset date parsed
+	clock    *clock
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
 }
@@ -36,7 +35,7 @@ const DefaultMaxRoutes = 1024
 
 // NewThrottle returns a Throttle with its state in a new [MemoryStore] unless opts say otherwise.
 func NewThrottle(opts ...ThrottleOption) *Throttle {
-	th := &Throttle{routes: routeTable{max: DefaultMaxRoutes, seed: maphash.MakeSeed(), routes: make(map[routeID]*route)}}
+	th := &Throttle{clock: newClock(), routes: routeTable{max: DefaultMaxRoutes, seed: maphash.MakeSeed(), routes: make(map[routeID]*route)}}
 	for _, o := range opts {
 		o(th)
 	}
@@ -141,7 +140,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return l.next.RoundTrip(req)
 	}
 	key := l.cfg.key(req)
-	r := l.th.routes.lookup(key, req, l.th.routeKey)
+	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock.recently())
 	var held [2]string // the buckets whose slots this request holds
 	n := 0
 	if out&noThrottle == 0 {
@@ -231,7 +230,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			timer.Stop()
 		}
 	}()
-	now, fresh := l.th.recently(), false
+	now, fresh := l.th.clock.recently(), false
 	for waited := false; ; {
 		v, err := l.th.store.Take(ctx, bucket, now)
 		if err != nil {
@@ -272,29 +271,6 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
 		now = time.Now()
-	}
-}
-
-// clockGrain is how stale the throttle's recent time may get before an answer refreshes it.
-const clockGrain = time.Millisecond
-
-// recently returns the time the last answer arrived, or the clock's time if none has. A request asks its
-// bucket for a slot with it, saving a clock read: a time a little in the past can only make the bucket
-// look less refilled (a reset not yet passed, fewer pacing tokens, a hold not yet over), never more, and
-// a request refused with it asks again with the clock.
-func (th *Throttle) recently() time.Time {
-	if n := th.clock.Load(); n != 0 {
-		return time.Unix(0, n)
-	}
-	return time.Now()
-}
-
-// tick records now as the time of the latest answer, at most once per clockGrain so that answers on
-// many cores do not all write one cache line.
-func (th *Throttle) tick(now time.Time) {
-	n := now.UnixNano()
-	if n-th.clock.Load() >= int64(clockGrain) {
-		th.clock.Store(n)
 	}
 }
 

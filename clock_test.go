@@ -1,0 +1,68 @@
+package polite
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// The clock's time is the wall clock's, whether it reads the wall clock (a new anchor) or derives the
+// time from the monotonic clock (within an anchor), including when it was made outside the synctest
+// bubble it is used in.
+func TestClockFollowsTheWallClock(t *testing.T) {
+	outside := newClock()
+	synctest.Test(t, func(t *testing.T) {
+		c := newClock()
+		for _, step := range []time.Duration{0, 10 * time.Millisecond, 300 * time.Millisecond, clockAnchorEvery, 3 * clockAnchorEvery, time.Millisecond} {
+			time.Sleep(step)
+			for name, c := range map[string]*clock{"inside": c, "outside": outside} {
+				if got, want := c.now(), time.Now(); !got.Equal(want) {
+					t.Errorf("%s, after %v: now() = %v, want %v", name, step, got, want)
+				}
+			}
+		}
+	})
+}
+
+// Within an anchor the clock does not read the wall clock: a wall time that moves without the monotonic
+// clock (a step) shows only at the next anchor.
+func TestClockReanchors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClock()
+		c.now()
+		a := c.anchor.Load()
+		time.Sleep(clockAnchorEvery / 2)
+		c.now()
+		if c.anchor.Load() != a {
+			t.Fatal("re-anchored within clockAnchorEvery")
+		}
+		time.Sleep(clockAnchorEvery / 2)
+		c.now()
+		if c.anchor.Load() == a {
+			t.Fatal("kept the anchor past clockAnchorEvery")
+		}
+	})
+}
+
+// recently is the latest tick, no later than now, and ticks closer than clockGrain are not recorded.
+func TestClockRecently(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClock()
+		if got, want := c.recently(), time.Now(); !got.Equal(want) {
+			t.Fatalf("recently() before any tick = %v, want now %v", got, want)
+		}
+		t0 := c.now()
+		c.tick(t0)
+		time.Sleep(clockGrain / 2)
+		c.tick(c.now())
+		if got := c.recently(); !got.Equal(t0) {
+			t.Errorf("recently() = %v, want the first tick %v", got, t0)
+		}
+		time.Sleep(clockGrain)
+		t1 := c.now()
+		c.tick(t1)
+		if got := c.recently(); !got.Equal(t1) {
+			t.Errorf("recently() = %v, want %v", got, t1)
+		}
+	})
+}
