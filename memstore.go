@@ -43,8 +43,10 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Ver
 
 // Done implements [Store]. It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
-	return s.get(bucket, o.Now).done(o), nil
+	return s.done(bucket, &o), nil
 }
+
+func (s *MemoryStore) done(bucket string, o *Observation) bool { return s.get(bucket, o.Now).done(o) }
 
 // Snapshot reports what bucket last learned: the limit, the remaining count as the server said it, the
 // reset, and the window. ok is false for a bucket the store does not hold or has not heard of yet.
@@ -199,7 +201,7 @@ func (b *memBucket) wait(until time.Time, reason string) Verdict {
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
 }
 
-func (b *memBucket) done(o Observation) bool {
+func (b *memBucket) done(o *Observation) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if o.Took && b.inflight > 0 {

@@ -22,10 +22,13 @@ func bucketsOf(key string, r *route) [2]string {
 	return r.buckets
 }
 
-// observe records what resp said in the bucket it describes, gives back the slots in held, and learns
-// the request's route when the response shows that it counts against another bucket (see buckets.go).
-func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, held [2]string, resp *http.Response) {
-	o := Observation{Now: l.th.clock.now()}
+// observe records what resp said in the bucket it describes (one of spent, the buckets of route r, if it
+// fits one), gives back the slots in held, and learns the request's route when the response shows that
+// it counts against another bucket (see buckets.go).
+func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response) {
+	s := settle{l: l, ctx: ctx, held: held}
+	o := &s.o
+	o.Now = l.th.clock.now()
 	l.th.clock.tick(o.Now)
 	if resp != nil {
 		o.Status = resp.StatusCode
@@ -35,10 +38,10 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			// Refused while the bucket had requests left: a sublimit of this route. It alone waits.
 			until := o.RetryAt.UnixNano()
 			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.blocked.Store(until) })
+			spent = bucketsOf(key, r)
 			o.RetryAt = time.Time{}
 		}
 	}
-	s := settle{l: l, ctx: ctx, o: o, held: held}
 	defer s.releaseRest()
 	if name := o.RateLimit.Bucket; o.HasRateLimit && name != "" {
 		if r == nil || r.names[0] != name {
@@ -48,7 +51,6 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 		s.apply(r.buckets[0])
 		return
 	}
-	spent := bucketsOf(key, r)
 	for _, b := range spent {
 		if b != "" && s.apply(b) {
 			return
@@ -84,10 +86,11 @@ type settle struct {
 // apply offers the observation to bucket b, giving back b's slot with it, and reports whether it fit.
 // Once an observation has fit, later calls only give back slots.
 func (s *settle) apply(b string) bool {
-	o := Observation{Now: s.o.Now}
-	if !s.applied {
-		o = s.o
+	o := &s.o
+	if s.applied {
+		o = &Observation{Now: s.o.Now}
 	}
+	o.Took = false
 	for i, h := range s.held {
 		if h != "" && h == b && !s.returned[i] {
 			o.Took, s.returned[i] = true, true
@@ -103,7 +106,7 @@ func (s *settle) releaseRest() {
 	for i, h := range s.held {
 		if h != "" && !s.returned[i] {
 			s.returned[i] = true
-			s.l.done(s.ctx, h, Observation{Now: s.o.Now, Took: true})
+			s.l.done(s.ctx, h, &Observation{Now: s.o.Now, Took: true})
 		}
 	}
 }

@@ -141,6 +141,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	key := l.cfg.key(req)
 	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock.recently())
+	spent := bucketsOf(key, r)
 	var held [2]string // the buckets whose slots this request holds
 	n := 0
 	if out&noThrottle == 0 {
@@ -148,13 +149,14 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req)
 			return nil, err
 		}
-		for _, b := range bucketsOf(key, r) {
+		for _, b := range spent {
 			if b == "" {
 				break
 			}
 			took, err := l.take(ctx, req, b)
 			if err != nil {
-				s := settle{l: l, ctx: ctx, o: Observation{Now: time.Now()}, held: held}
+				s := settle{l: l, ctx: ctx, held: held}
+				s.o.Now = time.Now()
 				s.releaseRest()
 				closeBody(req)
 				return nil, err
@@ -166,12 +168,18 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := l.next.RoundTrip(req)
-	l.observe(ctx, req, key, r, held, resp)
+	l.observe(ctx, req, key, r, spent, held, resp)
 	return resp, err
 }
 
-func (l *throttleLayer) done(ctx context.Context, bucket string, o Observation) bool {
-	fits, err := l.th.store.Done(ctx, bucket, o)
+func (l *throttleLayer) done(ctx context.Context, bucket string, o *Observation) bool {
+	var fits bool
+	var err error
+	if ms, ok := l.th.store.(*MemoryStore); ok {
+		fits = ms.done(bucket, o) // the default store, called directly: an Observation is large to copy
+	} else {
+		fits, err = l.th.store.Done(ctx, bucket, *o)
+	}
 	if err != nil {
 		l.cfg.logger.WarnContext(ctx, "polite: throttle store failed", "bucket", bucket, "err", err)
 		return true
@@ -224,27 +232,40 @@ func (l *throttleLayer) admissible(ctx context.Context, bucket string, until tim
 // take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
 // goes without one.
 func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (bool, error) {
+	// Asked with the recent time, which errs on the side of waiting; a refusal asks again with the clock
+	// before deciding how long to wait.
+	v, err := l.th.store.Take(ctx, bucket, l.th.clock.recently())
+	switch {
+	case err != nil:
+		l.storeFailed(ctx, bucket, err)
+		return false, nil
+	case v.OK:
+		return true, nil
+	}
+	return l.wait(ctx, req, bucket)
+}
+
+func (l *throttleLayer) storeFailed(ctx context.Context, bucket string, err error) {
+	l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
+}
+
+// wait is take once a slot was refused: it waits until a slot is given.
+func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket string) (bool, error) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
-	now, fresh := l.th.clock.recently(), false
 	for waited := false; ; {
+		now := time.Now()
 		v, err := l.th.store.Take(ctx, bucket, now)
 		if err != nil {
-			l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
+			l.storeFailed(ctx, bucket, err)
 			return false, nil
 		}
 		if v.OK {
 			return true, nil
-		}
-		if !fresh {
-			// Asked with the recent time, which errs on the side of waiting; ask again with the clock
-			// before deciding how long to wait.
-			now, fresh = time.Now(), true
-			continue
 		}
 		var wait time.Duration
 		if !v.RetryAt.IsZero() {
@@ -270,7 +291,6 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		case <-ctx.Done():
 			return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
-		now = time.Now()
 	}
 }
 
