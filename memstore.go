@@ -127,9 +127,10 @@ func (s *MemoryStore) drop(name string, b *memBucket) {
 // send the reset as delta-seconds round it, so successive responses disagree by up to a second.
 const sameWindowSlack = time.Second
 
-// slidingPace is the share of limit/window at which a bucket taken for a sliding window is paced: a
-// little under the rate at which such a server gives quota back.
-const slidingPace = 0.9
+// slidingPace is the share of (limit−1)/window at which a bucket taken for a sliding window is paced: a
+// little under the rate at which such a server gives quota back. (A sliding-window counter admits a
+// request while its estimate plus one is within the limit: a steady (limit−1)/window stays there.)
+const slidingPace = 0.98
 
 // memBucket is one quota as the server described it, plus what this process has in flight against it.
 //
@@ -138,6 +139,12 @@ const slidingPace = 0.9
 // response says how much the new window holds; the rest wait for it instead of stampeding. A server whose
 // first answer after a reset reports less than half its limit refills gradually (a sliding window): such
 // a bucket is paced at a little under limit/window with a token bucket, until a refusal shows otherwise.
+//
+// Until a reset has shown how the bucket refills, its last request of a window is kept back: a sliding
+// window counts the whole of the previous window at its reset, so a probe sent after a fully spent window
+// would be refused (and its Retry-After + 1 s would cost the better part of a window), while one sent
+// after a window spent but for one request is admitted and tells the two kinds apart. A fixed window pays
+// for this with one request of its first window (and only limits of at least reserveMinLimit do).
 type memBucket struct {
 	name      string
 	mu        sync.Mutex
@@ -148,6 +155,7 @@ type memBucket struct {
 	window    time.Duration
 	inflight  int
 	probing   bool          // the window passed and a probe is out
+	refills   bool          // a probe's answer has shown how the bucket refills (see reserve)
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
@@ -172,7 +180,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 			return b.wait(b.paceTime(now), "pacing a sliding window")
 		}
 	case !b.reset.IsZero() && now.Before(b.reset):
-		if b.remaining-b.inflight <= 0 {
+		if b.remaining-b.inflight <= b.reserve() {
 			return b.wait(b.reset, "quota spent until reset")
 		}
 	case b.reset.IsZero() && b.remaining-b.inflight > 0:
@@ -185,6 +193,19 @@ func (b *memBucket) take(now time.Time) Verdict {
 	}
 	b.inflight++
 	return Verdict{OK: true}
+}
+
+// reserveMinLimit is the smallest limit of which a bucket keeps one request back (see memBucket): below
+// it, one request is too large a share of the first window.
+const reserveMinLimit = 10
+
+// reserve is how many requests of a window the bucket keeps back: one until a reset has shown how it
+// refills, if its limit is at least reserveMinLimit.
+func (b *memBucket) reserve() int {
+	if b.refills || b.limit < reserveMinLimit {
+		return 0
+	}
+	return 1
 }
 
 // paceTime returns when the sliding-window pacer's next token is due.
@@ -214,7 +235,7 @@ func (b *memBucket) done(o *Observation) bool {
 	if fits {
 		if o.RetryAt.After(b.blocked) {
 			b.blocked = o.RetryAt
-			b.setSliding(false) // a refused request proves the bucket is not refilling as paced
+			b.setSliding(false, o.Now) // a refused request proves the bucket is not refilling as paced
 		}
 		if o.HasRateLimit {
 			b.learn(o.RateLimit, o.Now)
@@ -242,7 +263,7 @@ func (b *memBucket) ready(now time.Time) bool {
 	case b.pace != nil:
 		return b.pace.TokensAt(now) >= 1
 	case !b.reset.IsZero() && now.Before(b.reset):
-		return b.remaining-b.inflight > 0
+		return b.remaining-b.inflight > b.reserve()
 	case b.reset.IsZero() && b.remaining-b.inflight > 0:
 		return true
 	}
@@ -293,7 +314,8 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 			b.window = gap
 		}
 		if b.probing && b.limit > 0 && b.pace == nil {
-			b.setSliding(rl.Remaining < b.limit/2)
+			b.setSliding(rl.Remaining < b.limit/2, now)
+			b.refills = true
 		}
 		b.remaining, b.reset, b.probing = rl.Remaining, rl.Reset, false
 	case b.pace != nil:
@@ -304,9 +326,12 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 	}
 }
 
-func (b *memBucket) setSliding(on bool) {
+// setSliding starts pacing the bucket as a sliding window at now, or stops. The pacer starts empty: the
+// answer that showed the window to be sliding spent what the window had left.
+func (b *memBucket) setSliding(on bool, now time.Time) {
 	b.pace = nil
-	if on && b.limit > 0 && b.window > 0 {
-		b.pace = rate.NewLimiter(rate.Limit(slidingPace*float64(b.limit)/b.window.Seconds()), 1)
+	if on && b.limit > 1 && b.window > 0 {
+		b.pace = rate.NewLimiter(rate.Limit(slidingPace*float64(b.limit-1)/b.window.Seconds()), 1)
+		b.pace.AllowN(now, 1)
 	}
 }

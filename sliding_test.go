@@ -45,8 +45,11 @@ func hammer(t *testing.T, rt http.RoundTripper, url string, workers int, d time.
 }
 
 // TestThrottleAgainstSlidingWindow hammers a sliding-window limiter (the counter scheme of
-// go-chi/httprate) with 16 workers: at most a few percent of the requests the server sees may be refused,
-// and most of the quota is used.
+// go-chi/httprate) with 16 workers: no request is refused, not even the first after the first reset
+// (the throttle keeps one request of the first window back to find out how the bucket refills), and
+// over 90% of the quota is used. A sliding window allows less than a fixed one: after the first window it
+// gives back limit/window, so the most a client can get in the run is about limit × run/window plus the
+// first window's limit, somewhat under the fixed-window figure used as the yardstick here.
 func TestThrottleAgainstSlidingWindow(t *testing.T) {
 	for _, dialect := range []politetest.Dialect{politetest.Contract, politetest.IETFDelta, politetest.Structured, politetest.GitHub} {
 		t.Run(dialect.String(), func(t *testing.T) {
@@ -61,11 +64,11 @@ func TestThrottleAgainstSlidingWindow(t *testing.T) {
 				quota := float64(limit) * (run.Seconds()/window.Seconds() + 1)
 				used := float64(got) / quota
 				t.Logf("%s: %d sent, %d refused (%.1f%%), %d succeeded = %.0f%% of the quota", dialect, st.Total, st.TooManyRequests, 100*refused, got, 100*used)
-				if refused > 0.03 {
-					t.Errorf("%.1f%% of requests refused, want at most 3%%", 100*refused)
+				if st.TooManyRequests > 0 {
+					t.Errorf("%d requests refused, want none", st.TooManyRequests)
 				}
-				if used < 0.75 {
-					t.Errorf("%.0f%% of the quota used, want at least 75%%", 100*used)
+				if used < 0.9 {
+					t.Errorf("%.0f%% of the quota used, want at least 90%%", 100*used)
 				}
 			})
 		})

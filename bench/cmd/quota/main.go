@@ -7,10 +7,12 @@
 // loopback with a quota of -q requests per -w, and has -k workers send GETs back to back for -d, once with
 // fixed windows and once with sliding ones. It prints a Markdown table.
 //
-// The quota allows at most q × (d/w + 1) requests in any stretch of d: that many windows can overlap it.
-// The server's windows are placed so that the run does overlap that many, the first and last by a
-// fraction -phase of a window each (phase 0.5: half a window each), and window boundaries fall on whole
-// seconds, where an HTTP-date reset is exact.
+// A fixed-window quota allows at most q × (d/w + 1) requests in any stretch of d: that many windows can
+// overlap it. The server's windows are placed so that the run does overlap that many, the first and last
+// by a fraction -phase of a window each (phase 0.5: half a window each), and window boundaries fall on
+// whole seconds, where an HTTP-date reset is exact. A sliding-window counter allows less: q in the first
+// window (it starts empty), then q/w per second, q × (1 + d/w − phase) in all; each window's percentages
+// are of its own allowance.
 //
 // Usage:
 //
@@ -145,10 +147,15 @@ type quotaResult struct {
 }
 
 func runQuota(cfg config) {
-	allowed := float64(cfg.q) * (float64(cfg.d)/float64(cfg.w) + 1)
+	windows := float64(cfg.d) / float64(cfg.w)
+	allowed := map[string]float64{
+		"fixed":   float64(cfg.q) * (windows + 1),
+		"sliding": float64(cfg.q) * (1 + windows - cfg.phase),
+	}
 	fmt.Printf("quota %d per %v, %d workers for %v each run, windows placed so the run overlaps %.4g of them\n",
-		cfg.q, cfg.w, cfg.k, cfg.d, float64(cfg.d)/float64(cfg.w)+1)
-	fmt.Printf("allowed: q × (d/w + 1) = %.0f requests per run\n\n", allowed)
+		cfg.q, cfg.w, cfg.k, cfg.d, windows+1)
+	fmt.Printf("allowed per run: fixed windows q × (d/w + 1) = %.0f requests, sliding q × (1 + d/w − phase) = %.0f\n\n",
+		allowed["fixed"], allowed["sliding"])
 	var results []quotaResult
 	for _, sliding := range []bool{false, true} {
 		for _, p := range transports() {
@@ -162,7 +169,7 @@ func runQuota(cfg config) {
 	fmt.Println("|---|---|--:|--:|--:|--:|--:|---|--:|--:|")
 	for _, r := range results {
 		fmt.Printf("| %s | %s | %d | %.1f%% | %d | %d | %.1f%% | %s | %s | %s |\n",
-			r.transport, r.window, r.successes, 100*float64(r.successes)/allowed, r.served, r.sent429,
+			r.transport, r.window, r.successes, 100*float64(r.successes)/allowed[r.window], r.served, r.sent429,
 			pct(r.sent429, r.served), outcomes(r.other), ms(r.p50), ms(r.p99))
 	}
 }
