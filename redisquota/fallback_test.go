@@ -23,7 +23,7 @@ func TestFallbackWhenRedisStops(t *testing.T) {
 	now := base()
 	const bucket = "fallback"
 
-	if fits, err := s.Done(ctx, bucket, seen(now, 100, 3, now.Add(time.Hour))); err != nil || !fits {
+	if fits, err := s.Done(ctx, bucket, seen(now, smallLimit, 3, now.Add(time.Hour))); err != nil || !fits {
 		t.Fatalf("Done: %v %v", fits, err)
 	}
 	if v, err := s.Take(ctx, bucket, now); err != nil || !v.OK {
@@ -104,7 +104,7 @@ func TestSlowRedisTimesOut(t *testing.T) {
 	s := New(c, WithTimeout(100*time.Millisecond), WithRetryInterval(50*time.Millisecond))
 	ctx := context.Background()
 	now := base()
-	if _, err := s.Done(ctx, "slow", seen(now, 100, 1, now.Add(time.Hour))); err != nil || s.Degraded() {
+	if _, err := s.Done(ctx, "slow", seen(now, smallLimit, 1, now.Add(time.Hour))); err != nil || s.Degraded() {
 		t.Fatalf("Done: %v", err)
 	}
 	// Take and give back once, so that Redis caches the scripts: the stalled call is then one EVALSHA.
@@ -180,7 +180,7 @@ func TestCluster(t *testing.T) {
 	s := New(c, WithLogger(slog.New(logs)), WithTimeout(2*time.Second))
 	now := base()
 	for _, bucket := range []string{"api", "", "key\x00bucket", "a}b{c", "%"} {
-		if _, err := s.Done(ctx, bucket, seen(now, 10, 1, now.Add(time.Minute))); err != nil {
+		if _, err := s.Done(ctx, bucket, seen(now, smallLimit, 1, now.Add(time.Minute))); err != nil {
 			t.Fatal(err)
 		}
 		if v, _ := s.Take(ctx, bucket, now); !v.OK {

@@ -14,9 +14,11 @@ import "github.com/redis/go-redis/v9"
 //	w   window (ms, 0: unknown)
 //	pr  probing: the window passed and a probe is out (0/1)
 //	b   blocked: the server asked for no request before this (0: no hold)
+//	rf  refills: a probe's answer has shown how the bucket refills (0/1); until then, one request of a
+//	    window is kept back if l >= 10
 //	pc  paced: the bucket is taken for a sliding window (0/1)
-//	pq  pace rate, per ms: 0.9*l/w when the pacing began
-//	pt  pace tokens (a token bucket of burst 1 at pq)
+//	pq  pace rate, per ms: 0.98*(l-1)/w when the pacing began
+//	pt  pace tokens (a token bucket of burst 1 at pq, empty when the pacing begins)
 //	pl  when pt was computed
 //	u   last use
 //	n   sequence of lease ids
@@ -27,12 +29,13 @@ local st, ls = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
 local keep = tonumber(ARGV[2])
 local slack = 1000
-local pace = 0.9
+local pace = 0.98
+local reserveMin = 10
 
 local b = {}
 local h = redis.call('HGETALL', st)
 for i = 1, #h, 2 do b[h[i]] = tonumber(h[i + 1]) end
-for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
+for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
   if b[f] == nil then b[f] = 0 end
 end
 
@@ -41,9 +44,14 @@ local inflight = redis.call('ZCARD', ls)
 
 local function sliding(on)
   b.pc = 0
-  if on and b.l > 0 and b.w > 0 then
-    b.pc, b.pq, b.pt, b.pl = 1, pace * b.l / b.w, 1, now
+  if on and b.l > 1 and b.w > 0 then
+    b.pc, b.pq, b.pt, b.pl = 1, pace * (b.l - 1) / b.w, 0, now
   end
+end
+
+local function reserve()
+  if b.rf == 1 or b.l < reserveMin then return 0 end
+  return 1
 end
 
 local function rate()
@@ -57,7 +65,7 @@ local function tokens()
 end
 
 local function save()
-  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'b', b.b,
+  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'rf', b.rf, 'b', b.b,
     'pc', b.pc, 'pq', b.pq, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
   local exp = math.max(b.rs, b.b, b.u, now) + keep
   local top = redis.call('ZRANGE', ls, -1, -1, 'WITHSCORES')
@@ -90,7 +98,7 @@ elseif b.pc == 1 then
   end
   b.pt, b.pl = t - 1, now
 elseif b.rs ~= 0 and now < b.rs then
-  if b.r - inflight <= 0 then
+  if b.r - inflight <= reserve() then
     return wait(b.rs, 'quota spent until reset')
   end
 elseif b.rs == 0 and b.r - inflight > 0 then
@@ -142,6 +150,7 @@ local function learn()
     if rl.w == 0 and (b.w == 0 or gap < b.w) then b.w = gap end
     if b.pr == 1 and b.l > 0 and b.pc == 0 then
       sliding(rl.r < math.floor(b.l / 2))
+      b.rf = 1
     end
     b.r, b.rs, b.pr = rl.r, rl.rs, 0
   elseif b.pc == 1 then
