@@ -140,12 +140,6 @@ const slidingPace = 0.98
 // first answer after a reset reports less than half its limit refills gradually (a sliding window): such
 // a bucket is paced at a little under limit/window with a token bucket, until a refusal shows otherwise.
 //
-// A new bucket starts slowly: its first request goes alone, and it then allows one more request in flight
-// than it has had answers (doubling each round trip) until it has had slowStartAnswers. A key's shared
-// bucket is spent by every route not yet told apart, and a route may have a sublimit that no answer has
-// shown yet; starting slowly lets each route's first answers name or tell apart its bucket before a burst
-// of its requests can overdraw the sublimit.
-//
 // Until a reset has shown how the bucket refills, its last request of a window is kept back: a sliding
 // window counts the whole of the previous window at its reset, so a probe sent after a fully spent window
 // would be refused (and its Retry-After + 1 s would cost the better part of a window), while one sent
@@ -162,8 +156,6 @@ type memBucket struct {
 	inflight  int
 	probing   bool          // the window passed and a probe is out
 	refills   bool          // a probe's answer has shown how the bucket refills (see reserve)
-	bare      bool          // an answer came without rate-limit headers: an unknown bucket is not held
-	answers   int           // answers the bucket has had, up to slowStartAnswers
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
@@ -179,17 +171,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 	case now.Before(b.blocked):
 		return b.wait(b.blocked, "server asked to retry later")
 	case !b.known:
-		// Nothing learned yet: one request goes first and the rest wait for its answer, so that a burst
-		// cannot overdraw a quota no one has seen. A bucket whose answers come without rate-limit headers
-		// is not throttled at all.
-		if !b.bare {
-			if b.probing && b.inflight > 0 {
-				return b.wait(time.Time{}, "waiting for the bucket's first answer")
-			}
-			b.probing = true
-		}
-	case b.startingSlowly():
-		return b.wait(time.Time{}, "starting slowly: the bucket's first answers are out")
+		// No headers seen yet: no throttling, but count what is in flight.
 	case b.pace != nil:
 		// A sliding window gives back about limit/window: pacing a little under that rate is never
 		// refused, whatever the last answer said remains. A refusal ends the pacing (see done), so a
@@ -211,15 +193,6 @@ func (b *memBucket) take(now time.Time) Verdict {
 	}
 	b.inflight++
 	return Verdict{OK: true}
-}
-
-// slowStartAnswers is how many answers a bucket has before it stops starting slowly (see memBucket).
-const slowStartAnswers = 64
-
-// startingSlowly reports whether the bucket holds a request back because it has had too few answers for
-// the requests in flight: it allows one more in flight than it has had answers, until slowStartAnswers.
-func (b *memBucket) startingSlowly() bool {
-	return b.known && b.answers < slowStartAnswers && b.inflight > b.answers
 }
 
 // reserveMinLimit is the smallest limit of which a bucket keeps one request back (see memBucket): below
@@ -260,9 +233,6 @@ func (b *memBucket) done(o *Observation) bool {
 		b.blocked = time.Time{} // the server is answering again: whatever hold it asked for is over
 	}
 	if fits {
-		if o.Status != 0 && b.answers < slowStartAnswers {
-			b.answers++
-		}
 		if o.RetryAt.After(b.blocked) {
 			b.blocked = o.RetryAt
 			b.setSliding(false, o.Now) // a refused request proves the bucket is not refilling as paced
@@ -273,9 +243,6 @@ func (b *memBucket) done(o *Observation) bool {
 	}
 	if !o.HasRateLimit && o.Took {
 		b.probing = false // whichever request was the probe, let another find out
-	}
-	if !o.HasRateLimit && o.Status != 0 {
-		b.bare = true // the server answers without rate-limit headers: nothing to wait for
 	}
 	if b.wake != nil && (b.untimed || b.ready(o.Now)) {
 		close(b.wake)
@@ -292,9 +259,7 @@ func (b *memBucket) ready(now time.Time) bool {
 	case now.Before(b.blocked):
 		return false
 	case !b.known:
-		return b.bare || !b.probing || b.inflight == 0
-	case b.startingSlowly():
-		return false
+		return true
 	case b.pace != nil:
 		return b.pace.TokensAt(now) >= 1
 	case !b.reset.IsZero() && now.Before(b.reset):
@@ -332,9 +297,6 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 	}
 	if !rl.Reset.IsZero() && !rl.Reset.After(now) {
 		return // a window already over (a late answer, or a wrong clock): its count says nothing now
-	}
-	if !b.known {
-		b.probing = false // the first answer is in: whatever probe was out has done its job
 	}
 	b.known = true
 	if rl.Limit > 0 {

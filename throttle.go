@@ -144,65 +144,33 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock.recently())
 	spent := bucketsOf(key, r)
 	var held [2]string // the buckets whose slots this request holds
+	n := 0
 	if out&noThrottle == 0 {
-		var err error
-		if r, spent, held, err = l.takeSlots(ctx, req, key, r, spent); err != nil {
+		if err := l.holdRoute(ctx, req, r); err != nil {
 			closeBody(req)
 			return nil, err
 		}
-	}
-	resp, err := l.next.RoundTrip(req)
-	l.observe(ctx, req, key, r, spent, held, resp)
-	return resp, err
-}
-
-// maxRelearn bounds how often one request starts over when the route it waited for learned new buckets.
-const maxRelearn = 2
-
-// takeSlots waits out route r's sublimit and takes a slot in each bucket it spends. A request that had to
-// wait looks its route up again: the answers it waited for may have moved the route to other buckets (a
-// route's first answer naming its bucket, say), and it then gives its slots back and takes the new ones.
-// It returns the route and buckets the request goes with, and the buckets whose slots it holds.
-func (l *throttleLayer) takeSlots(ctx context.Context, req *http.Request, key string, r *route, spent [2]string) (*route, [2]string, [2]string, error) {
-	for relearned := 0; ; relearned++ {
-		if err := l.holdRoute(ctx, req, r); err != nil {
-			return r, spent, [2]string{}, err
-		}
-		var held [2]string
-		n, waited := 0, false
 		for _, b := range spent {
 			if b == "" {
 				break
 			}
-			took, w, err := l.take(ctx, req, b)
-			waited = waited || w
+			took, err := l.take(ctx, req, b)
 			if err != nil {
-				l.release(ctx, held)
-				return r, spent, [2]string{}, err
+				s := settle{l: l, ctx: ctx, held: held}
+				s.o.Now = time.Now()
+				s.releaseRest()
+				closeBody(req)
+				return nil, err
 			}
 			if took {
 				held[n] = b
 				n++
 			}
 		}
-		if !waited || relearned == maxRelearn {
-			return r, spent, held, nil
-		}
-		r2 := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock.recently())
-		s2 := bucketsOf(key, r2)
-		if s2 == spent {
-			return r2, spent, held, nil
-		}
-		l.release(ctx, held)
-		r, spent = r2, s2
 	}
-}
-
-// release gives back the slots in held without an observation.
-func (l *throttleLayer) release(ctx context.Context, held [2]string) {
-	s := settle{l: l, ctx: ctx, held: held}
-	s.o.Now = time.Now()
-	s.releaseRest()
+	resp, err := l.next.RoundTrip(req)
+	l.observe(ctx, req, key, r, spent, held, resp)
+	return resp, err
 }
 
 func (l *throttleLayer) done(ctx context.Context, bucket string, o *Observation) bool {
@@ -262,21 +230,20 @@ func (l *throttleLayer) admissible(ctx context.Context, bucket string, until tim
 	return nil
 }
 
-// take waits for a slot in bucket. It reports whether a slot was taken (when the store fails, the request
-// goes without one) and whether it had to wait.
-func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (took, waited bool, err error) {
+// take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
+// goes without one.
+func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (bool, error) {
 	// Asked with the recent time, which errs on the side of waiting; a refusal asks again with the clock
 	// before deciding how long to wait.
 	v, err := l.th.store.Take(ctx, bucket, l.th.clock.recently())
 	switch {
 	case err != nil:
 		l.storeFailed(ctx, bucket, err)
-		return false, false, nil
+		return false, nil
 	case v.OK:
-		return true, false, nil
+		return true, nil
 	}
-	took, err = l.wait(ctx, req, bucket)
-	return took, true, err
+	return l.wait(ctx, req, bucket)
 }
 
 func (l *throttleLayer) storeFailed(ctx context.Context, bucket string, err error) {

@@ -283,15 +283,9 @@ func TestMemoryStoreLearning(t *testing.T) {
 		return Observation{Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
 	}
 	ctx := context.Background()
-	// A store whose bucket "k" has started: these tests are about what answers teach, not slow start.
-	started := func() *MemoryStore {
-		s := NewMemoryStore(0)
-		s.get("k", t0).answers = slowStartAnswers
-		return s
-	}
 
 	t.Run("out of order responses keep the lowest remaining", func(t *testing.T) {
-		s := started()
+		s := NewMemoryStore(0)
 		for range 3 {
 			s.Take(ctx, "k", at(0))
 		}
@@ -312,7 +306,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("a response from an earlier window changes nothing", func(t *testing.T) {
-		s := started()
+		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))
 		s.Take(ctx, "k", at(0))
 		o := rl(10, 2, at(120)) // 2 remain, one kept back (see memBucket)
@@ -329,7 +323,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("sliding window is detected and paced", func(t *testing.T) {
-		s := started()
+		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))
 		o := rl(10, 0, at(10))
 		o.Now = at(0)
@@ -356,7 +350,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("a late answer from a finished window changes nothing", func(t *testing.T) {
-		s := started()
+		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))
 		o := rl(3, 0, at(10))
 		o.Now = at(0)
@@ -373,7 +367,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 	t.Run("a refusal stops the pacing", func(t *testing.T) {
-		s := started()
+		s := NewMemoryStore(0)
 		b := s.get("k", at(0))
 		b.known, b.limit, b.window = true, 10, 10*time.Second
 		b.setSliding(true, at(-1))
@@ -386,45 +380,4 @@ func TestMemoryStoreLearning(t *testing.T) {
 			t.Errorf("take = %+v, want a wait until the reset at 8s", v)
 		}
 	})
-}
-
-// TestSlowStart: a new bucket sends its first request alone, then allows one more in flight than it has
-// had answers; answers without rate-limit headers free an unknown bucket altogether.
-func TestSlowStart(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	ctx := context.Background()
-	answer := Observation{Now: t0, Took: true, Status: 200, HasRateLimit: true,
-		RateLimit: RateLimit{Limit: 1000, Remaining: 900, Reset: t0.Add(time.Minute)}}
-	takes := func(s *MemoryStore, n int) (ok int) {
-		for range n {
-			if v, _ := s.Take(ctx, "k", t0); v.OK {
-				ok++
-			}
-		}
-		return ok
-	}
-
-	s := NewMemoryStore(0)
-	var got []int
-	inflight := takes(s, 10) // the first request alone
-	got = append(got, inflight)
-	for range 4 {
-		for range inflight {
-			s.Done(ctx, "k", answer)
-		}
-		inflight = takes(s, 100)
-		got = append(got, inflight)
-	}
-	if diff := cmp.Diff([]int{1, 2, 4, 8, 16}, got); diff != "" {
-		t.Errorf("requests let go per round trip (-want +got):\n%s", diff)
-	}
-
-	bare := NewMemoryStore(0)
-	if n := takes(bare, 10); n != 1 {
-		t.Fatalf("%d requests went before the first answer, want 1", n)
-	}
-	bare.Done(ctx, "k", Observation{Now: t0, Took: true, Status: 200})
-	if n := takes(bare, 100); n != 100 {
-		t.Errorf("%d of 100 requests went after an answer without rate-limit headers, want all", n)
-	}
 }

@@ -26,7 +26,6 @@ func TestFallbackWhenRedisStops(t *testing.T) {
 	if fits, err := s.Done(ctx, bucket, seen(now, smallLimit, 3, now.Add(time.Hour))); err != nil || !fits {
 		t.Fatalf("Done: %v %v", fits, err)
 	}
-	startStore(t, s, bucket, seen(now, smallLimit, 3, now.Add(time.Hour)))
 	if v, err := s.Take(ctx, bucket, now); err != nil || !v.OK {
 		t.Fatalf("Take: %+v %v", v, err)
 	}

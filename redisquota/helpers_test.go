@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/politehttp/polite"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -224,15 +223,3 @@ func TestMain(m *testing.M) {
 type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
-
-// startStore feeds bucket answers like o until it no longer starts slowly, taking no slot: for tests
-// about what follows.
-func startStore(t *testing.T, s polite.Store, bucket string, o polite.Observation) {
-	t.Helper()
-	o.Took = false
-	for range 64 {
-		if _, err := s.Done(context.Background(), bucket, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-}

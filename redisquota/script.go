@@ -14,8 +14,6 @@ import "github.com/redis/go-redis/v9"
 //	w   window (ms, 0: unknown)
 //	pr  probing: the window passed and a probe is out (0/1)
 //	b   blocked: the server asked for no request before this (0: no hold)
-//	an  answers the bucket has had, up to 64: it starts slowly, one more in flight than answers, until then
-//	ba  bare: an answer came without rate-limit headers, so an unknown bucket is not held (0/1)
 //	rf  refills: a probe's answer has shown how the bucket refills (0/1); until then, one request of a
 //	    window is kept back if l >= 10
 //	pc  paced: the bucket is taken for a sliding window (0/1)
@@ -33,12 +31,11 @@ local keep = tonumber(ARGV[2])
 local slack = 1000
 local pace = 0.98
 local reserveMin = 10
-local slowStart = 64
 
 local b = {}
 local h = redis.call('HGETALL', st)
 for i = 1, #h, 2 do b[h[i]] = tonumber(h[i + 1]) end
-for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'an', 'ba', 'rf', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
+for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
   if b[f] == nil then b[f] = 0 end
 end
 
@@ -68,8 +65,7 @@ local function tokens()
 end
 
 local function save()
-  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'an', b.an, 'ba', b.ba,
-    'rf', b.rf, 'b', b.b,
+  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'rf', b.rf, 'b', b.b,
     'pc', b.pc, 'pq', b.pq, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
   local exp = math.max(b.rs, b.b, b.u, now) + keep
   local top = redis.call('ZRANGE', ls, -1, -1, 'WITHSCORES')
@@ -94,16 +90,7 @@ end
 if now < b.b then
   return wait(b.b, 'server asked to retry later')
 elseif b.k == 0 then
-  -- Nothing learned yet: one request goes first and the rest wait for its answer, unless answers come
-  -- without rate-limit headers.
-  if b.ba == 0 then
-    if b.pr == 1 and inflight > 0 then
-      return wait(0, "waiting for the bucket's first answer")
-    end
-    b.pr = 1
-  end
-elseif b.an < slowStart and inflight > b.an then
-  return wait(0, "starting slowly: the bucket's first answers are out")
+  -- No headers seen yet: no throttling, but count what is in flight.
 elseif b.pc == 1 then
   local t = tokens()
   if t < 1 then
@@ -152,7 +139,6 @@ local function learn()
   if rl.rs ~= 0 and rl.rs <= now then
     return -- a window already over: its count says nothing now
   end
-  if b.k == 0 then b.pr = 0 end -- the first answer is in: the probe has done its job
   b.k = 1
   if rl.l > 0 then b.l = rl.l end
   if rl.w > 0 then b.w = rl.w end
@@ -182,7 +168,6 @@ if status >= 200 and status < 300 then
   b.b = 0
 end
 if ok then
-  if status ~= 0 and b.an < slowStart then b.an = b.an + 1 end
   if retryAt > b.b then
     b.b = retryAt
     sliding(false)
@@ -191,9 +176,6 @@ if ok then
 end
 if not hasRL and took then
   b.pr = 0
-end
-if not hasRL and status ~= 0 then
-  b.ba = 1
 end
 save()
 if ok then return 1 end

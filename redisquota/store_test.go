@@ -82,53 +82,13 @@ func seen(now time.Time, limit, remaining int, reset time.Time) polite.Observati
 		RateLimit: polite.RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
 }
 
-// started feeds the bucket answers like o until it no longer starts slowly, taking no slot: for tests
-// about what follows.
-func (p *pair) started(o polite.Observation) {
-	p.t.Helper()
-	o.Took = false
-	for range 64 {
-		p.done(o)
-	}
-}
-
-// An unknown bucket sends its first request alone; once an answer without rate-limit headers is in, it
-// holds nothing back.
-func TestUnknownBucketStartsWithOneRequest(t *testing.T) {
+func TestUnknownBucketIsNotThrottled(t *testing.T) {
 	p := newPair(t)
 	now := base()
-	if v := p.take(now); !v.OK {
-		t.Fatalf("first take refused: %+v", v)
-	}
-	if v := p.take(now); v.OK || v.Reason != "waiting for the bucket's first answer" {
-		t.Fatalf("second take before the first answer: %+v", v)
-	}
-	p.done(polite.Observation{Now: now, Took: true, Status: 200})
 	for i := range 50 {
 		if v := p.take(now.Add(time.Duration(i))); !v.OK {
-			t.Fatalf("take %d after an answer without headers refused: %+v", i, v)
+			t.Fatalf("take %d refused: %+v", i, v)
 		}
-	}
-}
-
-// A bucket whose answers carry rate-limit headers starts slowly: one more in flight than answers.
-func TestSlowStart(t *testing.T) {
-	p := newPair(t)
-	now := base()
-	reset := now.Add(time.Minute)
-	p.take(now)
-	p.done(seen(now, 1000, 999, reset))
-	for i := range 2 {
-		if v := p.take(now); !v.OK {
-			t.Fatalf("take %d after one answer refused: %+v", i, v)
-		}
-	}
-	if v := p.take(now); v.OK || v.Reason != "starting slowly: the bucket's first answers are out" {
-		t.Fatalf("third take after one answer: %+v", v)
-	}
-	p.done(seen(now, 1000, 998, reset))
-	if v := p.take(now); !v.OK {
-		t.Fatalf("take after the second answer refused: %+v", v)
 	}
 }
 
@@ -155,7 +115,6 @@ func TestRemainingCountsInFlight(t *testing.T) {
 	now := base()
 	p.take(now)
 	p.done(seen(now, smallLimit, 3, now.Add(time.Minute)))
-	p.started(seen(now, smallLimit, 3, now.Add(time.Minute)))
 	for i := range 3 {
 		if v := p.take(now.Add(time.Millisecond)); !v.OK {
 			t.Fatalf("take %d refused: %+v", i, v)
@@ -176,7 +135,6 @@ func TestProbeAfterReset(t *testing.T) {
 	reset := now.Add(2 * time.Second)
 	p.take(now)
 	p.done(seen(now, 10, 0, reset))
-	p.started(seen(now, 10, 0, reset))
 	after := reset.Add(10 * time.Millisecond)
 	if v := p.take(after); !v.OK {
 		t.Fatalf("the probe was refused: %+v", v)
@@ -377,7 +335,9 @@ func TestConcurrentTakesNeverOverdraw(t *testing.T) {
 	ctx := context.Background()
 	now := base()
 	const bucket = "race"
-	startStore(t, s, bucket, seen(now, 100, 11, now.Add(5*time.Second)))
+	if _, err := s.Done(ctx, bucket, seen(now, 100, 11, now.Add(5*time.Second))); err != nil {
+		t.Fatal(err)
+	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
