@@ -102,16 +102,24 @@ func TestLearnedBuckets(t *testing.T) {
 // throttle must not win throughput by overdrawing the host-wide limit.
 func TestSharedLimitNeverOverdrawn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const window, run = 10 * time.Second, 2 * time.Minute
+		const window, run = 10 * time.Second, 3 * time.Minute // long enough that the first window's refusals are under 1%
 		srv := politetest.NewUnstartedServer(politetest.WithQuota(40, window), politetest.WithRouteQuota("/v2/search", "search", 5, window, true))
 		defer srv.Close()
 		tr := New(latency(20*time.Millisecond, srv.Client().Transport), WithMaxWait(time.Hour))
+		start := time.Now()
 		got := routeLoad(t, tr, run, "/v2/users/1", "/v2/search")
 		st := srv.Stats()
 		refused := float64(st.TooManyRequests) / float64(st.Total)
 		t.Logf("users %d, search %d; %d of %d refused (%.2f%%)", got[0], got[1], st.TooManyRequests, st.Total, 100*refused)
 		if refused > 0.01 {
 			t.Errorf("%.2f%% refused, want at most 1%%", 100*refused)
+		}
+		// The first window's burst may be refused before any answer tells the search limit; after it,
+		// nothing.
+		for _, r := range srv.Requests() {
+			if r.Status == http.StatusTooManyRequests && r.Time.Sub(start) > window {
+				t.Errorf("%s refused at %v, after the first window", r.Path, r.Time.Sub(start))
+			}
 		}
 		if total, allowed := got[0]+got[1], int64(40*(run/window+1)); total > allowed {
 			t.Errorf("%d successes, more than the host allows (%d)", total, allowed)
@@ -152,21 +160,24 @@ func TestBucketFits(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	b := &memBucket{known: true, limit: 40, remaining: 10, reset: t0.Add(30 * time.Second), window: time.Minute}
 	tests := []struct {
-		name string
-		rl   RateLimit
-		now  time.Time
-		want bool
+		name   string
+		rl     RateLimit
+		status int
+		now    time.Time
+		want   bool
 	}{
-		{"same window", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(30 * time.Second)}, t0, true},
-		{"reset rounded a second later", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(31 * time.Second)}, t0, true},
-		{"next window", RateLimit{Limit: 40, Remaining: 39, Reset: t0.Add(90 * time.Second)}, t0, true},
-		{"earlier window, out of order", RateLimit{Limit: 40, Remaining: 2, Reset: t0.Add(-30 * time.Second)}, t0, true},
-		{"another limit", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(30 * time.Second)}, t0, false},
-		{"another reset", RateLimit{Limit: 40, Remaining: 4, Reset: t0.Add(10 * time.Second)}, t0, false},
-		{"anything once the window passed", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(70 * time.Second)}, t0.Add(31 * time.Second), true},
+		{"same window", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(30 * time.Second)}, 200, t0, true},
+		{"reset rounded a second later", RateLimit{Limit: 40, Remaining: 9, Reset: t0.Add(31 * time.Second)}, 200, t0, true},
+		{"next window", RateLimit{Limit: 40, Remaining: 39, Reset: t0.Add(90 * time.Second)}, 200, t0, true},
+		{"earlier window, out of order", RateLimit{Limit: 40, Remaining: 2, Reset: t0.Add(-30 * time.Second)}, 200, t0, true},
+		{"another limit", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(30 * time.Second)}, 200, t0, false},
+		{"another reset", RateLimit{Limit: 40, Remaining: 4, Reset: t0.Add(10 * time.Second)}, 200, t0, false},
+		{"anything answered once the window passed", RateLimit{Limit: 5, Remaining: 4, Reset: t0.Add(70 * time.Second)}, 200, t0.Add(31 * time.Second), true},
+		{"a refusal of the same limit once the window passed", RateLimit{Limit: 40, Remaining: 0, Reset: t0.Add(70 * time.Second)}, 429, t0.Add(31 * time.Second), true},
+		{"a refusal of another limit once the window passed", RateLimit{Limit: 5, Remaining: 0, Reset: t0.Add(70 * time.Second)}, 429, t0.Add(31 * time.Second), false},
 	}
 	for _, tt := range tests {
-		if got := b.fits(tt.rl, tt.now); got != tt.want {
+		if got := b.fits(tt.rl, tt.status, tt.now); got != tt.want {
 			t.Errorf("%s: fits = %v, want %v", tt.name, got, tt.want)
 		}
 	}
@@ -228,4 +239,27 @@ func BenchmarkBucketBytes(b *testing.B) {
 		_ = s.Len()
 	}
 	b.ReportMetric(perBucket, "bytes/bucket")
+}
+
+// An answer reporting a limit is offered first to the route's bucket learned for that limit.
+func TestByLimit(t *testing.T) {
+	const k = "api.test"
+	tests := []struct {
+		spent [2]string
+		limit int
+		want  [2]string
+	}{
+		{[2]string{k, k + "\x00#5"}, 5, [2]string{k + "\x00#5", k}},
+		{[2]string{k, k + "\x00#5"}, 40, [2]string{k, k + "\x00#5"}},
+		{[2]string{k + "\x00#5", k}, 5, [2]string{k + "\x00#5", k}},
+		{[2]string{k + "\x00#40", k + "\x00#5"}, 5, [2]string{k + "\x00#5", k + "\x00#40"}},
+		{[2]string{k, k + "\x00@GET /v2/search"}, 5, [2]string{k, k + "\x00@GET /v2/search"}},
+		{[2]string{k, ""}, 5, [2]string{k, ""}},
+		{[2]string{k, k + "\x00#5"}, 0, [2]string{k, k + "\x00#5"}},
+	}
+	for _, tt := range tests {
+		if got := byLimit(tt.spent, tt.limit); got != tt.want {
+			t.Errorf("byLimit(%q, %d) = %q, want %q", tt.spent, tt.limit, got, tt.want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package polite
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,7 +229,7 @@ func (b *memBucket) done(o *Observation) bool {
 	if o.Took && b.inflight > 0 {
 		b.inflight--
 	}
-	fits := !o.HasRateLimit || b.fits(o.RateLimit, o.Now)
+	fits := !o.HasRateLimit || b.fits(o.RateLimit, o.Status, o.Now)
 	if o.Status >= 200 && o.Status < 300 {
 		b.blocked = time.Time{} // the server is answering again: whatever hold it asked for is over
 	}
@@ -270,14 +271,20 @@ func (b *memBucket) ready(now time.Time) bool {
 	return !b.probing || b.inflight == 0
 }
 
-// fits reports whether rl can describe this bucket's counter. While the bucket's window runs, a
-// different limit, or a reset that is not this window's nor a whole number of windows from it, is
-// another counter's. Once the window has passed, anything fits: it is the best word there is.
-func (b *memBucket) fits(rl RateLimit, now time.Time) bool {
-	if !b.known || b.reset.IsZero() || !now.Before(b.reset) {
+// fits reports whether rl, from an answer of the given status, can describe this bucket's counter. While
+// the bucket's window runs, a different limit, or a reset that is not this window's nor a whole number of
+// windows from it, is another counter's. Once the window has passed, anything fits (it is the best word
+// there is, and a plan's limit may change) except a refusal reporting another limit: another counter,
+// spent while this one was not, refused it.
+func (b *memBucket) fits(rl RateLimit, status int, now time.Time) bool {
+	otherLimit := rl.Limit > 0 && b.limit > 0 && rl.Limit != b.limit
+	if !b.known || b.reset.IsZero() {
 		return true
 	}
-	if rl.Limit > 0 && b.limit > 0 && rl.Limit != b.limit {
+	if !now.Before(b.reset) {
+		return !otherLimit || status != http.StatusTooManyRequests
+	}
+	if otherLimit {
 		return false
 	}
 	if rl.Reset.IsZero() || b.window <= 0 {

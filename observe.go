@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,7 +52,7 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 		s.apply(r.buckets[0])
 		return
 	}
-	for _, b := range spent {
+	for _, b := range byLimit(spent, o.RateLimit.Limit) {
 		if b != "" && s.apply(b) {
 			return
 		}
@@ -71,6 +72,29 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			return
 		}
 	}
+}
+
+// byLimit orders a route's two buckets so that one learned for limit (named key\x00#limit) comes first: an
+// answer reporting that limit is then offered to it before a bucket whose window has passed, which would
+// take any answer.
+func byLimit(spent [2]string, limit int) [2]string {
+	if spent[1] != "" && limit > 0 && bucketLimit(spent[1]) == limit && bucketLimit(spent[0]) != limit {
+		return [2]string{spent[1], spent[0]}
+	}
+	return spent
+}
+
+// bucketLimit returns N for a bucket named key\x00#N (see observe), else 0.
+func bucketLimit(b string) int {
+	i := strings.LastIndex(b, "\x00#")
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(b[i+2:])
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // settle hands one response's observation to the bucket it fits and gives back every slot held.

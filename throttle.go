@@ -10,10 +10,9 @@ import (
 
 // Throttle holds requests back on the client so that they stay within what servers said remains of
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
-// headers of 2xx and 429 answers, and Retry-After); nothing is configured. A new bucket starts safe: its
-// first request goes alone, and it then lets one more request go than it has had answers, doubling each
-// round trip, until it has had 64 (a key whose answers carry no rate-limit headers is held no more after
-// the first). Within a key it learns which routes count against which bucket (see [Throttle.Learned]).
+// headers of 2xx and 429 answers, and Retry-After); nothing is configured, and a key whose responses carry
+// no rate-limit headers is never held. Within a key it learns which routes count against which bucket
+// (see [Throttle.Learned]).
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.

@@ -39,6 +39,32 @@ func BenchmarkHappyPath(b *testing.B) {
 	}
 }
 
+// BenchmarkLayers measures each layer of the default stack alone over the canned base, and the whole
+// stack, to show where the happy path's cost goes.
+func BenchmarkLayers(b *testing.B) {
+	base := newCanned()
+	c := newConfig(nil)
+	for _, bb := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"bare", base},
+		{"redirect", LimitRedirects(DefaultMaxRedirects)(base)},
+		{"retry", c.retry(base)},
+		{"throttle", c.throttled(NewThrottle())(base)},
+		{"stack", New(base)},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, _ := bb.rt.RoundTrip(req)
+				resp.Body.Close()
+			}
+		})
+	}
+}
+
 func BenchmarkParseRateLimit(b *testing.B) {
 	h := newCanned().h
 	now := time.Now()

@@ -125,8 +125,11 @@ local rl = {l = tonumber(ARGV[6]), r = tonumber(ARGV[7]), rs = tonumber(ARGV[8])
 local retryAt = tonumber(ARGV[10])
 
 local function fits()
-  if b.k == 0 or b.rs == 0 or now >= b.rs then return true end
-  if rl.l > 0 and b.l > 0 and rl.l ~= b.l then return false end
+  local otherLimit = rl.l > 0 and b.l > 0 and rl.l ~= b.l
+  if b.k == 0 or b.rs == 0 then return true end
+  -- Once the window has passed anything fits, but a refusal reporting another limit: another counter's.
+  if now >= b.rs then return not (otherLimit and status == 429) end
+  if otherLimit then return false end
   if rl.rs == 0 or b.w <= 0 then return true end
   local off = (rl.rs - b.rs) % b.w
   return off <= slack or b.w - off <= slack
