@@ -17,7 +17,8 @@ mkdir -p "$out"
 go test -bench . -benchmem -count 6 -run '^$' | tee "$out/bench.txt"
 go run ./cmd/quota | tee "$out/quota.md"
 go run ./cmd/quota -outage | tee "$out/outage.md"
-go run ./cmd/quota -routes -q 40 -d 20s | tee "$out/routes.md"
+go run ./cmd/quota -routes | tee "$out/routes.md"
+go run ./cmd/quota -routes -q 40 -d 20s | tee "$out/routes-small.md"
 
 PATH=$PATH:$(go env GOPATH)/bin
 if ! command -v benchstat >/dev/null; then
