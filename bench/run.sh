@@ -14,13 +14,7 @@ mkdir -p "$out"
 	uptime
 } | tee "$out/machine.txt"
 
-# Six rounds of one run each rather than -count 6, so that the transports take turns and a slow spell of
-# the machine falls on all of them alike.
-go test -c -o "$out/bench.test" .
-: >"$out/bench.txt"
-for round in 1 2 3 4 5 6; do
-	"$out/bench.test" -test.bench . -test.benchmem -test.count 1 -test.run '^$' | tee -a "$out/bench.txt"
-done
+go test -bench . -benchmem -count 6 -run '^$' | tee "$out/bench.txt"
 go run ./cmd/quota | tee "$out/quota.md"
 go run ./cmd/quota -outage | tee "$out/outage.md"
 go run ./cmd/quota -routes | tee "$out/routes.md"
