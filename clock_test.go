@@ -66,3 +66,11 @@ func TestClockRecently(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkClockNow is the throttle's one clock read per answer, beside time.Now (BenchmarkTimeNow).
+func BenchmarkClockNow(b *testing.B) {
+	c := newClock()
+	for b.Loop() {
+		c.now()
+	}
+}
