@@ -22,23 +22,6 @@ func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Header: c.h, Body: http.NoBody, Request: r}, nil
 }
 
-func BenchmarkHappyPath(b *testing.B) {
-	base := newCanned()
-	for _, bb := range []struct {
-		name string
-		rt   http.RoundTripper
-	}{{"bare", base}, {"polite", New(base)}} {
-		b.Run(bb.name, func(b *testing.B) {
-			req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, _ := bb.rt.RoundTrip(req)
-				resp.Body.Close()
-			}
-		})
-	}
-}
-
 // BenchmarkLayers measures each layer of the default stack alone over the canned base, and the whole
 // stack, to show where the happy path's cost goes.
 func BenchmarkLayers(b *testing.B) {
