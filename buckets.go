@@ -15,10 +15,10 @@ import (
 // A route spends its key's shared bucket until a response says otherwise:
 //   - a response naming its bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy name) moves
 //     the route to that bucket;
-//   - a response whose rate limit cannot be that of any bucket the route spends (another limit; or the
-//     same limit with another reset while the bucket's window runs; see Store.Done) adds a bucket to the
-//     route: the key's shared one if it fits, else the key's bucket for that limit, else one of the
-//     route's own. A route spends at most two buckets; one whose responses describe two counters (a
+//   - a response whose rate limit cannot be that of any bucket the route spends (another limit or another
+//     reset while the bucket's window runs, a 429 of another limit after it; see Store.Done) adds a
+//     bucket to the route: the key's shared one if it fits, else the key's bucket for that limit, else
+//     one of the route's own. A route spends at most two buckets; one whose responses describe two counters (a
 //     sublimit and a host-wide limit, say) spends both, so neither is overdrawn;
 //   - a 429 that still reports requests left is a sublimit of the route: the route alone waits out its
 //     Retry-After.
@@ -30,6 +30,7 @@ type route struct {
 	key, name string    // name as DefaultRoute or RouteKey gives it
 	buckets   [2]string // the store buckets the route spends; none means the key's shared bucket
 	names     [2]string // the server's names for them, "" when learned from evidence
+	limits    [2]int    // the limit each reported when the route learned it (0: unknown)
 	blocked   atomic.Int64
 	lastUse   atomic.Int64
 }
@@ -37,19 +38,30 @@ type route struct {
 // spends reports whether the route spends bucket b.
 func (r *route) spends(b string) bool { return b != "" && (r.buckets[0] == b || r.buckets[1] == b) }
 
-// add makes the route spend bucket b (named name by the server, or ""): a named bucket replaces whatever
-// the route spent before; otherwise b is added, replacing the second bucket if there are two.
-func (r *route) add(b, name string) {
+// add makes the route spend bucket b (named name by the server, or ""), which reported limit: a named
+// bucket replaces whatever the route spent before; otherwise b is added, replacing the second bucket if
+// there are two.
+func (r *route) add(b, name string, limit int) {
 	switch {
 	case r.spends(b) && name == r.names[0]:
 		// Already known: another response said the same first.
 	case name != "":
-		r.buckets, r.names = [2]string{b}, [2]string{name}
+		r.buckets, r.names, r.limits = [2]string{b}, [2]string{name}, [2]int{limit}
 	case r.buckets[0] == "":
-		r.buckets[0], r.names[0] = b, ""
+		r.buckets[0], r.names[0], r.limits[0] = b, "", limit
 	default:
-		r.buckets[1], r.names[1] = b, ""
+		r.buckets[1], r.names[1], r.limits[1] = b, "", limit
 	}
+}
+
+// limitOf returns the limit bucket b reported when the route learned it, or 0.
+func (r *route) limitOf(b string) int {
+	for i, rb := range r.buckets {
+		if rb == b && b != "" {
+			return r.limits[i]
+		}
+	}
+	return 0
 }
 
 type routeID struct {
@@ -113,7 +125,7 @@ func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Re
 	} else {
 		// Routes are replaced, never changed in place, so a request holding the old one sees a
 		// consistent route.
-		c := &route{key: r.key, name: r.name, buckets: r.buckets, names: r.names}
+		c := &route{key: r.key, name: r.name, buckets: r.buckets, names: r.names, limits: r.limits}
 		c.blocked.Store(r.blocked.Load())
 		r = c
 		t.routes[id] = r

@@ -205,7 +205,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	th := NewThrottle(ThrottleMaxRoutes(2))
 	for i, p := range []string{"/a", "/b", "/c"} {
 		req, _ := http.NewRequest("GET", "http://api.test"+p, nil)
-		th.routes.learn("k", req, nil, t0.Add(time.Duration(i)*time.Second), func(r *route) { r.add("k\x00@"+r.name, "") })
+		th.routes.learn("k", req, nil, t0.Add(time.Duration(i)*time.Second), func(r *route) { r.add("k\x00@"+r.name, "", 0) })
 	}
 	var names []string
 	for _, l := range th.Learned() {
@@ -241,25 +241,55 @@ func BenchmarkBucketBytes(b *testing.B) {
 	b.ReportMetric(perBucket, "bytes/bucket")
 }
 
-// An answer reporting a limit is offered first to the route's bucket learned for that limit.
+// An answer reporting a limit is offered first to the route's bucket that reported that limit when the
+// route learned it, whatever its name.
 func TestByLimit(t *testing.T) {
 	const k = "api.test"
+	learned := func(buckets ...any) *route {
+		r := &route{key: k}
+		for i := 0; i < len(buckets); i += 2 {
+			r.add(buckets[i].(string), "", buckets[i+1].(int))
+		}
+		return r
+	}
+	search := k + "\x00@GET /v2/search"
 	tests := []struct {
-		spent [2]string
+		r     *route
 		limit int
 		want  [2]string
 	}{
-		{[2]string{k, k + "\x00#5"}, 5, [2]string{k + "\x00#5", k}},
-		{[2]string{k, k + "\x00#5"}, 40, [2]string{k, k + "\x00#5"}},
-		{[2]string{k + "\x00#5", k}, 5, [2]string{k + "\x00#5", k}},
-		{[2]string{k + "\x00#40", k + "\x00#5"}, 5, [2]string{k + "\x00#5", k + "\x00#40"}},
-		{[2]string{k, k + "\x00@GET /v2/search"}, 5, [2]string{k, k + "\x00@GET /v2/search"}},
-		{[2]string{k, ""}, 5, [2]string{k, ""}},
-		{[2]string{k, k + "\x00#5"}, 0, [2]string{k, k + "\x00#5"}},
+		{learned(k, 40, k+"\x00#5", 5), 5, [2]string{k + "\x00#5", k}},
+		{learned(k, 40, k+"\x00#5", 5), 40, [2]string{k, k + "\x00#5"}},
+		{learned(k, 40, search, 5), 5, [2]string{search, k}},
+		{learned(k, 40, search, 5), 40, [2]string{k, search}},
+		{learned(k+"\x00#40", 40, k+"\x00#5", 5), 5, [2]string{k + "\x00#5", k + "\x00#40"}},
+		{learned(k+"\x00#5", 5), 5, [2]string{k + "\x00#5"}},
+		{learned(k, 40, k+"\x00#5", 5), 0, bucketsOf(k, learned(k, 40, k+"\x00#5", 5))},
+		{nil, 5, [2]string{k}},
 	}
 	for _, tt := range tests {
-		if got := byLimit(tt.spent, tt.limit); got != tt.want {
-			t.Errorf("byLimit(%q, %d) = %q, want %q", tt.spent, tt.limit, got, tt.want)
+		if got := byLimit(tt.r, bucketsOf(k, tt.r), tt.limit); got != tt.want {
+			t.Errorf("byLimit(%q, %d) = %q, want %q", bucketsOf(k, tt.r), tt.limit, got, tt.want)
 		}
+	}
+}
+
+// A paced bucket refused at the stale first ask and granted at the fresh one keeps a wake channel nobody
+// waits on; evict treats it as having waiters and never drops it.
+func TestLeftoverWakeDoesNotBlockEviction(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := NewMemoryStore(2)
+	for i, name := range []string{"a", "b", "c", "d"} {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		b := s.get(name, at)
+		b.known, b.limit, b.window = true, 10, 10*time.Second
+		b.setSliding(true, at)
+		s.Take(ctx, name, at.Add(500*time.Millisecond))  // stale first ask: refused, makes b.wake
+		s.Take(ctx, name, at.Add(1200*time.Millisecond)) // fresh ask: granted
+		s.Done(ctx, name, Observation{Now: at.Add(1300 * time.Millisecond), Took: true, Status: 200})
+	}
+	if n := s.Len(); n > 2 {
+		t.Errorf("store holds %d buckets, cap 2", n)
 	}
 }

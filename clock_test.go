@@ -1,6 +1,9 @@
 package polite
 
 import (
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -72,5 +75,31 @@ func BenchmarkClockNow(b *testing.B) {
 	c := newClock()
 	for b.Loop() {
 		c.now()
+	}
+}
+
+// The clock's times carry a monotonic reading, as time.Now's do, so that holds measured against them ignore
+// steps of the wall clock; and they never lead time.Now (the anchor reads time.Now before the monotonic
+// clock), even with goroutines re-anchoring at once.
+func TestClockIsMonotonicAndNeverAhead(t *testing.T) {
+	c := newClock()
+	if s := c.now().String(); !strings.Contains(s, " m=") {
+		t.Errorf("now() = %s, want a monotonic reading", s)
+	}
+	var wg sync.WaitGroup
+	var ahead atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for range 200000 {
+				got := c.now()
+				if d := got.Sub(time.Now()); d > 0 {
+					ahead.Store(int64(d))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Duration(ahead.Load()); d > 0 {
+		t.Errorf("now() ran ahead of a later time.Now() by %v", d)
 	}
 }

@@ -95,14 +95,17 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 }
 
 // evict drops idle buckets whose reset has passed, and if that frees nothing, the idle bucket least
-// recently used. A bucket with requests in flight or waiters is never dropped. s.mu is held.
+// recently used. A bucket with requests in flight, or waiters it would not let go, is never dropped.
+// s.mu is held.
 func (s *MemoryStore) evict(now time.Time) {
 	var lru string
 	var lruAt time.Time
 	freed := false
 	for name, b := range s.buckets {
 		b.mu.Lock()
-		idle := b.inflight == 0 && b.wake == nil
+		// A wake channel left over by a request granted on its second ask keeps no one waiting who would
+		// not go at once: a bucket that is ready counts as idle.
+		idle := b.inflight == 0 && (b.wake == nil || b.ready(now))
 		expired := idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
 		used := b.lastUse
 		b.mu.Unlock()
@@ -119,9 +122,16 @@ func (s *MemoryStore) evict(now time.Time) {
 	}
 }
 
+// drop forgets bucket b, waking whoever still waits on it to ask again. s.mu is held.
 func (s *MemoryStore) drop(name string, b *memBucket) {
 	delete(s.buckets, name)
 	s.last.CompareAndSwap(b, nil)
+	b.mu.Lock()
+	if b.wake != nil {
+		close(b.wake)
+		b.wake, b.untimed = nil, false
+	}
+	b.mu.Unlock()
 }
 
 // sameWindowSlack is how far apart two reported resets may be and still name one window: servers that
@@ -139,7 +149,7 @@ const slidingPace = 0.98
 // When the window's reset passes the new budget is unknown, so one request goes first (a probe) and its
 // response says how much the new window holds; the rest wait for it instead of stampeding. A server whose
 // first answer after a reset reports less than half its limit refills gradually (a sliding window): such
-// a bucket is paced at a little under limit/window with a token bucket, until a refusal shows otherwise.
+// a bucket is paced at 0.98 × (limit−1)/window with a token bucket, until a refusal shows otherwise.
 //
 // Until a reset has shown how the bucket refills, its last request of a window is kept back: a sliding
 // window counts the whole of the previous window at its reset, so a probe sent after a fully spent window
@@ -156,7 +166,7 @@ type memBucket struct {
 	window    time.Duration
 	inflight  int
 	probing   bool          // the window passed and a probe is out
-	refills   bool          // a probe's answer has shown how the bucket refills (see reserve)
+	refills   bool          // a probe after a window spent to the reserve has shown how the bucket refills
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
@@ -174,7 +184,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 	case !b.known:
 		// No headers seen yet: no throttling, but count what is in flight.
 	case b.pace != nil:
-		// A sliding window gives back about limit/window: pacing a little under that rate is never
+		// A sliding window gives back about limit/window: pacing at slidingPace of (limit−1)/window is never
 		// refused, whatever the last answer said remains. A refusal ends the pacing (see done), so a
 		// fixed window mistaken for a sliding one costs one 429.
 		if !b.pace.AllowN(now, 1) {
@@ -321,8 +331,11 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 			b.window = gap
 		}
 		if b.probing && b.limit > 0 && b.pace == nil {
-			b.setSliding(rl.Remaining < b.limit/2, now)
-			b.refills = true
+			sliding := rl.Remaining < b.limit/2
+			b.setSliding(sliding, now)
+			// Only a window spent down to the reserve tells the kinds apart: after a light one, a sliding
+			// window too reports nearly its whole limit.
+			b.refills = b.refills || sliding || b.remaining <= b.reserve()
 		}
 		b.remaining, b.reset, b.probing = rl.Remaining, rl.Reset, false
 	case b.pace != nil:

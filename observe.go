@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -47,12 +46,13 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 	if name := o.RateLimit.Bucket; o.HasRateLimit && name != "" {
 		if r == nil || r.names[0] != name {
 			b := key + "\x00" + name
-			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name) })
+			limit := o.RateLimit.Limit
+			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name, limit) })
 		}
 		s.apply(r.buckets[0])
 		return
 	}
-	for _, b := range byLimit(spent, o.RateLimit.Limit) {
+	for _, b := range byLimit(r, spent, o.RateLimit.Limit) {
 		if b != "" && s.apply(b) {
 			return
 		}
@@ -68,33 +68,20 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			continue
 		}
 		if s.apply(b) {
-			l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, "") })
+			l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, "", o.RateLimit.Limit) })
 			return
 		}
 	}
 }
 
-// byLimit orders a route's two buckets so that one learned for limit (named key\x00#limit) comes first: an
-// answer reporting that limit is then offered to it before a bucket whose window has passed, which would
-// take any answer.
-func byLimit(spent [2]string, limit int) [2]string {
-	if spent[1] != "" && limit > 0 && bucketLimit(spent[1]) == limit && bucketLimit(spent[0]) != limit {
+// byLimit orders route r's two buckets (spent) so that the one that reported limit when the route learned
+// it comes first: an answer reporting that limit is then offered to it before a bucket whose window has
+// passed, which would take any answer.
+func byLimit(r *route, spent [2]string, limit int) [2]string {
+	if r != nil && spent[1] != "" && limit > 0 && r.limitOf(spent[1]) == limit && r.limitOf(spent[0]) != limit {
 		return [2]string{spent[1], spent[0]}
 	}
 	return spent
-}
-
-// bucketLimit returns N for a bucket named key\x00#N (see observe), else 0.
-func bucketLimit(b string) int {
-	i := strings.LastIndex(b, "\x00#")
-	if i < 0 {
-		return 0
-	}
-	n, err := strconv.Atoi(b[i+2:])
-	if err != nil {
-		return 0
-	}
-	return n
 }
 
 // settle hands one response's observation to the bucket it fits and gives back every slot held.

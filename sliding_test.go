@@ -55,7 +55,8 @@ func TestThrottleAgainstSlidingWindow(t *testing.T) {
 		t.Run(dialect.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const limit, window, run = 100, 10 * time.Second, 5 * time.Minute
-				srv := politetest.NewUnstartedServer(politetest.WithQuota(limit, window), politetest.WithSliding(), politetest.WithDialect(dialect))
+				// Windows start at the run's start, on a whole second, where every dialect's reset is exact.
+				srv := politetest.NewUnstartedServer(politetest.WithQuota(limit, window), politetest.WithSliding(), politetest.WithDialect(dialect), politetest.WithEpoch(time.Now()))
 				defer srv.Close()
 				rt := New(latency(20*time.Millisecond, srv.Client().Transport))
 				got := hammer(t, rt, "http://api.test/items", 16, run)
@@ -98,4 +99,39 @@ func TestThrottleAgainstFixedWindow(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestLightWindowTellsNothing: a sliding window whose first reset is crossed by light traffic reports
+// nearly its whole limit, as a fixed one would; the throttle must keep the reserve until a window spent
+// down to it has been probed, so that a later burst's probe at the reset is not refused.
+func TestLightWindowTellsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const limit, window = 100, 10 * time.Second
+		srv := politetest.NewUnstartedServer(politetest.WithQuota(limit, window), politetest.WithSliding(), politetest.WithEpoch(time.Now()))
+		defer srv.Close()
+		rt := New(latency(20*time.Millisecond, srv.Client().Transport))
+		c := &http.Client{Transport: rt}
+		get := func(url string) {
+			resp, err := c.Get(url)
+			if err == nil {
+				resp.Body.Close()
+			}
+		}
+		get("http://api.test/items")   // window 1: a single request
+		time.Sleep(window)             // its reset passes
+		get("http://other.test/items") // any answer: the throttle's recent time is past the reset
+		get("http://api.test/items")   // the probe: 98 remain, taken for a fixed window
+		time.Sleep(2 * window)         // an idle window
+		got := hammer(t, rt, "http://api.test/items", 16, time.Minute)
+		st := srv.Stats()
+		for _, r := range srv.Requests() {
+			if r.Status != 200 {
+				t.Logf("%v: %s %d", r.Time.Sub(time.Unix(946684800, 0)), r.Path, r.Status)
+			}
+		}
+		t.Logf("%d succeeded, %d sent, %d refused", got, st.Total, st.TooManyRequests)
+		if st.TooManyRequests > 0 {
+			t.Errorf("%d requests refused, want none", st.TooManyRequests)
+		}
+	})
 }

@@ -15,16 +15,19 @@ import (
 // its reset has passed, so that state does not pile up.
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
 type Store interface {
-	// Take asks for one request slot in bucket at now. When the verdict is OK the slot is held until
-	// Done is called for it.
+	// Take asks for one request slot in bucket at now, the clock's time (the Throttle asks its own
+	// MemoryStore with the time of the latest answer instead, which is earlier). When the verdict is OK
+	// the slot is held until Done is called for it.
 	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
 	// Done records what the response to a request of bucket said, and gives back the request's slot
 	// when o.Took is set. ctx is the request's and may be done already (a cancelled request gives its
 	// slot back too): an implementation that talks to a server must record the outcome regardless,
-	// e.g. under context.WithoutCancel with a short timeout of its own. It reports false, recording nothing of o's rate limit and Retry-After, when o
-	// describes another counter than the bucket's while the bucket's window is running: a different
-	// limit, or a reset that is neither this window's nor a whole number of windows away. The Throttle
-	// then moves the request's route to a bucket of its own. A Store that cannot tell reports true.
+	// e.g. under context.WithoutCancel with a short timeout of its own. It reports false, recording
+	// nothing of o's rate limit and Retry-After, when o describes another counter than the bucket's:
+	// while the bucket's window is running, a different limit, or a reset that is neither this window's
+	// nor a whole number of windows away; once it has passed, a 429 reporting a different limit (another
+	// counter refused the request). The Throttle then offers o to another bucket, and learns that the
+	// request's route spends it. A Store that cannot tell reports true.
 	Done(ctx context.Context, bucket string, o Observation) (fits bool, err error)
 }
 

@@ -20,6 +20,7 @@ type Throttle struct {
 	store    Store
 	dates    dateCache // the last Ratelimit-Reset date parsed
 	clock    *clock
+	memory   bool                       // the store is a MemoryStore, which may be asked with clock.recently
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
 }
@@ -42,6 +43,7 @@ func NewThrottle(opts ...ThrottleOption) *Throttle {
 	if th.store == nil {
 		th.store = NewMemoryStore(0)
 	}
+	_, th.memory = th.store.(*MemoryStore)
 	return th
 }
 
@@ -232,9 +234,14 @@ func (l *throttleLayer) admissible(ctx context.Context, bucket string, until tim
 // take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
 // goes without one.
 func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (bool, error) {
-	// Asked with the recent time, which errs on the side of waiting; a refusal asks again with the clock
-	// before deciding how long to wait.
-	v, err := l.th.store.Take(ctx, bucket, l.th.clock.recently())
+	// A MemoryStore is asked with the time of the latest answer, saving a clock read (see clock.recently);
+	// a refusal asks again with the clock before deciding how long to wait. Other stores keep leases that
+	// lapse after a time from now, so they get the clock's time.
+	now := l.th.clock.recently()
+	if !l.th.memory {
+		now = l.th.clock.now()
+	}
+	v, err := l.th.store.Take(ctx, bucket, now)
 	switch {
 	case err != nil:
 		l.storeFailed(ctx, bucket, err)

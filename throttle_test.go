@@ -381,3 +381,40 @@ func TestMemoryStoreLearning(t *testing.T) {
 		}
 	})
 }
+
+// timedStore records how old the times its Take is asked with are.
+type timedStore struct {
+	Store
+	mu  sync.Mutex
+	age []time.Duration
+}
+
+func (s *timedStore) Take(ctx context.Context, b string, now time.Time) (Verdict, error) {
+	s.mu.Lock()
+	s.age = append(s.age, time.Since(now))
+	s.mu.Unlock()
+	return s.Store.Take(ctx, b, now)
+}
+
+// A Store other than MemoryStore is asked with the clock's time, not the latest answer's: a networked
+// store's leases lapse a fixed time after it, so a time from before an idle spell would lapse at once.
+func TestStoreAskedWithTheClock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &timedStore{Store: NewMemoryStore(0)}
+		rt := Throttled(NewThrottle(ThrottleStore(st)))(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return response(r, 200, "", "RateLimit-Limit", "100", "RateLimit-Remaining", "50", "RateLimit-Reset", "10"), nil
+		}))
+		req, _ := http.NewRequest("GET", "http://api.test/x", nil)
+		for range 2 {
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			time.Sleep(5 * time.Minute)
+		}
+		if age := st.age[len(st.age)-1]; age != 0 {
+			t.Errorf("Take asked with a time %v old, want the clock's", age)
+		}
+	})
+}

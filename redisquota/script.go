@@ -14,8 +14,8 @@ import "github.com/redis/go-redis/v9"
 //	w   window (ms, 0: unknown)
 //	pr  probing: the window passed and a probe is out (0/1)
 //	b   blocked: the server asked for no request before this (0: no hold)
-//	rf  refills: a probe's answer has shown how the bucket refills (0/1); until then, one request of a
-//	    window is kept back if l >= 10
+//	rf  refills: a probe's answer after a window spent down to the reserve has shown how the bucket
+//	    refills (0/1); until then, one request of a window is kept back if l >= 10
 //	pc  paced: the bucket is taken for a sliding window (0/1)
 //	pq  pace rate, per ms: 0.98*(l-1)/w when the pacing began
 //	pt  pace tokens (a token bucket of burst 1 at pq, empty when the pacing begins)
@@ -152,8 +152,11 @@ local function learn()
     local gap = rl.rs - b.rs
     if rl.w == 0 and (b.w == 0 or gap < b.w) then b.w = gap end
     if b.pr == 1 and b.l > 0 and b.pc == 0 then
-      sliding(rl.r < math.floor(b.l / 2))
-      b.rf = 1
+      local slide = rl.r < math.floor(b.l / 2)
+      -- Only a window spent down to the reserve tells the kinds apart.
+      local spent = b.r <= reserve()
+      sliding(slide)
+      if slide or spent then b.rf = 1 end
     end
     b.r, b.rs, b.pr = rl.r, rl.rs, 0
   elseif b.pc == 1 then
