@@ -85,8 +85,8 @@ func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Reque
 	return routeID{key, routeHash(t.seed, req)}
 }
 
-// lookup returns the learned route of req under key, or nil. now is a recent time, marking the route used.
-func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string, now time.Time) *route {
+// lookup returns the learned route of req under key, or nil, marking it used at c's recent time.
+func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string, c *clock) *route {
 	if t.n.Load() == 0 {
 		return nil
 	}
@@ -95,15 +95,15 @@ func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.R
 	r := t.routes[id]
 	t.mu.RUnlock()
 	if r != nil {
-		r.touch(now)
+		r.touch(c.recently())
 	}
 	return r
 }
 
-// touch marks the route used at now, writing at most once per clockGrain so that requests on many cores
-// do not all write one cache line.
+// touch marks the route used at now, a clock's recent time, which moves at most once per anchor: requests
+// on many cores then seldom write the route's cache line.
 func (r *route) touch(now time.Time) {
-	if n := now.UnixNano(); n-r.lastUse.Load() >= int64(clockGrain) {
+	if n := now.UnixNano(); n != r.lastUse.Load() {
 		r.lastUse.Store(n)
 	}
 }

@@ -12,12 +12,10 @@ import (
 // against them ignore steps of the wall clock; their wall reading (compared with the server's reset dates)
 // lags a step of the wall clock by at most clockAnchorEvery.
 //
-// It also remembers when the latest answer arrived (see recently). The zero clock is not usable: see
-// newClock. A clock is safe for concurrent use.
+// The zero clock is not usable: see newClock. A clock is safe for concurrent use.
 type clock struct {
 	epoch  time.Time // carries a monotonic reading
 	anchor atomic.Pointer[clockAnchor]
-	latest atomic.Int64 // monotonic time since epoch of the latest answer, +1; 0 until one has arrived
 }
 
 // clockAnchor pairs a time.Now reading with the monotonic time since the epoch just after it was read.
@@ -28,9 +26,6 @@ type clockAnchor struct {
 
 // clockAnchorEvery is how often the clock reads time.Now again.
 const clockAnchorEvery = time.Second
-
-// clockGrain is how stale the latest-answer time may get before an answer refreshes it.
-const clockGrain = time.Millisecond
 
 func newClock() *clock { return &clock{epoch: time.Now()} }
 
@@ -47,26 +42,14 @@ func (c *clock) now() time.Time {
 	return t
 }
 
-// recently returns the time the latest answer arrived, or now if none has (or the latest is from another
-// clock, as across testing/synctest bubbles). It is the time a request first asks a MemoryStore for a slot
+// recently returns the time of the anchor: a time at most clockAnchorEvery old while answers keep the
+// clock read, older after an idle spell. It is the time a request first asks a MemoryStore for a slot
 // with, saving a clock read. A time in the past shows the bucket as it was then: a hold not yet over,
 // fewer pacing tokens, or the previous window still running, whose remaining count the next window,
 // fixed or sliding, still allows. A request refused with it asks again with the clock.
 func (c *clock) recently() time.Time {
-	n := c.latest.Load()
-	a := c.anchor.Load()
-	if n == 0 || a == nil || time.Duration(n-1) > a.mono+clockAnchorEvery {
-		return c.now()
+	if a := c.anchor.Load(); a != nil {
+		return a.t
 	}
-	return a.t.Add(time.Duration(n-1) - a.mono)
-}
-
-// tick records t, a time from now, as the time of the latest answer, at most once per clockGrain so that
-// answers on many cores do not all write one cache line.
-func (c *clock) tick(t time.Time) {
-	n := int64(t.Sub(c.epoch)) + 1
-	old := c.latest.Load()
-	if d := n - old; old == 0 || d >= int64(clockGrain) || d < -int64(clockGrain) {
-		c.latest.Store(n)
-	}
+	return c.now()
 }

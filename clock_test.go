@@ -47,25 +47,24 @@ func TestClockReanchors(t *testing.T) {
 	})
 }
 
-// recently is the latest tick, no later than now, and ticks closer than clockGrain are not recorded.
+// recently is the anchor's time: no later than now, and no older than clockAnchorEvery while the clock is
+// read.
 func TestClockRecently(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newClock()
 		if got, want := c.recently(), time.Now(); !got.Equal(want) {
-			t.Fatalf("recently() before any tick = %v, want now %v", got, want)
+			t.Fatalf("recently() before any read = %v, want now %v", got, want)
 		}
 		t0 := c.now()
-		c.tick(t0)
-		time.Sleep(clockGrain / 2)
-		c.tick(c.now())
+		time.Sleep(clockAnchorEvery / 2)
+		c.now()
 		if got := c.recently(); !got.Equal(t0) {
-			t.Errorf("recently() = %v, want the first tick %v", got, t0)
+			t.Errorf("recently() = %v, want the anchor %v", got, t0)
 		}
-		time.Sleep(clockGrain)
+		time.Sleep(clockAnchorEvery / 2)
 		t1 := c.now()
-		c.tick(t1)
 		if got := c.recently(); !got.Equal(t1) {
-			t.Errorf("recently() = %v, want %v", got, t1)
+			t.Errorf("recently() = %v, want the new anchor %v", got, t1)
 		}
 	})
 }

@@ -420,7 +420,9 @@ func hdrParseIntegerDelay(s string, now time.Time) (time.Time, bool) {
 // hdrTrustedReset returns t and true if the reset t is close enough to now
 // to be believed, else the zero time and false.
 func hdrTrustedReset(t, now time.Time) (time.Time, bool) {
-	if t.After(now.Add(hdrMaxResetAhead)) {
+	// t.After(now.Add(hdrMaxResetAhead)), without the cost of adding to a time with a monotonic reading.
+	ts, limit := t.Unix(), now.Unix()+int64(hdrMaxResetAhead/time.Second)
+	if ts > limit || ts == limit && t.Nanosecond() > now.Nanosecond() {
 		return time.Time{}, false
 	}
 	return t, true

@@ -29,7 +29,6 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 	s := settle{l: l, ctx: ctx, held: held}
 	o := &s.o
 	o.Now = l.th.clock.now()
-	l.th.clock.tick(o.Now)
 	if resp != nil {
 		o.Status = resp.StatusCode
 		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)

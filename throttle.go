@@ -142,7 +142,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return l.next.RoundTrip(req)
 	}
 	key := l.cfg.key(req)
-	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock.recently())
+	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock)
 	spent := bucketsOf(key, r)
 	var held [2]string // the buckets whose slots this request holds
 	n := 0
