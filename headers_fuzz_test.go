@@ -55,6 +55,20 @@ func FuzzParseRateLimit(f *testing.F) {
 			hdrXRateLimitBucket:     {bucket},
 		}
 		rl, ok := ParseRateLimit(h, now)
+		// The throttle's path, through a date cache (warmed by a first parse), reads the same.
+		var dc dateCache
+		parseRateLimit(h, now, &dc)
+		if cached, cok := parseRateLimit(h, now, &dc); cok != ok || cached != rl {
+			t.Fatalf("through the date cache: %+v, %v; without: %+v, %v", cached, cok, rl, ok)
+		}
+		// Single values take fast paths: the same values as one-element lists of lists read the same.
+		single := http.Header{hdrRateLimitLimit: {limit}, hdrRateLimitRemaining: {remaining}, hdrRateLimitReset: {reset}}
+		listed := http.Header{hdrRateLimitLimit: {limit, ""}, hdrRateLimitRemaining: {remaining, ""}, hdrRateLimitReset: {reset, ""}}
+		a, aok := ParseRateLimit(single, now)
+		b, bok := ParseRateLimit(listed, now)
+		if aok != bok || a != b {
+			t.Fatalf("single values %+v, %v; as lists %+v, %v", a, aok, b, bok)
+		}
 		if !ok {
 			if rl != (RateLimit{}) {
 				t.Fatalf("ok = false with non-zero %+v", rl)
