@@ -234,7 +234,7 @@ func (l *throttleLayer) admissible(ctx context.Context, bucket string, until tim
 // take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
 // goes without one.
 func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (bool, error) {
-	// A MemoryStore is asked with the time of the latest answer, saving a clock read (see clock.recently);
+	// A MemoryStore is asked with the clock's last anchor, saving a clock read (see clock.recently);
 	// a refusal asks again with the clock before deciding how long to wait. Other stores keep leases that
 	// lapse after a time from now, so they get the clock's time.
 	now := l.th.clock.recently()
