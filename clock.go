@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// clock is the throttle's time source. Every answer needs the time once, and time.Now reads two clocks
-// (wall and monotonic), which on some virtual machines costs more than everything else a throttle does per
-// request. clock reads only the monotonic one and adds what it moved to a time.Now read at most once per
+// clock is the throttle's time source for what a MemoryStore's lanes (lane.go) cannot decide without the
+// time. time.Now reads two clocks (wall and monotonic), which on some virtual machines costs more than
+// everything else a throttle does per request. clock reads only the monotonic one and adds what it moved to a time.Now read at most once per
 // clockAnchorEvery. Its times carry a monotonic reading, as time.Now's do, so holds and waits measured
 // against them ignore steps of the wall clock; their wall reading (compared with the server's reset dates)
 // lags a step of the wall clock by at most clockAnchorEvery.
@@ -42,11 +42,10 @@ func (c *clock) now() time.Time {
 	return t
 }
 
-// recently returns the time of the anchor: a time at most clockAnchorEvery old while answers keep the
-// clock read, older after an idle spell. It is the time a request first asks a MemoryStore for a slot
-// with, saving a clock read. A time in the past shows the bucket as it was then: a hold not yet over,
-// fewer pacing tokens, or the previous window still running, whose remaining count the next window,
-// fixed or sliding, still allows. A request refused with it asks again with the clock.
+// recently returns the time of the anchor, without reading a clock: the time of the last clock read,
+// give or take clockAnchorEvery. Requests that pass a lane mark their bucket and route used with it, so
+// that least-recently-used eviction orders them to within that: any request that meets a lock, a new
+// bucket among them, reads the clock and moves the anchor on once it is a clockAnchorEvery old.
 func (c *clock) recently() time.Time {
 	if a := c.anchor.Load(); a != nil {
 		return a.t

@@ -54,36 +54,49 @@ const (
 	hdrRetryAfter           = "Retry-After"
 )
 
-// dateCache remembers the last HTTP-date parsed and its time. Servers send the same reset date in every
-// response of a window, so one entry saves nearly every parse. A nil *dateCache parses every time. It is
-// safe for concurrent use.
+// dateCache remembers the last HTTP-date parsed as a reset, with its time and whether that reset was
+// trusted (see hdrTrustedReset) when it was parsed: one trusted then stays trusted, as the clock moves
+// towards it. Servers send the same reset date in every response of a window, so one entry saves nearly
+// every parse, and a response whose reset it knows trusted is read without the time. A nil *dateCache
+// parses every time. It is safe for concurrent use.
 type dateCache struct{ last atomic.Pointer[cachedDate] }
 
 type cachedDate struct {
-	s string
-	t time.Time
+	s       string
+	t       time.Time
+	trusted bool
 }
 
-// lookup returns the time of s if it is the date parsed last.
-func (c *dateCache) lookup(s string) (time.Time, bool) {
+// lookup returns the entry for s if it is the date parsed last.
+func (c *dateCache) lookup(s string) *cachedDate {
 	if c != nil {
 		if p := c.last.Load(); p != nil && p.s == s {
-			return p.t, true
+			return p
 		}
 	}
-	return time.Time{}, false
+	return nil
 }
 
-// parse is http.ParseTime through the cache.
-func (c *dateCache) parse(s string) (time.Time, error) {
-	if t, ok := c.lookup(s); ok {
-		return t, nil
+// parseReset parses the HTTP-date s as a reset in now's location, through the cache.
+func (c *dateCache) parseReset(s string, now time.Time) (time.Time, bool) {
+	if p := c.lookup(s); p != nil {
+		if p.trusted {
+			return p.t, true
+		}
+		return hdrTrustedReset(p.t, now)
 	}
 	t, err := http.ParseTime(s)
-	if err == nil && c != nil {
-		c.last.Store(&cachedDate{s: s, t: t})
+	if err != nil {
+		return time.Time{}, false
 	}
-	return t, err
+	t, trusted := t.In(now.Location()), true
+	if _, trusted = hdrTrustedReset(t, now); c != nil {
+		c.last.Store(&cachedDate{s: s, t: t, trusted: trusted})
+	}
+	if !trusted {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // Limits on what the parsers believe.
@@ -171,12 +184,12 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 		rl, ok = hdrParseStructuredRateLimit(h, v, now)
 	}
 	var c RateLimit
-	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) {
+	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) == hdrUsable {
 		if !ok || hdrMoreRestrictive(&c, &rl) {
 			rl, ok = c, true
 		}
 	}
-	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) {
+	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) == hdrUsable {
 		if c.Reset.IsZero() {
 			c.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
 		}
@@ -191,6 +204,32 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 		rl.Bucket = bucket
 	}
 	return rl, true
+}
+
+// parseRateLimitClockless is parseRateLimit for the responses that can be read without the time: those
+// with no rate-limit headers, and those of the contract's dialect alone (dialect 1) whose reset is absent
+// or the date the cache holds as trusted. For any other, read is false and the caller must call
+// parseRateLimit with the time; otherwise *rl and ok are what parseRateLimit would return.
+func parseRateLimitClockless(rl *RateLimit, h http.Header, dates *dateCache) (ok, read bool) {
+	remaining := h[hdrRateLimitRemaining]
+	if h[hdrRateLimit] != nil || h[hdrXRateLimitRemaining] != nil {
+		return false, false
+	}
+	if remaining == nil {
+		return false, true
+	}
+	switch hdrParseFieldsRateLimit(rl, h, remaining, hdrRateLimitLimit, hdrRateLimitReset, time.Time{}, dates) {
+	case hdrUnusable:
+		*rl = RateLimit{}
+		return false, true
+	case hdrNeedsTime:
+		*rl = RateLimit{}
+		return false, false
+	}
+	if bucket, found := hdrBucketHeader(h); found {
+		rl.Bucket = bucket
+	}
+	return true, true
 }
 
 // ParseRetryAfter returns the delay requested by the Retry-After header in h,
@@ -279,31 +318,46 @@ func hdrValidBucket(s string) bool {
 	return true
 }
 
+// Outcomes of hdrParseFieldsRateLimit.
+const (
+	hdrUnusable  = iota // the dialect is absent or unusable
+	hdrUsable           // *rl is filled
+	hdrNeedsTime        // now was zero and the reset cannot be read without it
+)
+
 // hdrParseFieldsRateLimit handles dialects 1 and 2: one header each for the
 // limit, the remaining count (whose values the caller looked up) and the
-// reset. It fills *rl and reports whether the dialect is usable.
-func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []string, limitKey, resetKey string, now time.Time, dates *dateCache) bool {
+// reset. It fills *rl. A zero now stands for a time not read yet: only a
+// reset that is absent or a date the cache holds as trusted is read then.
+func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []string, limitKey, resetKey string, now time.Time, dates *dateCache) int {
 	remaining, ok := hdrMinCount(remainingValues)
 	if !ok {
-		return false
+		return hdrUnusable
 	}
 	*rl = RateLimit{Remaining: remaining}
 	if limit, ok := hdrMinCount(h[limitKey]); ok {
 		if remaining > limit {
-			return false
+			return hdrUnusable
 		}
 		rl.Limit = limit
 	}
 	values := h[resetKey]
 	if len(values) == 1 {
 		// One reset value, as nearly every server sends: the date cache may know it whole.
-		if t, ok := dates.lookup(values[0]); ok {
-			rl.Reset, _ = hdrTrustedReset(t.In(now.Location()), now)
-			return true
+		if p := dates.lookup(values[0]); p != nil && (p.trusted || !now.IsZero()) {
+			if p.trusted {
+				rl.Reset = p.t
+			} else {
+				rl.Reset, _ = hdrTrustedReset(p.t, now)
+			}
+			return hdrUsable
 		}
 	}
+	if now.IsZero() && len(values) > 0 {
+		return hdrNeedsTime
+	}
 	rl.Reset, _ = hdrLatestReset(values, now, dates, hdrParseReset)
-	return true
+	return hdrUsable
 }
 
 // hdrMinCount returns the smallest valid count among all the list members of
@@ -362,11 +416,7 @@ func hdrParseReset(s string, now time.Time, dates *dateCache) (time.Time, bool) 
 		}
 		t = hdrNumericReset(sec, nsec, now)
 	} else {
-		var err error
-		if t, err = dates.parse(s); err != nil {
-			return time.Time{}, false
-		}
-		t = t.In(now.Location())
+		return dates.parseReset(s, now)
 	}
 	return hdrTrustedReset(t, now)
 }

@@ -69,6 +69,20 @@ func FuzzParseRateLimit(f *testing.F) {
 		if aok != bok || a != b {
 			t.Fatalf("single values %+v, %v; as lists %+v, %v", a, aok, b, bok)
 		}
+		// The throttle's clockless reading, wherever it reads at all, reads the same as with the time.
+		named := http.Header{hdrXRateLimitBucket: {bucket}}
+		for k, v := range single {
+			named[k] = v
+		}
+		for _, hh := range []http.Header{single, named, h, {hdrRateLimitRemaining: {remaining}}} {
+			var dc dateCache
+			parseRateLimit(hh, now, &dc)
+			var c RateLimit
+			cok, read := parseRateLimitClockless(&c, hh, &dc)
+			if want, wok := parseRateLimit(hh, now, &dc); read && (cok != wok || c != want) {
+				t.Fatalf("clockless reading of %v: %+v, %v; with the time: %+v, %v", hh, c, cok, want, wok)
+			}
+		}
 		if !ok {
 			if rl != (RateLimit{}) {
 				t.Fatalf("ok = false with non-zero %+v", rl)

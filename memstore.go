@@ -12,7 +12,11 @@ import (
 
 // MemoryStore is the in-process [Store]: the default state of a [Throttle]. It keeps at most a fixed
 // number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
-// dropped first, then the idle ones least recently used. It is safe for concurrent use.
+// dropped first, then the idle ones least recently used.
+//
+// While a bucket's window runs with nothing but its counts changing, requests take and give back its
+// slots without its lock or a clock read, each with two atomic compare-and-swaps (see lane.go): the
+// throttle's happy path. It is safe for concurrent use.
 type MemoryStore struct {
 	max     int
 	last    atomic.Pointer[memBucket] // the bucket used last: most clients talk to one API
@@ -60,7 +64,8 @@ func (s *MemoryStore) Snapshot(bucket string) (rl RateLimit, ok bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return RateLimit{Limit: b.limit, Remaining: b.remaining, Reset: b.reset, Window: b.window}, b.known
+	remaining, _ := b.counts()
+	return RateLimit{Limit: b.limit, Remaining: remaining, Reset: b.reset, Window: b.window}, b.known
 }
 
 // Len reports how many buckets the store holds.
@@ -70,7 +75,39 @@ func (s *MemoryStore) Len() int {
 	return len(s.buckets)
 }
 
-func (s *MemoryStore) get(name string, now time.Time) *memBucket {
+// tryTake takes a slot in bucket through its lane (see lane.go), marking the bucket used at recent, a
+// clock's recent time. It reports false, taking nothing, when the lane cannot decide: the bucket's lock
+// must.
+func (s *MemoryStore) tryTake(bucket string, recent time.Time) bool {
+	return s.tryTakeLane(bucket, recent) != nil
+}
+
+// tryTakeLane is tryTake returning the lane that gave the slot, or nil.
+func (s *MemoryStore) tryTakeLane(bucket string, recent time.Time) *memLane {
+	b := s.peek(bucket)
+	if b == nil {
+		return nil
+	}
+	l := b.lane.Load()
+	if l == nil || !l.take() {
+		return nil
+	}
+	b.touch(recent)
+	return l
+}
+
+// tryDone records o in bucket through its lane. It reports whether it could; o.Now is not read.
+func (s *MemoryStore) tryDone(bucket string, o *Observation) bool {
+	b := s.peek(bucket)
+	if b == nil {
+		return false
+	}
+	l := b.lane.Load()
+	return l != nil && l.done(o)
+}
+
+// peek returns the bucket named name, or nil.
+func (s *MemoryStore) peek(name string) *memBucket {
 	if b := s.last.Load(); b != nil && b.name == name {
 		return b
 	}
@@ -79,6 +116,13 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 	s.mu.RUnlock()
 	if b != nil {
 		s.last.Store(b)
+	}
+	return b
+}
+
+func (s *MemoryStore) get(name string, now time.Time) *memBucket {
+	b := s.peek(name)
+	if b != nil {
 		return b
 	}
 	s.mu.Lock()
@@ -99,21 +143,22 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 // s.mu is held.
 func (s *MemoryStore) evict(now time.Time) {
 	var lru string
-	var lruAt time.Time
+	var lruAt int64
 	freed := false
 	for name, b := range s.buckets {
 		b.mu.Lock()
 		// A wake channel left over by a request granted on its second ask keeps no one waiting who would
 		// not go at once: a bucket that is ready counts as idle.
-		idle := b.inflight == 0 && (b.wake == nil || b.ready(now))
+		_, inflight := b.counts()
+		idle := inflight == 0 && (b.wake == nil || b.ready(now))
 		expired := idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
-		used := b.lastUse
+		used := b.lastUse.Load()
 		b.mu.Unlock()
 		switch {
 		case expired:
 			s.drop(name, b)
 			freed = true
-		case idle && (lru == "" || used.Before(lruAt)):
+		case idle && (lru == "" || used < lruAt):
 			lru, lruAt = name, used
 		}
 	}
@@ -127,6 +172,8 @@ func (s *MemoryStore) drop(name string, b *memBucket) {
 	delete(s.buckets, name)
 	s.last.CompareAndSwap(b, nil)
 	b.mu.Lock()
+	b.closeLane()
+	b.stopLane()
 	if b.wake != nil {
 		close(b.wake)
 		b.wake, b.untimed = nil, false
@@ -171,13 +218,27 @@ type memBucket struct {
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
 	untimed   bool          // someone waits on wake with no time to wait for
-	lastUse   time.Time
+	lastUse   atomic.Int64  // Unix nanoseconds
+
+	// The lane (lane.go): until the bucket takes its counts back, remaining and inflight above are
+	// stale and the lane's word holds them.
+	lane atomic.Pointer[memLane]
+}
+
+// touch marks the bucket used at now, a clock's recent time (see clock.recently): the word is written
+// only when that time has moved, so requests on many cores seldom write its cache line.
+func (b *memBucket) touch(now time.Time) {
+	if n := now.UnixNano(); n != b.lastUse.Load() {
+		b.lastUse.Store(n)
+	}
 }
 
 func (b *memBucket) take(now time.Time) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.lastUse = now
+	b.closeLane()
+	defer b.openLane(now)
+	b.lastUse.Store(now.UnixNano())
 	switch {
 	case now.Before(b.blocked):
 		return b.wait(b.blocked, "server asked to retry later")
@@ -236,6 +297,8 @@ func (b *memBucket) wait(until time.Time, reason string) Verdict {
 func (b *memBucket) done(o *Observation) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.closeLane()
+	defer b.openLane(o.Now)
 	if o.Took && b.inflight > 0 {
 		b.inflight--
 	}

@@ -27,12 +27,16 @@ func bucketsOf(key string, r *route) [2]string {
 // it counts against another bucket (see buckets.go).
 func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response) {
 	s := settle{l: l, ctx: ctx, held: held}
-	o := &s.o
-	o.Now = l.th.clock.now()
+	o := &s.o // o.Now is read from the clock only when something needs it: most answers need not
 	if resp != nil {
 		o.Status = resp.StatusCode
-		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)
-		o.RetryAt = serverRetryAt(resp, o.Now)
+		var read bool
+		if o.HasRateLimit, read = parseRateLimitClockless(&o.RateLimit, resp.Header, &l.th.dates); !read {
+			o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, s.now(), &l.th.dates)
+		}
+		if st := resp.StatusCode; st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
+			o.RetryAt = serverRetryAt(resp, s.now())
+		}
 		if resp.StatusCode == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !o.RetryAt.IsZero() {
 			// Refused while the bucket had requests left: a sublimit of this route. It alone waits.
 			until := o.RetryAt.UnixNano()
@@ -46,7 +50,7 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 		if r == nil || r.names[0] != name {
 			b := key + "\x00" + name
 			limit := o.RateLimit.Limit
-			r = l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, name, limit) })
+			r = l.th.routes.learn(key, req, l.th.routeKey, s.now(), func(r *route) { r.add(b, name, limit) })
 		}
 		s.apply(r.buckets[0])
 		return
@@ -67,7 +71,7 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			continue
 		}
 		if s.apply(b) {
-			l.th.routes.learn(key, req, l.th.routeKey, o.Now, func(r *route) { r.add(b, "", o.RateLimit.Limit) })
+			l.th.routes.learn(key, req, l.th.routeKey, s.now(), func(r *route) { r.add(b, "", o.RateLimit.Limit) })
 			return
 		}
 	}
@@ -106,7 +110,7 @@ func (s *settle) apply(b string) bool {
 			o.Took, s.returned[i] = true, true
 		}
 	}
-	fits := s.l.done(s.ctx, b, o)
+	fits := s.done(b, o)
 	s.applied = s.applied || fits
 	return fits
 }
@@ -116,7 +120,40 @@ func (s *settle) releaseRest() {
 	for i, h := range s.held {
 		if h != "" && !s.returned[i] {
 			s.returned[i] = true
-			s.l.done(s.ctx, h, &Observation{Now: s.o.Now, Took: true})
+			s.done(h, &Observation{Now: s.o.Now, Took: true})
 		}
 	}
+}
+
+// now returns the time of the response, reading the clock the first time it is needed.
+func (s *settle) now() time.Time {
+	if s.o.Now.IsZero() {
+		s.o.Now = s.l.th.clock.now()
+	}
+	return s.o.Now
+}
+
+// done records o in bucket's store. A MemoryStore's lane is tried first (see lane.go); when it cannot
+// take o and o.Now is zero, o.Now is set to s.now(), so a response costs at most one clock read.
+func (s *settle) done(bucket string, o *Observation) bool {
+	l := s.l
+	if ms := l.th.mem; ms != nil {
+		// The default store, called directly: an Observation is large to copy.
+		if ms.tryDone(bucket, o) {
+			return true
+		}
+		if o.Now.IsZero() {
+			o.Now = s.now()
+		}
+		return ms.done(bucket, o)
+	}
+	if o.Now.IsZero() {
+		o.Now = s.now()
+	}
+	fits, err := l.th.store.Done(s.ctx, bucket, *o)
+	if err != nil {
+		l.cfg.logger.WarnContext(s.ctx, "polite: throttle store failed", "bucket", bucket, "err", err)
+		return true
+	}
+	return fits
 }

@@ -15,9 +15,8 @@ import (
 // its reset has passed, so that state does not pile up.
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
 type Store interface {
-	// Take asks for one request slot in bucket at now, the clock's time (the Throttle first asks a
-	// MemoryStore with its clock's last anchor instead, which is earlier). When the verdict is OK the
-	// slot is held until Done is called for it.
+	// Take asks for one request slot in bucket at now, the clock's time. When the verdict is OK the
+	// slot is held until Done is called for it. (A MemoryStore's lanes give most slots without Take.)
 	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
 	// Done records what the response to a request of bucket said, and gives back the request's slot
 	// when o.Took is set. ctx is the request's and may be done already (a cancelled request gives its

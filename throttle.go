@@ -20,7 +20,7 @@ type Throttle struct {
 	store    Store
 	dates    dateCache // the last Ratelimit-Reset date parsed
 	clock    *clock
-	memory   bool                       // the store is a MemoryStore, which may be asked with clock.recently
+	mem      *MemoryStore               // the store when it is a MemoryStore, whose lanes are tried first
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
 }
@@ -43,7 +43,7 @@ func NewThrottle(opts ...ThrottleOption) *Throttle {
 	if th.store == nil {
 		th.store = NewMemoryStore(0)
 	}
-	_, th.memory = th.store.(*MemoryStore)
+	th.mem, _ = th.store.(*MemoryStore)
 	return th
 }
 
@@ -144,6 +144,16 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := l.cfg.key(req)
 	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock)
 	spent := bucketsOf(key, r)
+	if out&noThrottle == 0 && spent[1] == "" && l.th.mem != nil && (r == nil || r.blocked.Load() == 0) {
+		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
+		if lane := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
+			resp, err := l.next.RoundTrip(req)
+			if !l.settleInLane(lane, r, resp) {
+				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp)
+			}
+			return resp, err
+		}
+	}
 	var held [2]string // the buckets whose slots this request holds
 	n := 0
 	if out&noThrottle == 0 {
@@ -174,19 +184,19 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func (l *throttleLayer) done(ctx context.Context, bucket string, o *Observation) bool {
-	var fits bool
-	var err error
-	if ms, ok := l.th.store.(*MemoryStore); ok {
-		fits = ms.done(bucket, o) // the default store, called directly: an Observation is large to copy
-	} else {
-		fits, err = l.th.store.Done(ctx, bucket, *o)
+// settleInLane gives back the slot a request took in lane and records what resp said there, if resp
+// changes nothing but the lane's counts and names no bucket the request's route r does not already spend
+// first. It reports false, having done nothing, otherwise: observe must see resp.
+func (l *throttleLayer) settleInLane(lane *memLane, r *route, resp *http.Response) bool {
+	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		return false
 	}
-	if err != nil {
-		l.cfg.logger.WarnContext(ctx, "polite: throttle store failed", "bucket", bucket, "err", err)
-		return true
+	var rl RateLimit
+	has, read := parseRateLimitClockless(&rl, resp.Header, &l.th.dates)
+	if !read || has && rl.Bucket != "" && (r == nil || r.names[0] != rl.Bucket) {
+		return false
 	}
-	return fits
+	return lane.record(true, has, &rl)
 }
 
 // holdRoute waits out a sublimit of route r, if it has one.
@@ -201,6 +211,7 @@ func (l *throttleLayer) holdRoute(ctx context.Context, req *http.Request, r *rou
 	now := time.Now()
 	until := time.Unix(0, b)
 	if !now.Before(until) {
+		r.blocked.CompareAndSwap(b, 0) // over: later requests need not read the clock for it
 		return nil
 	}
 	const reason = "route sublimit: server asked to retry later"
@@ -234,14 +245,11 @@ func (l *throttleLayer) admissible(ctx context.Context, bucket string, until tim
 // take waits for a slot in bucket. It reports whether a slot was taken: when the store fails, the request
 // goes without one.
 func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (bool, error) {
-	// A MemoryStore is asked with the clock's last anchor, saving a clock read (see clock.recently);
-	// a refusal asks again with the clock before deciding how long to wait. Other stores keep leases that
-	// lapse after a time from now, so they get the clock's time.
-	now := l.th.clock.recently()
-	if !l.th.memory {
-		now = l.th.clock.now()
+	// A MemoryStore's lane decides most requests without a lock or a clock read (see lane.go).
+	if l.th.mem != nil && l.th.mem.tryTake(bucket, l.th.clock.recently()) {
+		return true, nil
 	}
-	v, err := l.th.store.Take(ctx, bucket, now)
+	v, err := l.th.store.Take(ctx, bucket, l.th.clock.now())
 	switch {
 	case err != nil:
 		l.storeFailed(ctx, bucket, err)

@@ -1,0 +1,246 @@
+package polite
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// laneStore returns a MemoryStore whose bucket "k" has learned a window of limit requests, remaining left,
+// resetting at reset: a request went through the lock and its answer said so.
+func laneStore(t *testing.T, limit, remaining int, reset time.Time) *MemoryStore {
+	t.Helper()
+	s := NewMemoryStore(0)
+	now := time.Now()
+	if v, _ := s.Take(context.Background(), "k", now); !v.OK {
+		t.Fatalf("first take refused: %+v", v)
+	}
+	o := Observation{Now: now, Took: true, Status: 200, HasRateLimit: true,
+		RateLimit: RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
+	if !s.doneNow(o) {
+		t.Fatal("the first answer did not fit")
+	}
+	return s
+}
+
+// doneNow is Done of bucket "k" without the error, which a MemoryStore never returns.
+func (s *MemoryStore) doneNow(o Observation) bool {
+	fits, _ := s.Done(context.Background(), "k", o)
+	return fits
+}
+
+// The lane gives every request of a window but the last, which the lock decides with the reserve.
+func TestLaneLeavesTheLastRequestToTheLock(t *testing.T) {
+	for _, tt := range []struct {
+		limit, remaining int
+		lane, lock       int // slots the lane gives, then the lock
+	}{
+		{limit: 100, remaining: 5, lane: 4, lock: 0}, // a limit of 10 or more keeps one back (the reserve)
+		{limit: 5, remaining: 5, lane: 4, lock: 1},   // a small limit keeps none
+		{limit: 5, remaining: 1, lane: 0, lock: 1},
+		{limit: 5, remaining: 0, lane: 0, lock: 0},
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			s := laneStore(t, tt.limit, tt.remaining, time.Now().Add(time.Minute))
+			lane := 0
+			for s.tryTake("k", time.Now()) {
+				lane++
+			}
+			lock := 0
+			for {
+				v, _ := s.Take(context.Background(), "k", time.Now())
+				if !v.OK {
+					break
+				}
+				lock++
+			}
+			if lane != tt.lane || lock != tt.lock {
+				t.Errorf("limit %d, %d left: lane gave %d and the lock %d, want %d and %d", tt.limit, tt.remaining, lane, lock, tt.lane, tt.lock)
+			}
+		})
+	}
+}
+
+// A timer closes the lane at the reset: the first request after it meets the lock, which sends one
+// probe into the new window and holds the rest until its answer.
+func TestLaneClosesAtTheReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reset := time.Now().Add(10 * time.Second)
+		s := laneStore(t, 100, 50, reset)
+		if !s.tryTake("k", time.Now()) {
+			t.Fatal("lane closed before the reset")
+		}
+		s.doneNow(Observation{Now: time.Now(), Took: true})
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if s.tryTake("k", time.Now()) {
+			t.Fatal("lane still open after the reset")
+		}
+		if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
+			t.Fatalf("probe refused: %+v", v)
+		}
+		if v, _ := s.Take(context.Background(), "k", time.Now()); v.OK || v.Reason != "waiting for the new window's budget" {
+			t.Fatalf("second request after the reset: %+v, want a wait for the probe", v)
+		}
+		// The probe's answer describes the new window: the lane opens on it.
+		o := Observation{Now: time.Now(), Took: true, Status: 200, HasRateLimit: true,
+			RateLimit: RateLimit{Limit: 100, Remaining: 99, Reset: reset.Add(10 * time.Second)}}
+		s.doneNow(o)
+		if !s.tryTake("k", time.Now()) {
+			t.Fatal("lane did not open on the new window")
+		}
+	})
+}
+
+// An answer the lane cannot record — another window, another limit, a Retry-After, a refusal of a bucket
+// never described — goes to the lock, and the lane records nothing of it.
+func TestLaneRefusesWhatChangesMoreThanCounts(t *testing.T) {
+	reset := time.Now().Add(time.Minute)
+	base := RateLimit{Limit: 100, Remaining: 40, Reset: reset}
+	with := func(f func(*RateLimit)) RateLimit { rl := base; f(&rl); return rl }
+	for _, tt := range []struct {
+		name string
+		o    Observation
+		want bool
+	}{
+		{"same window", Observation{HasRateLimit: true, RateLimit: base}, true},
+		{"no headers", Observation{}, true},
+		{"no limit said", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Limit = 0 })}, true},
+		{"another reset", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = reset.Add(time.Second) })}, false},
+		{"no reset", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = time.Time{} })}, false},
+		{"another limit", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Limit = 50 })}, false},
+		{"a window said", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Window = time.Minute })}, false},
+		{"retry after", Observation{RetryAt: reset}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := laneStore(t, 100, 50, reset)
+			l := s.tryTakeLane("k", time.Now())
+			if l == nil {
+				t.Fatal("the lane gave no slot")
+			}
+			before := l.word.Load()
+			tt.o.Took = true
+			if got := l.done(&tt.o); got != tt.want {
+				t.Fatalf("lane.done = %v, want %v", got, tt.want)
+			}
+			if !tt.want && l.word.Load() != before {
+				t.Errorf("a refused answer changed the lane: %x → %x", before, l.word.Load())
+			}
+		})
+	}
+	t.Run("never described", func(t *testing.T) {
+		s := NewMemoryStore(0)
+		s.Take(context.Background(), "k", time.Now())
+		l := s.peek("k").lane.Load()
+		if l == nil || !l.unknown {
+			t.Fatal("a bucket no answer has described has no lane")
+		}
+		if l.done(&Observation{Took: true, HasRateLimit: true, RateLimit: base}) {
+			t.Error("the lane of an undescribed bucket recorded a rate limit")
+		}
+	})
+}
+
+// The lane keeps the lowest remaining count of one window: answers may arrive out of order.
+func TestLaneKeepsTheLowestCount(t *testing.T) {
+	reset := time.Now().Add(time.Minute)
+	s := laneStore(t, 100, 50, reset)
+	l := s.peek("k").lane.Load()
+	for _, rem := range []int{30, 45, 20, 25} {
+		l.done(&Observation{HasRateLimit: true, RateLimit: RateLimit{Limit: 100, Remaining: rem, Reset: reset}})
+	}
+	rl, _ := s.Snapshot("k")
+	if diff := cmp.Diff(RateLimit{Limit: 100, Remaining: 20, Reset: reset}, rl); diff != "" {
+		t.Errorf("snapshot (-want +got):\n%s", diff)
+	}
+}
+
+// Requests taking and giving back slots from many goroutines, through the lane and the lock alike,
+// against a server that counts them: the server is never overdrawn, and every slot comes back, so that
+// once they are done the lock still gives exactly what the window has left but the reserve.
+func TestLaneUnderContention(t *testing.T) {
+	const limit, workers, attempts = 200, 8, 2000
+	reset := time.Now().Add(time.Hour)
+	s := laneStore(t, limit, limit-1, reset)
+	var served, tried atomic.Int64 // requests the server counted; attempts made
+	served.Store(1)
+	answer := func(n int64) Observation {
+		return Observation{Took: true, Status: 200, HasRateLimit: true,
+			RateLimit: RateLimit{Limit: limit, Remaining: max(limit-int(n), 0), Reset: reset}}
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for tried.Add(1) <= attempts {
+				if !s.tryTake("k", time.Now()) {
+					if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
+						continue
+					}
+				}
+				o := answer(served.Add(1))
+				if !s.tryDone("k", &o) {
+					o.Now = time.Now()
+					s.doneNow(o)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	n := served.Load()
+	if n > limit {
+		t.Fatalf("the server counted %d requests of a limit of %d", n, limit)
+	}
+	for {
+		if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
+			break
+		}
+		o := answer(served.Add(1))
+		o.Now = time.Now()
+		s.doneNow(o)
+	}
+	if n := served.Load(); n != limit-1 {
+		t.Errorf("the server counted %d requests in all, want the limit but the reserve, %d: slots were lost", n, limit-1)
+	}
+}
+
+// The throttle reads most answers without the clock: those of the contract's dialect whose reset date it
+// has seen, and those without rate-limit headers. Any other needs the time.
+func TestClocklessReading(t *testing.T) {
+	now := time.Now()
+	date := now.Add(time.Minute).UTC().Format(http.TimeFormat)
+	far := now.Add(48 * time.Hour).UTC().Format(http.TimeFormat)
+	for _, tt := range []struct {
+		name     string
+		h        http.Header
+		read, ok bool
+	}{
+		{"contract, date seen", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Limit": {"10"}, "Ratelimit-Reset": {date}}, true, true},
+		{"named bucket", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {date}, "X-Ratelimit-Bucket": {"core"}}, true, true},
+		{"no reset", http.Header{"Ratelimit-Remaining": {"5"}}, true, true},
+		{"no headers", http.Header{"Content-Type": {"application/json"}}, true, false},
+		{"garbage count", http.Header{"Ratelimit-Remaining": {"lots"}, "Ratelimit-Reset": {date}}, true, false},
+		{"delta seconds", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {"30"}}, false, false},
+		{"date too far to trust", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {far}}, false, false},
+		{"two dialects", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {date}, "X-Ratelimit-Remaining": {"3"}}, false, false},
+		{"structured", http.Header{"Ratelimit": {`"default";r=5;t=30`}}, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var dc dateCache
+			parseRateLimit(tt.h, now, &dc) // the first answer of a window parses its date
+			var rl RateLimit
+			ok, read := parseRateLimitClockless(&rl, tt.h, &dc)
+			if read != tt.read || ok != tt.ok {
+				t.Fatalf("read, ok = %v, %v; want %v, %v", read, ok, tt.read, tt.ok)
+			}
+			if want, _ := parseRateLimit(tt.h, now, &dc); read && rl != want {
+				t.Errorf("read %+v, with the time %+v", rl, want)
+			}
+		})
+	}
+}
