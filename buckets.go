@@ -27,6 +27,7 @@ import (
 
 // route is one learned route of a key.
 type route struct {
+	id        routeID
 	key, name string    // name as DefaultRoute or RouteKey gives it
 	buckets   [2]string // the store buckets the route spends; none means the key's shared bucket
 	names     [2]string // the server's names for them, "" when learned from evidence
@@ -75,7 +76,13 @@ type routeTable struct {
 	n      atomic.Int32 // routes held; 0 lets requests skip hashing
 	mu     sync.RWMutex
 	routes map[routeID]*route
+	// recent caches routes by hash, so that requests find their route without the lock: a slot is
+	// written only under mu (read-locked by lookups), so it never holds a route that was replaced.
+	recent [routeCacheSlots]atomic.Pointer[route]
 }
+
+// routeCacheSlots is the size of a route table's lock-free cache.
+const routeCacheSlots = 64
 
 // id returns the table key of req's route under key.
 func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Request) string) routeID {
@@ -91,9 +98,15 @@ func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.R
 		return nil
 	}
 	id := t.id(key, req, routeKey)
-	t.mu.RLock()
-	r := t.routes[id]
-	t.mu.RUnlock()
+	slot := &t.recent[id.hash%routeCacheSlots]
+	r := slot.Load()
+	if r == nil || r.id != id {
+		t.mu.RLock()
+		if r = t.routes[id]; r != nil {
+			slot.Store(r)
+		}
+		t.mu.RUnlock()
+	}
 	if r != nil {
 		r.touch(c.recently())
 	}
@@ -119,17 +132,18 @@ func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Re
 		if len(t.routes) >= t.max {
 			t.evictLocked()
 		}
-		r = &route{key: key, name: routeName(req, routeKey)}
+		r = &route{id: id, key: key, name: routeName(req, routeKey)}
 		t.routes[id] = r
 		t.n.Store(int32(len(t.routes)))
 	} else {
 		// Routes are replaced, never changed in place, so a request holding the old one sees a
 		// consistent route.
-		c := &route{key: r.key, name: r.name, buckets: r.buckets, names: r.names, limits: r.limits}
+		c := &route{id: id, key: r.key, name: r.name, buckets: r.buckets, names: r.names, limits: r.limits}
 		c.blocked.Store(r.blocked.Load())
 		r = c
 		t.routes[id] = r
 	}
+	t.recent[id.hash%routeCacheSlots].Store(r)
 	r.lastUse.Store(now.UnixNano())
 	change(r)
 	return r
@@ -152,6 +166,7 @@ func (t *routeTable) evictLocked() {
 			oldest, at, first = id, u, false
 		}
 	}
+	t.recent[oldest.hash%routeCacheSlots].CompareAndSwap(t.routes[oldest], nil)
 	delete(t.routes, oldest)
 }
 

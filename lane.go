@@ -31,12 +31,16 @@ const (
 )
 
 type memLane struct {
+	word atomic.Uint64
+	// Every request writes the word: alone on its cache line, it does not make the fields below, which
+	// every answer reads, miss the cache of the other cores.
+	_ [56]byte
+
 	unknown bool // no answer has described the bucket: no limit to spend, only requests in flight to count
 	limit   int
 	window  time.Duration
 	reset   time.Time
 	timer   *time.Timer // closes the lane at reset
-	word    atomic.Uint64
 }
 
 func laneWord(remaining, inflight int) uint64 {

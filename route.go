@@ -3,57 +3,42 @@ package polite
 import (
 	"hash/maphash"
 	"net/http"
-	"strings"
 )
 
 // DefaultRoute names the route of req for the throttle's learned buckets: the method and the URL path
 // with ID-like segments (decimal numbers, UUIDs, hex strings of 16 or more characters) collapsed to
 // ":id", e.g. "GET /v2/users/:id/repos". [RouteKey] replaces it. It is safe for concurrent use.
 func DefaultRoute(req *http.Request) string {
-	var b strings.Builder
-	b.WriteString(req.Method)
-	b.WriteByte(' ')
-	forEachSegment(req.URL.Path, func(seg string, first bool) {
-		if !first {
-			b.WriteByte('/')
-		}
-		b.WriteString(seg)
-	})
-	return b.String()
+	var buf [128]byte
+	return string(appendRoute(buf[:0], req))
 }
 
-// routeHash hashes the route DefaultRoute would name, without building it.
+// routeHash hashes the route DefaultRoute would name: it is maphash.String of that name.
 func routeHash(seed maphash.Seed, req *http.Request) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
-	h.WriteString(req.Method)
-	h.WriteByte(' ')
-	forEachSegment(req.URL.Path, func(seg string, first bool) {
-		if !first {
-			h.WriteByte('/')
-		}
-		h.WriteString(seg)
-	})
-	return h.Sum64()
+	var buf [128]byte // most routes fit: the name is built on the stack
+	return maphash.Bytes(seed, appendRoute(buf[:0], req))
 }
 
-// forEachSegment calls f with each "/"-separated segment of path, ID-like ones replaced by ":id".
-func forEachSegment(path string, f func(seg string, first bool)) {
-	for i, first := 0, true; ; first = false {
-		j := strings.IndexByte(path[i:], '/')
-		seg := path[i:]
-		if j >= 0 {
-			seg = path[i : i+j]
+// appendRoute appends the name DefaultRoute gives req's route to b.
+func appendRoute(b []byte, req *http.Request) []byte {
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	path := req.URL.Path
+	for i, start := 0, 0; i <= len(path); i++ {
+		if i < len(path) && path[i] != '/' {
+			continue
 		}
-		if idLike(seg) {
-			seg = ":id"
+		if seg := path[start:i]; idLike(seg) {
+			b = append(b, ":id"...)
+		} else {
+			b = append(b, seg...)
 		}
-		f(seg, first)
-		if j < 0 {
-			return
+		if i < len(path) {
+			b = append(b, '/')
 		}
-		i += j + 1
+		start = i + 1
 	}
+	return b
 }
 
 // idLike reports whether a path segment looks like an identifier rather than a name.

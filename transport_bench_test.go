@@ -24,8 +24,13 @@ func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // BenchmarkLayers measures each layer of the default stack alone over the canned base, and the whole
 // stack, to show where the happy path's cost goes.
+//
+// stack-named is the stack against a server that names its bucket in every answer (X-RateLimit-Bucket):
+// each request then also finds its learned route.
 func BenchmarkLayers(b *testing.B) {
 	base := newCanned()
+	named := newCanned()
+	named.h["X-Ratelimit-Bucket"] = []string{"core"}
 	c := newConfig(nil)
 	for _, bb := range []struct {
 		name string
@@ -36,6 +41,7 @@ func BenchmarkLayers(b *testing.B) {
 		{"retry", c.retry(base)},
 		{"throttle", c.throttled(NewThrottle())(base)},
 		{"stack", New(base)},
+		{"stack-named", New(named)},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)
