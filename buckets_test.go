@@ -216,6 +216,28 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	}
 }
 
+// Requests find their route through a cache in front of the route table: it follows the table when a
+// route is learned again (replaced) and when one is evicted.
+func TestRouteCacheFollowsTheTable(t *testing.T) {
+	now := time.Now()
+	th := NewThrottle(ThrottleMaxRoutes(1))
+	c := newClock()
+	req := func(path string) *http.Request { r, _ := http.NewRequest("GET", "http://api.test"+path, nil); return r }
+	a := req("/a")
+	th.routes.learn("k", a, nil, now, func(r *route) { r.add("k\x00@1", "", 10) })
+	if r := th.routes.lookup("k", a, nil, c); r == nil || r.buckets[0] != "k\x00@1" {
+		t.Fatalf("lookup after learning = %+v", r)
+	}
+	th.routes.learn("k", a, nil, now, func(r *route) { r.add("k\x00@2", "", 20) })
+	if r := th.routes.lookup("k", a, nil, c); r == nil || r.buckets[1] != "k\x00@2" {
+		t.Fatalf("lookup after learning again = %+v, want the second bucket", r)
+	}
+	th.routes.learn("k", req("/b"), nil, now, func(r *route) { r.add("k\x00@3", "", 30) }) // evicts /a
+	if r := th.routes.lookup("k", a, nil, c); r != nil {
+		t.Errorf("lookup of an evicted route = %+v, want nil", r)
+	}
+}
+
 // BenchmarkBucketBytes reports the heap a learned bucket costs in a MemoryStore.
 func BenchmarkBucketBytes(b *testing.B) {
 	const n = 10000
