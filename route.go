@@ -54,6 +54,8 @@ func idLike(s string) bool {
 			hex++
 		case c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
 			hex++
+		case c != '-':
+			return false // a byte no identifier form has: a name, told at its first such byte
 		}
 	}
 	switch {
