@@ -33,7 +33,7 @@ type route struct {
 	names     [2]string // the server's names for them, "" when learned from evidence
 	limits    [2]int    // the limit each reported when the route learned it (0: unknown)
 	blocked   atomic.Int64
-	lastUse   atomic.Int64
+	lastUse   atomic.Int64 // Unix nanoseconds
 }
 
 // spends reports whether the route spends bucket b.
@@ -113,8 +113,8 @@ func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.R
 	return r
 }
 
-// touch marks the route used at now, a clock's recent time, which moves at most once per anchor: requests
-// on many cores then seldom write the route's cache line.
+// touch marks the route used at now, a clock's recent time (see clock.recently): the word is written
+// only when that time has moved, so requests on many cores seldom write the route's cache line.
 func (r *route) touch(now time.Time) {
 	if n := now.UnixNano(); n != r.lastUse.Load() {
 		r.lastUse.Store(n)
@@ -143,9 +143,9 @@ func (t *routeTable) learn(key string, req *http.Request, routeKey func(*http.Re
 		r = c
 		t.routes[id] = r
 	}
-	t.recent[id.hash%routeCacheSlots].Store(r)
 	r.lastUse.Store(now.UnixNano())
 	change(r)
+	t.recent[id.hash%routeCacheSlots].Store(r) // complete before lock-free readers can see it
 	return r
 }
 
@@ -157,17 +157,18 @@ func routeName(req *http.Request, routeKey func(*http.Request) string) string {
 	return DefaultRoute(req)
 }
 
+// evictLocked drops the least recently used route. t.mu is held.
 func (t *routeTable) evictLocked() {
-	var oldest routeID
-	var at int64
-	first := true
-	for id, r := range t.routes {
-		if u := r.lastUse.Load(); first || u < at {
-			oldest, at, first = id, u, false
+	var oldest *route
+	for _, r := range t.routes {
+		if oldest == nil || r.lastUse.Load() < oldest.lastUse.Load() {
+			oldest = r
 		}
 	}
-	t.recent[oldest.hash%routeCacheSlots].CompareAndSwap(t.routes[oldest], nil)
-	delete(t.routes, oldest)
+	if oldest != nil {
+		t.recent[oldest.id.hash%routeCacheSlots].CompareAndSwap(oldest, nil)
+		delete(t.routes, oldest.id)
+	}
 }
 
 // Learned is one route of a key as a [Throttle] learned it.

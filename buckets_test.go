@@ -2,6 +2,7 @@ package polite
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -314,4 +315,37 @@ func TestLeftoverWakeDoesNotBlockEviction(t *testing.T) {
 	if n := s.Len(); n > 2 {
 		t.Errorf("store holds %d buckets, cap 2", n)
 	}
+}
+
+// Requests find a route through the cache while it is being learned: they see it whole or not at all
+// (run with -race).
+func TestRouteCacheWhileLearning(t *testing.T) {
+	th := NewThrottle()
+	c := newClock()
+	req, _ := http.NewRequest("GET", "http://api.test/a", nil)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for i := range 2000 {
+			name := fmt.Sprint("b", i%7)
+			th.routes.learn("k", req, nil, time.Now(), func(r *route) { r.add("k\x00"+name, name, 10) })
+		}
+	})
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if r := th.routes.lookup("k", req, nil, c); r != nil && r.buckets[0] != "k\x00"+r.names[0] {
+					t.Errorf("route seen half made: buckets %q, names %q", r.buckets, r.names)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -14,8 +14,9 @@ import (
 //
 // The zero clock is not usable: see newClock. A clock is safe for concurrent use.
 type clock struct {
-	epoch  time.Time // carries a monotonic reading
-	anchor atomic.Pointer[clockAnchor]
+	epoch   time.Time // carries a monotonic reading
+	anchor  atomic.Pointer[clockAnchor]
+	ticking atomic.Bool // a timer will move the anchor on (see recently)
 }
 
 // clockAnchor pairs a time.Now reading with the monotonic time since the epoch just after it was read.
@@ -36,19 +37,34 @@ func (c *clock) now() time.Time {
 	if a := c.anchor.Load(); a != nil && mono >= a.mono && mono-a.mono < clockAnchorEvery {
 		return a.t.Add(mono - a.mono)
 	}
+	return c.reanchor()
+}
+
+// reanchor reads time.Now and makes it the anchor.
+func (c *clock) reanchor() time.Time {
 	// time.Now first, then the monotonic clock: the anchor's time can then only lag, never lead.
 	t := time.Now()
 	c.anchor.Store(&clockAnchor{mono: time.Since(c.epoch), t: t})
 	return t
 }
 
-// recently returns the time of the anchor, without reading a clock: the time of the last clock read,
-// give or take clockAnchorEvery. Requests that pass a lane mark their bucket and route used with it, so
-// that least-recently-used eviction orders them to within that: any request that meets a lock, a new
-// bucket among them, reads the clock and moves the anchor on once it is a clockAnchorEvery old.
+// recently returns the time of the anchor, without reading a clock on most calls. Requests that pass a
+// lane mark their bucket and route used with it, for least-recently-used eviction, and read no clock
+// otherwise; so while it is asked for, a timer moves the anchor on every clockAnchorEvery, and the first
+// call after a quiet spell reads the clock itself. Its time is then at most about clockAnchorEvery old.
 func (c *clock) recently() time.Time {
+	if !c.ticking.Load() && c.ticking.CompareAndSwap(false, true) {
+		time.AfterFunc(clockAnchorEvery, c.tick)
+		return c.reanchor()
+	}
 	if a := c.anchor.Load(); a != nil {
 		return a.t
 	}
 	return c.now()
+}
+
+// tick moves the anchor on and lets the next call of recently start another timer.
+func (c *clock) tick() {
+	c.reanchor()
+	c.ticking.Store(false)
 }

@@ -80,9 +80,6 @@ func (c *dateCache) lookup(s string) *cachedDate {
 // parseReset parses the HTTP-date s as a reset in now's location, through the cache.
 func (c *dateCache) parseReset(s string, now time.Time) (time.Time, bool) {
 	if p := c.lookup(s); p != nil {
-		if p.trusted {
-			return p.t, true
-		}
 		return hdrTrustedReset(p.t, now)
 	}
 	t, err := http.ParseTime(s)
@@ -344,8 +341,9 @@ func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []str
 	values := h[resetKey]
 	if len(values) == 1 {
 		// One reset value, as nearly every server sends: the date cache may know it whole.
+		// Without the time, a date trusted when it was parsed is trusted still: the clock moves towards it.
 		if p := dates.lookup(values[0]); p != nil && (p.trusted || !now.IsZero()) {
-			if p.trusted {
+			if now.IsZero() {
 				rl.Reset = p.t
 			} else {
 				rl.Reset, _ = hdrTrustedReset(p.t, now)

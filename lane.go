@@ -36,6 +36,8 @@ type memLane struct {
 	// every answer reads, miss the cache of the other cores.
 	_ [56]byte
 
+	expired atomic.Bool // the timer fired: the window is over, whatever time a lock holder read before
+
 	unknown bool // no answer has described the bucket: no limit to spend, only requests in flight to count
 	limit   int
 	window  time.Duration
@@ -103,6 +105,7 @@ func (l *memLane) record(took, has bool, rl *RateLimit) bool {
 // expire closes the lane, at its reset. Its counts stay in the word until the bucket takes them back:
 // the timer holds the lane, not the bucket, so a store dropped by its owner is not kept alive until then.
 func (l *memLane) expire() {
+	l.expired.Store(true)
 	for {
 		w := l.word.Load()
 		if w&laneClosed != 0 || l.word.CompareAndSwap(w, w|laneClosed) {
@@ -148,6 +151,9 @@ func (b *memBucket) openLane(now time.Time) {
 		rem = laneMaxCount
 	}
 	l := b.lane.Load()
+	if l != nil && l.expired.Load() && l.reset.Equal(b.reset) {
+		return // now was read before the reset, but the window is over: the lane stays closed
+	}
 	if l == nil || l.unknown == b.known || l.limit != b.limit || l.window != b.window || !l.reset.Equal(b.reset) {
 		b.stopLane()
 		l = &memLane{unknown: !b.known, limit: b.limit, window: b.window, reset: b.reset}

@@ -244,3 +244,57 @@ func TestClocklessReading(t *testing.T) {
 		})
 	}
 }
+
+// An answer whose time was read just before the reset, recorded after the lane's timer fired, does not
+// reopen the lane: the window is over, and the next request meets the lock and probes the new one.
+func TestLaneStaysClosedAfterItsTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reset := time.Now().Add(10 * time.Second)
+		s := laneStore(t, 100, 50, reset)
+		if !s.tryTake("k", time.Now()) {
+			t.Fatal("lane closed before the reset")
+		}
+		before := reset.Add(-time.Millisecond) // when the answer arrived
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		s.doneNow(Observation{Now: before, Took: true, Status: 200})
+		time.Sleep(time.Hour)
+		if s.tryTake("k", time.Now()) {
+			t.Error("the lane gave a slot an hour after its window ended")
+		}
+	})
+}
+
+// A bucket used only through its lane, whose answers need no clock, is still the recently used one when
+// room must be made: eviction drops the bucket idle for half an hour instead.
+func TestEvictionSeesLaneUse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := NewMemoryStore(2)
+		reset := time.Now().Add(2 * time.Hour).UTC().Format(http.TimeFormat)
+		rt := Throttled(NewThrottle(ThrottleStore(ms)))(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return response(r, 200, "", "Ratelimit-Limit", "1000", "Ratelimit-Remaining", "900", "Ratelimit-Reset", reset), nil
+		}))
+		get := func(host string) {
+			req, _ := http.NewRequest("GET", "http://"+host+"/", nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		get("a.test")
+		time.Sleep(time.Minute)
+		get("b.test") // a new bucket reads the clock
+		for range 30 {
+			time.Sleep(time.Minute)
+			get("a.test") // through the lane, answered without the clock
+		}
+		get("c.test")
+		if _, ok := ms.Snapshot("a.test"); !ok {
+			t.Error("the bucket used every minute was evicted; the one idle for 30 minutes was kept")
+		}
+		if _, ok := ms.Snapshot("b.test"); ok {
+			t.Error("the bucket idle for 30 minutes was kept")
+		}
+	})
+}

@@ -142,43 +142,47 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 // recently used. A bucket with requests in flight, or waiters it would not let go, is never dropped.
 // s.mu is held.
 func (s *MemoryStore) evict(now time.Time) {
-	var lru string
-	var lruAt int64
+	var lru *memBucket
 	freed := false
 	for name, b := range s.buckets {
 		b.mu.Lock()
-		// A wake channel left over by a request granted on its second ask keeps no one waiting who would
-		// not go at once: a bucket that is ready counts as idle.
-		_, inflight := b.counts()
-		idle := inflight == 0 && (b.wake == nil || b.ready(now))
-		expired := idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
-		used := b.lastUse.Load()
-		b.mu.Unlock()
+		b.closeLane() // no request passes while the bucket is judged; the next one through the lock reopens it
+		idle := b.idle(now)
 		switch {
-		case expired:
-			s.drop(name, b)
+		case idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset)):
+			s.dropLocked(name, b)
 			freed = true
-		case idle && (lru == "" || used < lruAt):
-			lru, lruAt = name, used
+		case idle && (lru == nil || b.lastUse.Load() < lru.lastUse.Load()):
+			lru = b
 		}
+		b.mu.Unlock()
 	}
-	if !freed && lru != "" {
-		s.drop(lru, s.buckets[lru])
+	if !freed && lru != nil {
+		lru.mu.Lock()
+		if lru.closeLane(); lru.idle(now) { // a request may have come through the lock since
+			s.dropLocked(lru.name, lru)
+		}
+		lru.mu.Unlock()
 	}
 }
 
-// drop forgets bucket b, waking whoever still waits on it to ask again. s.mu is held.
-func (s *MemoryStore) drop(name string, b *memBucket) {
+// idle reports whether the bucket can be dropped at now without losing track of a request: none in
+// flight, and no waiter it would not let go at once (a wake channel left over by a request granted on
+// its second ask keeps no one waiting). b.mu is held and the lane closed.
+func (b *memBucket) idle(now time.Time) bool {
+	return b.inflight == 0 && (b.wake == nil || b.ready(now))
+}
+
+// dropLocked forgets bucket b, waking whoever still waits on it to ask again. s.mu and b.mu are held.
+func (s *MemoryStore) dropLocked(name string, b *memBucket) {
 	delete(s.buckets, name)
 	s.last.CompareAndSwap(b, nil)
-	b.mu.Lock()
 	b.closeLane()
 	b.stopLane()
 	if b.wake != nil {
 		close(b.wake)
 		b.wake, b.untimed = nil, false
 	}
-	b.mu.Unlock()
 }
 
 // sameWindowSlack is how far apart two reported resets may be and still name one window: servers that
@@ -238,7 +242,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 	defer b.mu.Unlock()
 	b.closeLane()
 	defer b.openLane(now)
-	b.lastUse.Store(now.UnixNano())
+	b.touch(now)
 	switch {
 	case now.Before(b.blocked):
 		return b.wait(b.blocked, "server asked to retry later")
