@@ -8,8 +8,9 @@ import (
 )
 
 // BenchmarkOverhead measures what each transport adds to a request that succeeds at once, over an
-// in-memory base (canned) and over a loopback HTTP server (loopback), from one goroutine (serial) and from
-// GOMAXPROCS goroutines (parallel). Each goroutine reuses one prebuilt request, which no RoundTripper may
+// in-memory base (canned; canned-named is the same with the server naming its bucket in every answer, so
+// that polite also finds the request's learned route) and over a loopback HTTP server (loopback), from
+// one goroutine (serial) and from GOMAXPROCS goroutines (parallel). Each goroutine reuses one prebuilt request, which no RoundTripper may
 // modify, so the allocations counted are the transport's and, for canned, the one *http.Response.
 //
 // Compare with benchstat: BenchmarkOverhead/canned/serial/bare against .../polite and so on.
@@ -19,6 +20,11 @@ func BenchmarkOverhead(b *testing.B) {
 		url  func(b *testing.B) (http.RoundTripper, string)
 	}{
 		{"canned", func(*testing.B) (http.RoundTripper, string) { return newCanned(), target }},
+		{"canned-named", func(*testing.B) (http.RoundTripper, string) {
+			c := newCanned()
+			c.header.Set("X-RateLimit-Bucket", "core")
+			return c, target
+		}},
 		{"loopback", func(b *testing.B) (http.RoundTripper, string) {
 			return loopbackClient(b), loopbackServer(b).URL + "/v1/items"
 		}},

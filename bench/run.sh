@@ -26,8 +26,8 @@ if ! command -v benchstat >/dev/null; then
 fi
 # One file per transport, with the transport's name replaced by "x", so that benchstat sets each against bare.
 for t in bare polite retryablehttp failsafehttp; do
-	grep -E "^BenchmarkOverhead/[a-z]+/[a-z]+/$t-|^(goos|goarch|pkg|cpu):" "$out/bench.txt" |
-		sed -E "s#^(BenchmarkOverhead/[a-z]+/[a-z]+)/$t-#\1/x-#" >"$out/$t.txt"
+	grep -E "^BenchmarkOverhead/[a-z-]+/[a-z]+/$t-|^(goos|goarch|pkg|cpu):" "$out/bench.txt" |
+		sed -E "s#^(BenchmarkOverhead/[a-z-]+/[a-z]+)/$t-#\1/x-#" >"$out/$t.txt"
 done
 (cd "$out" && benchstat bare.txt polite.txt retryablehttp.txt failsafehttp.txt) | tee "$out/benchstat.txt"
 benchstat -filter '.name:(Scale OR ParkedWaiters)' "$out/bench.txt" | tee -a "$out/benchstat.txt"
