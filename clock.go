@@ -16,7 +16,8 @@ import (
 type clock struct {
 	epoch   time.Time // carries a monotonic reading
 	anchor  atomic.Pointer[clockAnchor]
-	ticking atomic.Bool // a timer will move the anchor on (see recently)
+	ticking atomic.Bool  // a timer will move the anchor on (see recently)
+	armed   atomic.Int64 // the monotonic time since epoch when that timer was armed
 }
 
 // clockAnchor pairs a time.Now reading with the monotonic time since the epoch just after it was read.
@@ -37,6 +38,10 @@ func (c *clock) now() time.Time {
 	if a := c.anchor.Load(); a != nil && mono >= a.mono && mono-a.mono < clockAnchorEvery {
 		return a.t.Add(mono - a.mono)
 	}
+	if c.ticking.Load() && (mono-time.Duration(c.armed.Load()) > 2*clockAnchorEvery || mono < time.Duration(c.armed.Load())) {
+		// A timer that never fired: armed inside a testing/synctest bubble that has ended.
+		c.ticking.Store(false)
+	}
 	return c.reanchor()
 }
 
@@ -54,8 +59,10 @@ func (c *clock) reanchor() time.Time {
 // call after a quiet spell reads the clock itself. Its time is then at most about clockAnchorEvery old.
 func (c *clock) recently() time.Time {
 	if !c.ticking.Load() && c.ticking.CompareAndSwap(false, true) {
+		t := c.reanchor()
+		c.armed.Store(int64(c.anchor.Load().mono))
 		time.AfterFunc(clockAnchorEvery, c.tick)
-		return c.reanchor()
+		return t
 	}
 	if a := c.anchor.Load(); a != nil {
 		return a.t

@@ -102,3 +102,21 @@ func TestClockIsMonotonicAndNeverAhead(t *testing.T) {
 		t.Errorf("now() ran ahead of a later time.Now() by %v", d)
 	}
 }
+
+// A clock first asked inside a testing/synctest bubble arms its timer there; the bubble can end before it
+// fires. The next clock read outside lets recently arm a timer again, so that lane use keeps being dated.
+func TestClockTimerLostWithItsBubble(t *testing.T) {
+	c := newClock()
+	synctest.Test(t, func(t *testing.T) { c.recently() })
+	if !c.ticking.Load() {
+		t.Skip("the bubble's timer fired before the bubble ended")
+	}
+	c.now()
+	if c.ticking.Load() {
+		t.Fatal("a clock read after the bubble still counts on the bubble's timer")
+	}
+	before := time.Now()
+	if got := c.recently(); got.Before(before) || !c.ticking.Load() {
+		t.Errorf("recently() = %v after %v, timer armed %v; want a fresh reading and a timer", got, before, c.ticking.Load())
+	}
+}

@@ -47,7 +47,8 @@
 // throttle starts with one bucket per key (the host, by default) and moves a route to another bucket on
 // evidence: the server names the bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy
 // name), or its answers show another limit. It never overdraws a limit to win throughput.
-// [Throttle.Learned] lists what it knows.
+// [Throttle.Learned] lists what it knows. While a window runs and only its counts change, requests pass
+// a [MemoryStore] bucket with two atomic operations, without a lock or a clock read.
 //
 // Retries multiply the load on a server exactly when it is failing. A [RetryBudget] per key lets
 // retries be at most about a tenth of the requests that go well, plus a small floor, so a full outage

@@ -203,30 +203,32 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 	return rl, true
 }
 
-// parseRateLimitClockless is parseRateLimit for the responses that can be read without the time: those
-// with no rate-limit headers, and those of the contract's dialect alone (dialect 1) whose reset is absent
-// or the date the cache holds as trusted. For any other, read is false and the caller must call
-// parseRateLimit with the time; otherwise *rl and ok are what parseRateLimit would return.
-func parseRateLimitClockless(rl *RateLimit, h http.Header, dates *dateCache) (ok, read bool) {
+// parseRateLimitLazy is parseRateLimit that asks now() for the time only when the headers need it: not
+// for an answer without rate-limit headers, nor for one of the contract's dialect alone (dialect 1) whose
+// reset is absent or the date the cache holds as trusted. It fills *rl as parseRateLimit would, and
+// returns the time it read, or the zero time.
+func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
 	remaining := h[hdrRateLimitRemaining]
 	if h[hdrRateLimit] != nil || h[hdrXRateLimitRemaining] != nil {
-		return false, false
+		at = now()
+		*rl, ok = parseRateLimit(h, at, dates)
+		return ok, at
 	}
 	if remaining == nil {
-		return false, true
+		return false, time.Time{}
 	}
 	switch hdrParseFieldsRateLimit(rl, h, remaining, hdrRateLimitLimit, hdrRateLimitReset, time.Time{}, dates) {
 	case hdrUnusable:
 		*rl = RateLimit{}
-		return false, true
+		return false, time.Time{}
 	case hdrNeedsTime:
-		*rl = RateLimit{}
-		return false, false
+		at = now()
+		rl.Reset, _ = hdrLatestReset(h[hdrRateLimitReset], at, dates, hdrParseReset)
 	}
 	if bucket, found := hdrBucketHeader(h); found {
 		rl.Bucket = bucket
 	}
-	return true, true
+	return true, at
 }
 
 // ParseRetryAfter returns the delay requested by the Retry-After header in h,

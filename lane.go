@@ -78,7 +78,9 @@ func (l *memLane) done(o *Observation) bool {
 func (l *memLane) record(took, has bool, rl *RateLimit) bool {
 	remaining := -1
 	if has {
-		if l.unknown || rl.Reset.IsZero() || !rl.Reset.Equal(l.reset) ||
+		// The lane's window: a reset within sameWindowSlack of its own, as servers that send delta-seconds
+		// round it (the bucket's lock reads such an answer as of the same window too).
+		if d := rl.Reset.Sub(l.reset); l.unknown || rl.Reset.IsZero() || d > sameWindowSlack || d < -sameWindowSlack ||
 			rl.Limit != 0 && rl.Limit != l.limit || rl.Window != 0 && rl.Window != l.window {
 			return false
 		}
@@ -163,6 +165,11 @@ func (b *memBucket) openLane(now time.Time) {
 		b.lane.Store(l)
 	}
 	l.word.Store(laneWord(rem, b.inflight))
+	if l.expired.Load() {
+		// The timer fired while the lane was being opened, finding it closed: close it now. (expire marks
+		// the lane expired before it looks at the word, so one of the two sees the other.)
+		l.expire()
+	}
 }
 
 // stopLane stops the timer of the bucket's lane. b.mu is held and the lane is closed.

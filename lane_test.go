@@ -3,6 +3,7 @@ package polite
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -112,7 +113,8 @@ func TestLaneRefusesWhatChangesMoreThanCounts(t *testing.T) {
 		{"same window", Observation{HasRateLimit: true, RateLimit: base}, true},
 		{"no headers", Observation{}, true},
 		{"no limit said", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Limit = 0 })}, true},
-		{"another reset", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = reset.Add(time.Second) })}, false},
+		{"a reset rounded", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = reset.Add(-time.Second) })}, true},
+		{"another reset", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = reset.Add(2 * time.Second) })}, false},
 		{"no reset", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Reset = time.Time{} })}, false},
 		{"another limit", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Limit = 50 })}, false},
 		{"a window said", Observation{HasRateLimit: true, RateLimit: with(func(r *RateLimit) { r.Window = time.Minute })}, false},
@@ -210,35 +212,36 @@ func TestLaneUnderContention(t *testing.T) {
 }
 
 // The throttle reads most answers without the clock: those of the contract's dialect whose reset date it
-// has seen, and those without rate-limit headers. Any other needs the time.
-func TestClocklessReading(t *testing.T) {
+// has seen, and those without rate-limit headers. Others ask for the time; all read as with it.
+func TestLazyReading(t *testing.T) {
 	now := time.Now()
 	date := now.Add(time.Minute).UTC().Format(http.TimeFormat)
 	far := now.Add(48 * time.Hour).UTC().Format(http.TimeFormat)
 	for _, tt := range []struct {
-		name     string
-		h        http.Header
-		read, ok bool
+		name          string
+		h             http.Header
+		clockless, ok bool
 	}{
 		{"contract, date seen", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Limit": {"10"}, "Ratelimit-Reset": {date}}, true, true},
 		{"named bucket", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {date}, "X-Ratelimit-Bucket": {"core"}}, true, true},
 		{"no reset", http.Header{"Ratelimit-Remaining": {"5"}}, true, true},
 		{"no headers", http.Header{"Content-Type": {"application/json"}}, true, false},
 		{"garbage count", http.Header{"Ratelimit-Remaining": {"lots"}, "Ratelimit-Reset": {date}}, true, false},
-		{"delta seconds", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {"30"}}, false, false},
-		{"date too far to trust", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {far}}, false, false},
-		{"two dialects", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {date}, "X-Ratelimit-Remaining": {"3"}}, false, false},
-		{"structured", http.Header{"Ratelimit": {`"default";r=5;t=30`}}, false, false},
+		{"delta seconds", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {"30"}}, false, true},
+		{"date too far to trust", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {far}}, false, true},
+		{"two dialects", http.Header{"Ratelimit-Remaining": {"5"}, "Ratelimit-Reset": {date}, "X-Ratelimit-Remaining": {"3"}}, false, true},
+		{"structured", http.Header{"Ratelimit": {`"default";r=5;t=30`}}, false, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var dc dateCache
 			parseRateLimit(tt.h, now, &dc) // the first answer of a window parses its date
 			var rl RateLimit
-			ok, read := parseRateLimitClockless(&rl, tt.h, &dc)
-			if read != tt.read || ok != tt.ok {
-				t.Fatalf("read, ok = %v, %v; want %v, %v", read, ok, tt.read, tt.ok)
+			asked := false
+			ok, at := parseRateLimitLazy(&rl, tt.h, &dc, func() time.Time { asked = true; return now })
+			if asked == tt.clockless || ok != tt.ok || asked != !at.IsZero() {
+				t.Fatalf("asked for the time %v (returned %v), ok %v; want asked %v, ok %v", asked, at, ok, !tt.clockless, tt.ok)
 			}
-			if want, _ := parseRateLimit(tt.h, now, &dc); read && rl != want {
+			if want, _ := parseRateLimit(tt.h, now, &dc); rl != want {
 				t.Errorf("read %+v, with the time %+v", rl, want)
 			}
 		})
@@ -297,4 +300,32 @@ func TestEvictionSeesLaneUse(t *testing.T) {
 			t.Error("the bucket idle for 30 minutes was kept")
 		}
 	})
+}
+
+// A lane whose timer fires while the lock holder is opening it ends closed: the holder read its time just
+// before the reset, and the timer, finding the lane not yet open, could not close it itself.
+func TestLaneOpenedAsItsTimerFires(t *testing.T) {
+	const runs = 2000
+	open := 0
+	for range runs {
+		s := NewMemoryStore(0)
+		s.Take(context.Background(), "k", time.Now())
+		reset := time.Now().Add(time.Hour)
+		s.doneNow(Observation{Now: reset.Add(-time.Nanosecond), Took: true, Status: 200, HasRateLimit: true,
+			RateLimit: RateLimit{Limit: 100, Remaining: 50, Reset: reset}}) // arms a timer of 1ns
+		l := s.peek("k").lane.Load()
+		for !l.expired.Load() {
+			runtime.Gosched() // wait for the timer, however long it takes
+		}
+		// The timer marks the lane expired, then closes it: give it time to finish, in steps, not seconds.
+		for i := 0; i < 10000 && l.word.Load()&laneClosed == 0; i++ {
+			runtime.Gosched()
+		}
+		if l.word.Load()&laneClosed == 0 {
+			open++
+		}
+	}
+	if open > 0 {
+		t.Errorf("%d of %d lanes open after their timer fired", open, runs)
+	}
 }

@@ -113,10 +113,10 @@ func (s *MemoryStore) peek(name string) *memBucket {
 	}
 	s.mu.RLock()
 	b := s.buckets[name]
-	s.mu.RUnlock()
 	if b != nil {
-		s.last.Store(b)
+		s.last.Store(b) // under the lock: a bucket being dropped must not become the last one
 	}
+	s.mu.RUnlock()
 	return b
 }
 
@@ -154,6 +154,9 @@ func (s *MemoryStore) evict(now time.Time) {
 			freed = true
 		case idle && (lru == nil || b.lastUse.Load() < lru.lastUse.Load()):
 			lru = b
+			fallthrough
+		default:
+			b.openLane(now)
 		}
 		b.mu.Unlock()
 	}

@@ -25,15 +25,18 @@ func bucketsOf(key string, r *route) [2]string {
 // observe records what resp said in the bucket it describes (one of spent, the buckets of route r, if it
 // fits one), gives back the slots in held, and learns the request's route when the response shows that
 // it counts against another bucket (see buckets.go).
-func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response) {
+//
+// pre, when not nil, is resp's rate limit as settleInLane read it.
+func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response, pre *reading) {
 	s := settle{l: l, ctx: ctx, held: held}
 	o := &s.o // o.Now is read from the clock only when something needs it: most answers need not
 	if resp != nil {
 		o.Status = resp.StatusCode
-		var read bool
-		if o.HasRateLimit, read = parseRateLimitClockless(&o.RateLimit, resp.Header, &l.th.dates); !read {
-			o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, s.now(), &l.th.dates)
+		if pre == nil || !pre.done {
+			pre = &reading{}
+			pre.read(l, resp.Header)
 		}
+		o.RateLimit, o.HasRateLimit, o.Now = pre.rl, pre.has, pre.now
 		if st := resp.StatusCode; st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
 			o.RetryAt = serverRetryAt(resp, s.now())
 		}
@@ -75,6 +78,20 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			return
 		}
 	}
+}
+
+// reading is what the throttle read of one answer's rate-limit headers.
+type reading struct {
+	rl   RateLimit
+	has  bool      // rl is valid
+	now  time.Time // the time it was read with; zero when it needed none
+	done bool
+}
+
+// read reads h, without the clock when it can (see parseRateLimitLazy).
+func (p *reading) read(l *throttleLayer, h http.Header) {
+	p.has, p.now = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
+	p.done = true
 }
 
 // byLimit orders route r's two buckets (spent) so that the one that reported limit when the route learned

@@ -148,8 +148,9 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
 		if lane := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
 			resp, err := l.next.RoundTrip(req)
-			if !l.settleInLane(lane, r, resp) {
-				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp)
+			var pre reading
+			if !l.settleInLane(lane, r, resp, &pre) {
+				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp, &pre)
 			}
 			return resp, err
 		}
@@ -180,23 +181,23 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	resp, err := l.next.RoundTrip(req)
-	l.observe(ctx, req, key, r, spent, held, resp)
+	l.observe(ctx, req, key, r, spent, held, resp, nil)
 	return resp, err
 }
 
 // settleInLane gives back the slot a request took in lane and records what resp said there, if resp
 // changes nothing but the lane's counts and names no bucket the request's route r does not already spend
-// first. It reports false, having done nothing, otherwise: observe must see resp.
-func (l *throttleLayer) settleInLane(lane *memLane, r *route, resp *http.Response) bool {
+// first. It reports false, having changed nothing, otherwise: observe must see resp, and pre holds what
+// was read of it, if anything.
+func (l *throttleLayer) settleInLane(lane *memLane, r *route, resp *http.Response, pre *reading) bool {
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		return false
 	}
-	var rl RateLimit
-	has, read := parseRateLimitClockless(&rl, resp.Header, &l.th.dates)
-	if !read || has && rl.Bucket != "" && (r == nil || r.names[0] != rl.Bucket) {
+	pre.read(l, resp.Header)
+	if pre.has && pre.rl.Bucket != "" && (r == nil || r.names[0] != pre.rl.Bucket) {
 		return false
 	}
-	return lane.record(true, has, &rl)
+	return lane.record(true, pre.has, &pre.rl)
 }
 
 // holdRoute waits out a sublimit of route r, if it has one.

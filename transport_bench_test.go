@@ -26,11 +26,14 @@ func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
 // stack, to show where the happy path's cost goes.
 //
 // stack-named is the stack against a server that names its bucket in every answer (X-RateLimit-Bucket):
-// each request then also finds its learned route.
+// each request then also finds its learned route. stack-delta is the stack against a server that sends
+// its reset as delta-seconds, whose answers need the clock and the bucket's lock.
 func BenchmarkLayers(b *testing.B) {
 	base := newCanned()
 	named := newCanned()
 	named.h["X-Ratelimit-Bucket"] = []string{"core"}
+	delta := newCanned()
+	delta.h["Ratelimit-Reset"] = []string{"3600"}
 	c := newConfig(nil)
 	for _, bb := range []struct {
 		name string
@@ -42,6 +45,7 @@ func BenchmarkLayers(b *testing.B) {
 		{"throttle", c.throttled(NewThrottle())(base)},
 		{"stack", New(base)},
 		{"stack-named", New(named)},
+		{"stack-delta", New(delta)},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)
