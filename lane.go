@@ -80,7 +80,7 @@ func (l *memLane) record(took, has bool, rl *RateLimit) bool {
 	if has {
 		// The lane's window: a reset within sameWindowSlack of its own, as servers that send delta-seconds
 		// round it (the bucket's lock reads such an answer as of the same window too).
-		if d := rl.Reset.Sub(l.reset); l.unknown || rl.Reset.IsZero() || d > sameWindowSlack || d < -sameWindowSlack ||
+		if l.unknown || rl.Reset.IsZero() || !rl.Reset.Equal(l.reset) && !withinSlack(rl.Reset, l.reset) ||
 			rl.Limit != 0 && rl.Limit != l.limit || rl.Window != 0 && rl.Window != l.window {
 			return false
 		}
@@ -102,6 +102,12 @@ func (l *memLane) record(took, has bool, rl *RateLimit) bool {
 			return true
 		}
 	}
+}
+
+// withinSlack reports whether resets a and b are at most sameWindowSlack apart.
+func withinSlack(a, b time.Time) bool {
+	d := a.Sub(b)
+	return -sameWindowSlack <= d && d <= sameWindowSlack
 }
 
 // expire closes the lane, at its reset. Its counts stay in the word until the bucket takes them back:
