@@ -79,17 +79,40 @@ type routeTable struct {
 	// recent caches routes by hash, so that requests find their route without the lock: a slot is
 	// written only under mu (read-locked by lookups), so it never holds a route that was replaced.
 	recent [routeCacheSlots]atomic.Pointer[route]
+	// paths remembers the route hash DefaultRoute gives recent request paths, so that a request to a path
+	// seen lately skips collapsing its IDs (see pathMemo).
+	paths [routeCacheSlots]pathMemo
 }
 
-// routeCacheSlots is the size of a route table's lock-free cache.
+// routeCacheSlots is the size of a route table's lock-free caches.
 const routeCacheSlots = 64
+
+// pathMemo remembers, for the request whose key, method and path hash to raw, the hash of its route
+// (routeHash). Its two words are written in the order raw = 0, route, raw and read raw, route, raw: a
+// reader that sees the same raw twice has read the route written with it. The memo needs no lock and
+// allocates nothing; a request to a path it has not seen, or one that another path has displaced from
+// its slot, computes the route as before (about 30 ns for a short path) and writes it here.
+type pathMemo struct {
+	raw, route atomic.Uint64
+}
 
 // id returns the table key of req's route under key.
 func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Request) string) routeID {
 	if routeKey != nil {
 		return routeID{key, maphash.String(t.seed, routeKey(req))}
 	}
-	return routeID{key, routeHash(t.seed, req)}
+	raw := pathHash(t.seed, key, req) | 1 // never 0, which marks a slot being written
+	m := &t.paths[raw%routeCacheSlots]
+	if m.raw.Load() == raw {
+		if h := m.route.Load(); m.raw.Load() == raw {
+			return routeID{key, h}
+		}
+	}
+	h := routeHash(t.seed, req)
+	m.raw.Store(0)
+	m.route.Store(h)
+	m.raw.Store(raw)
+	return routeID{key, h}
 }
 
 // lookup returns the learned route of req under key, or nil, marking it used at c's recent time.

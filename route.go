@@ -19,6 +19,14 @@ func routeHash(seed maphash.Seed, req *http.Request) uint64 {
 	return maphash.Bytes(seed, appendRoute(buf[:0], req))
 }
 
+// pathHash hashes what a request's route depends on under key: the key, the method and the raw path.
+func pathHash(seed maphash.Seed, key string, req *http.Request) uint64 {
+	const mix = 0x9e3779b97f4a7c15 // odd: multiplying by it spreads one hash's bits before the next is added
+	h := maphash.String(seed, req.URL.Path)
+	h = h*mix ^ maphash.String(seed, req.Method)
+	return h*mix ^ maphash.String(seed, key)
+}
+
 // appendRoute appends the name DefaultRoute gives req's route to b.
 func appendRoute(b []byte, req *http.Request) []byte {
 	b = append(b, req.Method...)

@@ -1,8 +1,10 @@
 package polite
 
 import (
+	"fmt"
 	"hash/maphash"
 	"net/http"
+	"sync"
 	"testing"
 )
 
@@ -37,4 +39,30 @@ func TestRouteHashAllocatesNothing(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { routeHash(seed, req) }); n != 0 {
 		t.Errorf("routeHash allocates %v times per call, want 0", n)
 	}
+}
+
+// The route table's path memo gives every request its own route's hash, from many goroutines at once,
+// with more paths than slots, so that paths displace one another (run with -race).
+func TestPathMemo(t *testing.T) {
+	th := NewThrottle()
+	var reqs []*http.Request
+	for i := range 300 {
+		for _, p := range []string{"/v2/users/%d", "/v2/users/%d/repos", "/v2/search/p%d"} {
+			r, _ := http.NewRequest("GET", "http://api.test"+fmt.Sprintf(p, i), nil)
+			reqs = append(reqs, r)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for n := range 20000 {
+				r := reqs[(n*7+g*13)%len(reqs)]
+				if got, want := th.routes.id("k", r, nil), routeHash(th.routes.seed, r); got.hash != want || got.key != "k" {
+					t.Errorf("id of %s = %x, want %x", r.URL.Path, got.hash, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
