@@ -14,7 +14,10 @@ mkdir -p "$out"
 	uptime
 } | tee "$out/machine.txt"
 
-go test -bench . -benchmem -count 6 -run '^$' | tee "$out/bench.txt"
+go test -bench 'Overhead' -benchmem -count 10 -run '^$' | tee "$out/bench.txt"
+go test -bench 'Scale|ParkedWaiters' -benchmem -count 6 -run '^$' | tee -a "$out/bench.txt"
+# Where polite's cost goes, layer by layer, and what a learned bucket costs (in the root package).
+(cd .. && go test -bench 'Layers|BucketBytes' -benchmem -count 6 -run '^$' .) | tee "$out/layers.txt"
 go run ./cmd/quota | tee "$out/quota.md"
 go run ./cmd/quota -outage | tee "$out/outage.md"
 go run ./cmd/quota -routes | tee "$out/routes.md"
@@ -31,3 +34,10 @@ for t in bare polite retryablehttp failsafehttp; do
 done
 (cd "$out" && benchstat bare.txt polite.txt retryablehttp.txt failsafehttp.txt) | tee "$out/benchstat.txt"
 benchstat -filter '.name:(Scale OR ParkedWaiters)' "$out/bench.txt" | tee -a "$out/benchstat.txt"
+# Each variant of the stack against the bare base, and the ID-varying requests against the base over them.
+for v in bare stack stack-named stack-delta bare-ids stack-named-ids; do
+	grep -E "^BenchmarkLayers/$v-[0-9]+ |^(goos|goarch|pkg|cpu):" "$out/layers.txt" |
+		sed -E "s#^BenchmarkLayers/$v-#BenchmarkLayers/x-#" >"$out/layers-$v.txt"
+done
+(cd "$out" && benchstat layers-bare.txt layers-stack.txt layers-stack-named.txt layers-stack-delta.txt &&
+	benchstat layers-bare-ids.txt layers-stack-named-ids.txt) | tee -a "$out/benchstat.txt"
