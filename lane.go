@@ -185,17 +185,13 @@ func (b *memBucket) stopLane() {
 	}
 }
 
-// counts returns the bucket's remaining count and requests in flight, from the lane when it is open.
-// b.mu is held.
-func (b *memBucket) counts() (remaining, inflight int) {
-	if l := b.lane.Load(); l != nil {
+// remainingNow returns the bucket's remaining count, from the lane while it holds it. b.mu is held.
+func (b *memBucket) remainingNow() int {
+	if l := b.lane.Load(); l != nil && !l.unknown {
 		if w := l.word.Load(); w&laneTaken == 0 {
-			rem, in := laneCounts(w)
-			if l.unknown {
-				rem = b.remaining
-			}
-			return rem, in
+			rem, _ := laneCounts(w)
+			return rem
 		}
 	}
-	return b.remaining, b.inflight
+	return b.remaining
 }

@@ -64,7 +64,7 @@ func (s *MemoryStore) Snapshot(bucket string) (rl RateLimit, ok bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	remaining, _ := b.counts()
+	remaining := b.remainingNow()
 	return RateLimit{Limit: b.limit, Remaining: remaining, Reset: b.reset, Window: b.window}, b.known
 }
 
