@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -8,33 +9,79 @@ import (
 // The lane: how most requests pass a MemoryStore bucket without its lock or a clock read.
 //
 // While a bucket's state can change only in its counts — a window is running and known (or no answer has
-// described the bucket yet), no hold, no pacing, no probe, nobody waiting — its remaining count and its
-// requests in flight live in one atomic word, the lane. A request takes a slot with one compare-and-swap
-// while the word shows more than one request left beyond those in flight; an answer of the lane's window
-// (its reset date and limit) gives the slot back and lowers the remaining count with another. Anything
-// else goes to the bucket's lock: the lock holder closes the lane first, taking the counts back into the
-// bucket, and opens it again (a new lane if the window changed) when the state allows.
+// described the bucket yet), no hold, no pacing, no probe, nobody waiting — its counts live in atomic
+// words, the lane: one for the remaining count the server last said and the slots leased, and one per
+// stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot in the
+// stripe of the processor it runs on (see laneHints) with one compare-and-swap, once it has read that
+// the leases all fit in the remaining count less one; a stripe without a free slot leases a few more
+// while they fit. An answer frees its slot in the stripe it was taken from and, when it says fewer
+// remain, lowers the remaining count. So requests on different cores write different cache lines, and
+// the requests in flight never pass what the server said remains, less the last request, which is left
+// to the lock (where the reserve is decided).
+//
+// Anything else goes to the bucket's lock: the lock holder closes the lane first, taking the counts back
+// into the bucket (the requests in flight; free slots go back to the window), and opens it again (a new
+// lane if the window changed) when the state allows. Slots in flight are counts, not names: the lock
+// spreads them over the stripes again, and an answer whose stripe then holds none in flight goes to the
+// lock.
 //
 // The lane needs no clock because it never outlives its window: a timer closes it at the reset, so the
 // request after the reset meets the lock and the clock, and the new window is probed as before. Should a
 // request pass a lane just as its timer fires, it spends what the previous window said remains, which the
-// next window, fixed or sliding, still allows.
-//
-// A lane leaves the last request of a window to the lock, where the reserve (see memBucket) is decided.
+// next window, fixed or sliding, still allows. A take that read the remaining count just before an answer
+// lowered it spends as if that answer had come a moment later.
 
-// A lane word packs, from the top: laneClosed, laneTaken, the remaining count (31 bits) and the requests
-// in flight (31 bits).
+// Lane words pack, from the top: laneClosed, laneTaken, and two counts of 31 bits. The lane's first word
+// holds the remaining count and the slots leased to its stripes; a stripe's word, its free slots and its
+// slots in flight.
 const (
 	laneClosed   = 1 << 63 // requests may no longer use the lane; its counts no longer change
 	laneTaken    = 1 << 62 // the bucket has taken the counts back (see closeLane)
 	laneMaxCount = 1<<31 - 1
+	laneHigh     = 1 << 31 // one in the upper count
 )
 
-type memLane struct {
-	word atomic.Uint64
-	// Every request writes the word: alone on its cache line, it does not make the fields below, which
-	// every answer reads, miss the cache of the other cores.
+// Stripes and leases.
+const (
+	maxLaneStripes = 8  // with more processors than stripes, several share one
+	laneLease      = 16 // the most slots a stripe leases at once
+)
+
+// laneHints gives each processor a stripe of the lanes. A request asks for its stripe just before it
+// takes a slot: a sync.Pool's Get and Put, back to back, find the entry of the processor the goroutine
+// runs on, so the requests of one core keep to one stripe. An entry the pool dropped (it drops them at a
+// garbage collection) is made again with the next stripe in turn.
+type laneHints struct {
+	n    int // stripes per lane, at least 1
+	pool sync.Pool
+	next atomic.Uint32
+}
+
+type laneHint struct{ i int }
+
+// stripe returns the stripe of the processor the caller runs on, in [0, n).
+func (h *laneHints) stripe() int {
+	if h.n <= 1 {
+		return 0
+	}
+	p, _ := h.pool.Get().(*laneHint)
+	if p == nil {
+		p = &laneHint{i: int(h.next.Add(1)-1) % h.n}
+	}
+	h.pool.Put(p)
+	return p.i
+}
+
+// laneLine is an atomic word alone on its cache line: words that cores write apart stay apart.
+type laneLine struct {
+	atomic.Uint64
 	_ [56]byte
+}
+
+type memLane struct {
+	// lines[0] holds the remaining count and the slots leased: every take reads it; leases and answers
+	// that lower the remaining count write it. lines[1:] are the stripes.
+	lines []laneLine
 
 	expired atomic.Bool // the timer fired: the window is over, whatever time a lock holder read before
 
@@ -45,38 +92,75 @@ type memLane struct {
 	timer   *time.Timer // closes the lane at reset
 }
 
-func laneWord(remaining, inflight int) uint64 {
-	return uint64(min(max(remaining, 0), laneMaxCount))<<31 | uint64(inflight)
+func newMemLane(stripes int) *memLane {
+	return &memLane{lines: make([]laneLine, 1+max(stripes, 1))}
 }
 
-func laneCounts(w uint64) (remaining, inflight int) {
+func laneWord(high, low int) uint64 {
+	return uint64(min(max(high, 0), laneMaxCount))<<31 | uint64(min(max(low, 0), laneMaxCount))
+}
+
+func laneCounts(w uint64) (high, low int) {
 	return int(w >> 31 & laneMaxCount), int(w & laneMaxCount)
 }
 
-// take takes a slot if the lane is open and leaves at least one request beyond those in flight.
-func (l *memLane) take() bool {
+// stripe returns stripe i, of any index: processors may outnumber stripes.
+func (l *memLane) stripe(i int) *laneLine {
+	return &l.lines[1+i%(len(l.lines)-1)]
+}
+
+// take takes a slot in stripe i if the lane is open and its leases fit in the remaining count less one.
+func (l *memLane) take(i int) bool {
+	s := l.stripe(i)
 	for {
-		w := l.word.Load()
-		rem, in := laneCounts(w)
-		if w&laneClosed != 0 || rem-in <= 1 || in == laneMaxCount {
+		c := l.lines[0].Load()
+		rem, leased := laneCounts(c)
+		if c&laneClosed != 0 || leased > rem-1 {
+			return false // closed, or answers have lowered the remaining count below the leases
+		}
+		w := s.Load()
+		free, in := laneCounts(w)
+		if w&laneClosed != 0 || in == laneMaxCount {
 			return false
 		}
-		if l.word.CompareAndSwap(w, w+1) {
-			return true
+		if free > 0 {
+			if s.CompareAndSwap(w, w-laneHigh+1) {
+				return true
+			}
+			continue
+		}
+		// Lease a few slots, leaving some of what remains to the other stripes.
+		avail := rem - 1 - leased
+		if avail < 1 {
+			return false
+		}
+		k := max(1, min(laneLease, avail/(len(l.lines)-1)))
+		if !l.lines[0].CompareAndSwap(c, c+uint64(k)) {
+			continue
+		}
+		for {
+			if s.CompareAndSwap(w, w+uint64(k-1)*laneHigh+1) {
+				return true
+			}
+			// Others took or freed slots of the stripe meanwhile; if the lock closed it, the lease goes
+			// back to the window with the lane's other free slots.
+			if w = s.Load(); w&laneClosed != 0 {
+				return false
+			}
 		}
 	}
 }
 
 // done records o in the lane if it is open and o changes nothing but its counts: no Retry-After, and a
-// rate limit, if any, of the lane's window.
-func (l *memLane) done(o *Observation) bool {
-	return o.RetryAt.IsZero() && l.record(o.Took, o.HasRateLimit, &o.RateLimit)
+// rate limit, if any, of the lane's window. A slot o gives back goes to stripe i.
+func (l *memLane) done(o *Observation, i int) bool {
+	return o.RetryAt.IsZero() && l.record(i, o.Took, o.HasRateLimit, &o.RateLimit)
 }
 
-// record is done for an answer without Retry-After: took gives a slot back, and rl, when has is set, is
-// the answer's rate limit.
-func (l *memLane) record(took, has bool, rl *RateLimit) bool {
-	remaining := -1
+// record is done for an answer without Retry-After: took frees a slot of stripe i, and rl, when has is
+// set, is the answer's rate limit. When it reports false, the answer is the lock's to record whole; what
+// record changed before it found that out (a lower remaining count) the lock records again.
+func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 	if has {
 		// The lane's window: a reset within sameWindowSlack of its own, as servers that send delta-seconds
 		// round it (the bucket's lock reads such an answer as of the same window too).
@@ -84,21 +168,29 @@ func (l *memLane) record(took, has bool, rl *RateLimit) bool {
 			rl.Limit != 0 && rl.Limit != l.limit || rl.Window != 0 && rl.Window != l.window {
 			return false
 		}
-		remaining = rl.Remaining
 	}
+	// A closed lane takes no answer: the lock must see them all (one may lift a hold, say).
 	for {
-		w := l.word.Load()
-		rem, in := laneCounts(w)
-		if w&laneClosed != 0 || took && in == 0 {
+		c := l.lines[0].Load()
+		rem, leased := laneCounts(c)
+		if c&laneClosed != 0 {
 			return false
 		}
-		if took {
-			in--
+		// Answers of one window may arrive out of order: the lowest remaining is the newest.
+		if !has || rl.Remaining >= rem || l.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
+			break
 		}
-		if remaining >= 0 && remaining < rem {
-			rem = remaining // answers of one window may arrive out of order: the lowest remaining is the newest
+	}
+	if !took {
+		return true
+	}
+	s := l.stripe(i)
+	for {
+		w := s.Load()
+		if w&laneClosed != 0 || w&laneMaxCount == 0 {
+			return false
 		}
-		if l.word.CompareAndSwap(w, laneWord(rem, in)) {
+		if s.CompareAndSwap(w, w+laneHigh-1) {
 			return true
 		}
 	}
@@ -110,14 +202,23 @@ func withinSlack(a, b time.Time) bool {
 	return -sameWindowSlack <= d && d <= sameWindowSlack
 }
 
-// expire closes the lane, at its reset. Its counts stay in the word until the bucket takes them back:
+// expire closes the lane, at its reset. Its counts stay in the words until the bucket takes them back:
 // the timer holds the lane, not the bucket, so a store dropped by its owner is not kept alive until then.
 func (l *memLane) expire() {
 	l.expired.Store(true)
+	closeLine(&l.lines[0], 0)
+}
+
+// closeLine sets laneClosed, and taken (laneTaken or 0), on w unless w is taken already; it returns the
+// word as it was and whether it was not taken.
+func closeLine(w *laneLine, taken uint64) (uint64, bool) {
 	for {
-		w := l.word.Load()
-		if w&laneClosed != 0 || l.word.CompareAndSwap(w, w|laneClosed) {
-			return
+		v := w.Load()
+		if v&laneTaken != 0 {
+			return v, false
+		}
+		if v&(laneClosed|taken) == laneClosed|taken || w.CompareAndSwap(v, v|laneClosed|taken) {
+			return v, true
 		}
 	}
 }
@@ -128,25 +229,27 @@ func (b *memBucket) closeLane() {
 	if l == nil {
 		return
 	}
-	for {
-		w := l.word.Load()
-		if w&laneTaken != 0 {
-			return
-		}
-		if l.word.CompareAndSwap(w, w|laneClosed|laneTaken) {
-			rem, in := laneCounts(w)
-			if !l.unknown {
-				b.remaining = rem
-			}
-			b.inflight = in
-			return
-		}
+	// The first word first: no take passes a closed lane, and an answer that finds it closed goes to the
+	// lock, which is ours until the stripes are taken too.
+	c, ok := closeLine(&l.lines[0], laneTaken)
+	if !ok {
+		return
 	}
+	total := 0
+	for i := 1; i < len(l.lines); i++ {
+		w, _ := closeLine(&l.lines[i], laneTaken)
+		_, in := laneCounts(w)
+		total += in
+	}
+	if !l.unknown {
+		b.remaining, _ = laneCounts(c)
+	}
+	b.inflight = total
 }
 
 // openLane opens the bucket's lane at now if its state allows: the same lane again while the window is
-// the same, else a new one, with a timer that closes it at the reset. b.mu is held and the lane is
-// closed.
+// the same, else a new one, with a timer that closes it at the reset. The requests in flight are spread
+// over its stripes, which lease them, and no free slot. b.mu is held and the lane is closed.
 func (b *memBucket) openLane(now time.Time) {
 	if b.wake != nil || b.pace != nil || b.probing || now.Before(b.blocked) {
 		return
@@ -164,13 +267,23 @@ func (b *memBucket) openLane(now time.Time) {
 	}
 	if l == nil || l.unknown == b.known || l.limit != b.limit || l.window != b.window || !l.reset.Equal(b.reset) {
 		b.stopLane()
-		l = &memLane{unknown: !b.known, limit: b.limit, window: b.window, reset: b.reset}
+		l = newMemLane(b.stripes)
+		l.unknown, l.limit, l.window, l.reset = !b.known, b.limit, b.window, b.reset
 		if b.known {
 			l.timer = time.AfterFunc(b.reset.Sub(now), l.expire)
 		}
 		b.lane.Store(l)
 	}
-	l.word.Store(laneWord(rem, b.inflight))
+	n := len(l.lines) - 1
+	per, extra := b.inflight/n, b.inflight%n
+	for i := range n {
+		in := per
+		if i < extra {
+			in++
+		}
+		l.lines[1+i].Store(laneWord(0, in))
+	}
+	l.lines[0].Store(laneWord(rem, b.inflight)) // last: takes pass once the first word is open
 	if l.expired.Load() {
 		// The timer fired while the lane was being opened, finding it closed: close it now. (expire marks
 		// the lane expired before it looks at the word, so one of the two sees the other.)
@@ -188,7 +301,7 @@ func (b *memBucket) stopLane() {
 // remainingNow returns the bucket's remaining count, from the lane while it holds it. b.mu is held.
 func (b *memBucket) remainingNow() int {
 	if l := b.lane.Load(); l != nil && !l.unknown {
-		if w := l.word.Load(); w&laneTaken == 0 {
+		if w := l.lines[0].Load(); w&laneTaken == 0 {
 			rem, _ := laneCounts(w)
 			return rem
 		}

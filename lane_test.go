@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,10 +15,16 @@ import (
 )
 
 // laneStore returns a MemoryStore whose bucket "k" has learned a window of limit requests, remaining left,
-// resetting at reset: a request went through the lock and its answer said so.
+// resetting at reset: a request went through the lock and its answer said so. Its lanes have two stripes.
 func laneStore(t *testing.T, limit, remaining int, reset time.Time) *MemoryStore {
+	return laneStoreStriped(t, 2, limit, remaining, reset)
+}
+
+// laneStoreStriped is laneStore with lanes of the given stripes.
+func laneStoreStriped(t *testing.T, stripes, limit, remaining int, reset time.Time) *MemoryStore {
 	t.Helper()
 	s := NewMemoryStore(0)
+	s.hints.n = stripes
 	now := time.Now()
 	if v, _ := s.Take(context.Background(), "k", now); !v.OK {
 		t.Fatalf("first take refused: %+v", v)
@@ -30,28 +37,45 @@ func laneStore(t *testing.T, limit, remaining int, reset time.Time) *MemoryStore
 	return s
 }
 
+// words returns the lane's words: its remaining count, then its stripes.
+func (l *memLane) words() []uint64 {
+	w := make([]uint64, len(l.lines))
+	for i := range l.lines {
+		w[i] = l.lines[i].Load()
+	}
+	return w
+}
+
 // doneNow is Done of bucket "k" without the error, which a MemoryStore never returns.
 func (s *MemoryStore) doneNow(o Observation) bool {
 	fits, _ := s.Done(context.Background(), "k", o)
 	return fits
 }
 
-// The lane gives every request of a window but the last, which the lock decides with the reserve.
+// The lane gives every request of a window but the last, which the lock decides with the reserve. With
+// several stripes, each gives its share of those, and the lock gives what the shares leave.
 func TestLaneLeavesTheLastRequestToTheLock(t *testing.T) {
 	for _, tt := range []struct {
-		limit, remaining int
-		lane, lock       int // slots the lane gives, then the lock
+		stripes, limit, remaining int
+		lane, lock                int // slots the lane gives, then the lock
 	}{
-		{limit: 100, remaining: 5, lane: 4, lock: 0}, // a limit of 10 or more keeps one back (the reserve)
-		{limit: 5, remaining: 5, lane: 4, lock: 1},   // a small limit keeps none
-		{limit: 5, remaining: 1, lane: 0, lock: 1},
-		{limit: 5, remaining: 0, lane: 0, lock: 0},
+		{stripes: 1, limit: 100, remaining: 5, lane: 4, lock: 0}, // a limit of 10 or more keeps one back (the reserve)
+		{stripes: 1, limit: 5, remaining: 5, lane: 4, lock: 1},   // a small limit keeps none
+		{stripes: 1, limit: 5, remaining: 1, lane: 0, lock: 1},
+		{stripes: 1, limit: 5, remaining: 0, lane: 0, lock: 0},
+		{stripes: 3, limit: 100, remaining: 5, lane: 4, lock: 0}, // whatever stripe leases them
+		{stripes: 3, limit: 5, remaining: 5, lane: 4, lock: 1},
+		{stripes: 3, limit: 100, remaining: 50, lane: 49, lock: 0},
+		{stripes: 3, limit: 5, remaining: 2, lane: 1, lock: 1},
 	} {
 		synctest.Test(t, func(t *testing.T) {
-			s := laneStore(t, tt.limit, tt.remaining, time.Now().Add(time.Minute))
+			s := laneStoreStriped(t, tt.stripes, tt.limit, tt.remaining, time.Now().Add(time.Minute))
+			l := s.peek("k").lane.Load()
 			lane := 0
-			for s.tryTake("k", time.Now()) {
-				lane++
+			for i := range tt.stripes {
+				for l.take(i) {
+					lane++
+				}
 			}
 			lock := 0
 			for {
@@ -62,7 +86,7 @@ func TestLaneLeavesTheLastRequestToTheLock(t *testing.T) {
 				lock++
 			}
 			if lane != tt.lane || lock != tt.lock {
-				t.Errorf("limit %d, %d left: lane gave %d and the lock %d, want %d and %d", tt.limit, tt.remaining, lane, lock, tt.lane, tt.lock)
+				t.Errorf("%d stripes, limit %d, %d left: lane gave %d and the lock %d, want %d and %d", tt.stripes, tt.limit, tt.remaining, lane, lock, tt.lane, tt.lock)
 			}
 		})
 	}
@@ -122,17 +146,19 @@ func TestLaneRefusesWhatChangesMoreThanCounts(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := laneStore(t, 100, 50, reset)
-			l := s.tryTakeLane("k", time.Now())
+			l, i := s.tryTakeLane("k", time.Now())
 			if l == nil {
 				t.Fatal("the lane gave no slot")
 			}
-			before := l.word.Load()
+			before := l.words()
 			tt.o.Took = true
-			if got := l.done(&tt.o); got != tt.want {
+			if got := l.done(&tt.o, i); got != tt.want {
 				t.Fatalf("lane.done = %v, want %v", got, tt.want)
 			}
-			if !tt.want && l.word.Load() != before {
-				t.Errorf("a refused answer changed the lane: %x → %x", before, l.word.Load())
+			if !tt.want {
+				if diff := cmp.Diff(before, l.words()); diff != "" {
+					t.Errorf("a refused answer changed the lane (-before +after):\n%s", diff)
+				}
 			}
 		})
 	}
@@ -143,7 +169,7 @@ func TestLaneRefusesWhatChangesMoreThanCounts(t *testing.T) {
 		if l == nil || !l.unknown {
 			t.Fatal("a bucket no answer has described has no lane")
 		}
-		if l.done(&Observation{Took: true, HasRateLimit: true, RateLimit: base}) {
+		if l.done(&Observation{Took: true, HasRateLimit: true, RateLimit: base}, 0) {
 			t.Error("the lane of an undescribed bucket recorded a rate limit")
 		}
 	})
@@ -155,7 +181,7 @@ func TestLaneKeepsTheLowestCount(t *testing.T) {
 	s := laneStore(t, 100, 50, reset)
 	l := s.peek("k").lane.Load()
 	for _, rem := range []int{30, 45, 20, 25} {
-		l.done(&Observation{HasRateLimit: true, RateLimit: RateLimit{Limit: 100, Remaining: rem, Reset: reset}})
+		l.done(&Observation{HasRateLimit: true, RateLimit: RateLimit{Limit: 100, Remaining: rem, Reset: reset}}, 0)
 	}
 	rl, _ := s.Snapshot("k")
 	if diff := cmp.Diff(RateLimit{Limit: 100, Remaining: 20, Reset: reset}, rl); diff != "" {
@@ -167,9 +193,15 @@ func TestLaneKeepsTheLowestCount(t *testing.T) {
 // against a server that counts them: the server is never overdrawn, and every slot comes back, so that
 // once they are done the lock still gives exactly what the window has left but the reserve.
 func TestLaneUnderContention(t *testing.T) {
+	for _, stripes := range []int{1, 2, 5} {
+		t.Run(strconv.Itoa(stripes), func(t *testing.T) { laneUnderContention(t, stripes) })
+	}
+}
+
+func laneUnderContention(t *testing.T, stripes int) {
 	const limit, workers, attempts = 200, 8, 2000
 	reset := time.Now().Add(time.Hour)
-	s := laneStore(t, limit, limit-1, reset)
+	s := laneStoreStriped(t, stripes, limit, limit-1, reset)
 	var served, tried atomic.Int64 // requests the server counted; attempts made
 	served.Store(1)
 	answer := func(n int64) Observation {
@@ -318,14 +350,60 @@ func TestLaneOpenedAsItsTimerFires(t *testing.T) {
 			runtime.Gosched() // wait for the timer, however long it takes
 		}
 		// The timer marks the lane expired, then closes it: give it time to finish, in steps, not seconds.
-		for i := 0; i < 10000 && l.word.Load()&laneClosed == 0; i++ {
+		for i := 0; i < 10000 && l.lines[0].Load()&laneClosed == 0; i++ {
 			runtime.Gosched()
 		}
-		if l.word.Load()&laneClosed == 0 {
+		if l.lines[0].Load()&laneClosed == 0 {
 			open++
 		}
 	}
 	if open > 0 {
 		t.Errorf("%d of %d lanes open after their timer fired", open, runs)
 	}
+}
+
+// Requests in flight on several stripes never pass the remaining count, less the last, however answers
+// lower it: here both stripes fill, answers to one of them lower the count by 30, and the lane and the
+// lock together give no more than it then allows.
+func TestLaneStripesNeverPassTheRemainingCount(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const limit = 100
+		reset := time.Now().Add(time.Minute)
+		s := laneStoreStriped(t, 2, limit, limit, reset)
+		l := s.peek("k").lane.Load()
+		inflight := [2]int{}
+		for i := range 2 {
+			for range 45 {
+				if !l.take(i) {
+					t.Fatalf("stripe %d refused a slot with %d in flight", i, inflight[0]+inflight[1])
+				}
+				inflight[i]++
+			}
+		}
+		rem := limit
+		for range 30 {
+			rem--
+			if !l.record(1, true, true, &RateLimit{Limit: limit, Remaining: rem, Reset: reset}) {
+				t.Fatal("the lane refused an answer of its window")
+			}
+			inflight[1]--
+		}
+		more := 0
+		for i := range 2 {
+			for l.take(i) {
+				more++
+			}
+		}
+		for {
+			if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
+				break
+			}
+			more++
+		}
+		// The server has counted the 30 answered; the 60 in flight and the new ones must fit in what its
+		// last answer said remains, less the reserve of one.
+		if got, want := inflight[0]+inflight[1]+more, rem-1; got != want {
+			t.Errorf("%d requests in flight after the answers, want %d (%d remaining, less the reserve)", got, want, rem)
+		}
+	})
 }

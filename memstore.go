@@ -3,6 +3,7 @@ package polite
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,13 +16,15 @@ import (
 // dropped first, then the idle ones least recently used.
 //
 // While a bucket's window runs with nothing but its counts changing, requests take and give back its
-// slots without its lock or a clock read, each with two atomic compare-and-swaps (see lane.go): the
-// throttle's happy path. It is safe for concurrent use.
+// slots without its lock or a clock read, with an atomic compare-and-swap each on a word of the
+// processor they run on (see lane.go): the throttle's happy path, which does not slow down as cores are
+// added. It is safe for concurrent use.
 type MemoryStore struct {
 	max     int
 	last    atomic.Pointer[memBucket] // the bucket used last: most clients talk to one API
 	mu      sync.RWMutex
 	buckets map[string]*memBucket
+	hints   laneHints
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -38,7 +41,9 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 	if maxBuckets == 0 {
 		maxBuckets = DefaultMaxBuckets
 	}
-	return &MemoryStore{max: maxBuckets, buckets: make(map[string]*memBucket)}
+	s := &MemoryStore{max: maxBuckets, buckets: make(map[string]*memBucket)}
+	s.hints.n = min(runtime.GOMAXPROCS(0), maxLaneStripes)
+	return s
 }
 
 // Take implements [Store]. It never fails.
@@ -79,21 +84,26 @@ func (s *MemoryStore) Len() int {
 // clock's recent time. It reports false, taking nothing, when the lane cannot decide: the bucket's lock
 // must.
 func (s *MemoryStore) tryTake(bucket string, recent time.Time) bool {
-	return s.tryTakeLane(bucket, recent) != nil
+	l, _ := s.tryTakeLane(bucket, recent)
+	return l != nil
 }
 
-// tryTakeLane is tryTake returning the lane that gave the slot, or nil.
-func (s *MemoryStore) tryTakeLane(bucket string, recent time.Time) *memLane {
+// tryTakeLane is tryTake returning the lane that gave the slot, or nil, and the stripe the slot is in.
+func (s *MemoryStore) tryTakeLane(bucket string, recent time.Time) (*memLane, int) {
 	b := s.peek(bucket)
 	if b == nil {
-		return nil
+		return nil, 0
 	}
 	l := b.lane.Load()
-	if l == nil || !l.take() {
-		return nil
+	if l == nil {
+		return nil, 0
+	}
+	i := s.hints.stripe()
+	if !l.take(i) {
+		return nil, 0
 	}
 	b.touch(recent)
-	return l
+	return l, i
 }
 
 // tryDone records o in bucket through its lane. It reports whether it could; o.Now is not read.
@@ -103,7 +113,7 @@ func (s *MemoryStore) tryDone(bucket string, o *Observation) bool {
 		return false
 	}
 	l := b.lane.Load()
-	return l != nil && l.done(o)
+	return l != nil && l.done(o, s.hints.stripe())
 }
 
 // peek returns the bucket named name, or nil.
@@ -131,7 +141,7 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 		if len(s.buckets) >= s.max {
 			s.evict(now)
 		}
-		b = &memBucket{name: name}
+		b = &memBucket{name: name, stripes: s.hints.n}
 		s.buckets[name] = b
 	}
 	s.last.Store(b)
@@ -226,6 +236,7 @@ type memBucket struct {
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
 	untimed   bool          // someone waits on wake with no time to wait for
 	lastUse   atomic.Int64  // Unix nanoseconds
+	stripes   int           // of its lanes
 
 	// The lane (lane.go): until the bucket takes its counts back, remaining and inflight above are
 	// stale and the lane's word holds them.

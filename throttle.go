@@ -146,10 +146,10 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	spent := bucketsOf(key, r)
 	if out&noThrottle == 0 && spent[1] == "" && l.th.mem != nil && (r == nil || r.blocked.Load() == 0) {
 		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
-		if lane := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
+		if lane, stripe := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
 			resp, err := l.next.RoundTrip(req)
 			var pre reading
-			if !l.settleInLane(lane, r, resp, &pre) {
+			if !l.settleInLane(lane, stripe, r, resp, &pre) {
 				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp, &pre)
 			}
 			return resp, err
@@ -185,11 +185,11 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// settleInLane gives back the slot a request took in lane and records what resp said there, if resp
+// settleInLane gives back the slot a request took in lane's stripe and records what resp said there, if resp
 // changes nothing but the lane's counts and names no bucket the request's route r does not already spend
 // first. It reports false, having changed nothing, otherwise: observe must see resp, and pre holds what
 // was read of it, if anything.
-func (l *throttleLayer) settleInLane(lane *memLane, r *route, resp *http.Response, pre *reading) bool {
+func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *http.Response, pre *reading) bool {
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		return false
 	}
@@ -197,7 +197,7 @@ func (l *throttleLayer) settleInLane(lane *memLane, r *route, resp *http.Respons
 	if pre.has && pre.rl.Bucket != "" && (r == nil || r.names[0] != pre.rl.Bucket) {
 		return false
 	}
-	return lane.record(true, pre.has, &pre.rl)
+	return lane.record(stripe, true, pre.has, &pre.rl)
 }
 
 // holdRoute waits out a sublimit of route r, if it has one.
