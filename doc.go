@@ -48,7 +48,8 @@
 // evidence: the server names the bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy
 // name), or its answers show another limit. It never overdraws a limit to win throughput.
 // [Throttle.Learned] lists what it knows. While a window runs and only its counts change, requests pass
-// a [MemoryStore] bucket with two atomic operations, without a lock or a clock read.
+// a [MemoryStore] bucket with an atomic operation or two on words of the core they run on, without a
+// lock or a clock read.
 //
 // Retries multiply the load on a server exactly when it is failing. A [RetryBudget] per key lets
 // retries be at most about a tenth of the requests that go well, plus a small floor, so a full outage

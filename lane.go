@@ -10,20 +10,22 @@ import (
 //
 // While a bucket's state can change only in its counts — a window is running and known (or no answer has
 // described the bucket yet), no hold, no pacing, no probe, nobody waiting — its counts live in atomic
-// words, the lane: one for the remaining count the server last said and the slots leased, and one per
-// stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot in the
-// stripe of the processor it runs on (see laneHints) with one compare-and-swap, once it has read that
-// the leases all fit in the remaining count less one; a stripe without a free slot leases a few more
-// while they fit. An answer frees its slot in the stripe it was taken from and, when it says fewer
-// remain, lowers the remaining count. So requests on different cores write different cache lines, and
-// the requests in flight never pass what the server said remains, less the last request, which is left
-// to the lock (where the reserve is decided).
+// words, the lane: one for the remaining count the server last said and the slots leased to stripes, and
+// one per stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot
+// in the stripe of the processor it runs on (see laneHints) with one compare-and-swap, once it has read
+// that the leases all fit in the remaining count less one; a stripe without a free slot leases a few
+// more while they fit. An answer frees its slot in a stripe (the one it was taken from, when the throttle
+// knows it) and, when it says fewer remain, lowers the remaining count. So a take writes only its
+// processor's cache line, as does an answer that leaves the remaining count as it was; and the requests
+// in flight never pass what the server said remains, less the last request, which is left to the lock
+// (where the reserve is decided).
 //
 // Anything else goes to the bucket's lock: the lock holder closes the lane first, taking the counts back
 // into the bucket (the requests in flight; free slots go back to the window), and opens it again (a new
-// lane if the window changed) when the state allows. Slots in flight are counts, not names: the lock
-// spreads them over the stripes again, and an answer whose stripe then holds none in flight goes to the
-// lock.
+// lane if the window changed) when the state allows. Each opening has words of its own, never reused, so
+// a take or an answer that read one opening cannot write into the next: it finds its words closed and
+// goes to the lock. Slots in flight are counts, not names: the lock spreads them over the new stripes,
+// and an answer whose stripe then holds none in flight goes to the lock.
 //
 // The lane needs no clock because it never outlives its window: a timer closes it at the reset, so the
 // request after the reset meets the lock and the clock, and the new window is probed as before. Should a
@@ -79,9 +81,7 @@ type laneLine struct {
 }
 
 type memLane struct {
-	// lines[0] holds the remaining count and the slots leased: every take reads it; leases and answers
-	// that lower the remaining count write it. lines[1:] are the stripes.
-	lines []laneLine
+	words atomic.Pointer[laneWords] // of the current opening, closed or not
 
 	expired atomic.Bool // the timer fired: the window is over, whatever time a lock holder read before
 
@@ -92,8 +92,26 @@ type memLane struct {
 	timer   *time.Timer // closes the lane at reset
 }
 
-func newMemLane(stripes int) *memLane {
-	return &memLane{lines: make([]laneLine, 1+max(stripes, 1))}
+// laneWords are the words of one opening of a lane. lines[0] holds the remaining count and the slots
+// leased: every take reads it; leases and answers that lower the remaining count write it. lines[1:] are
+// the stripes.
+type laneWords struct{ lines []laneLine }
+
+// open returns the words of an opening with rem remaining and inflight requests in flight, spread over
+// the given number of stripes, which lease them, with no free slot.
+func openWords(stripes, rem, inflight int) *laneWords {
+	n := max(stripes, 1)
+	ws := &laneWords{lines: make([]laneLine, 1+n)}
+	per, extra := inflight/n, inflight%n
+	for i := range n {
+		in := per
+		if i < extra {
+			in++
+		}
+		ws.lines[1+i].Store(laneWord(0, in))
+	}
+	ws.lines[0].Store(laneWord(rem, inflight))
+	return ws
 }
 
 func laneWord(high, low int) uint64 {
@@ -104,16 +122,20 @@ func laneCounts(w uint64) (high, low int) {
 	return int(w >> 31 & laneMaxCount), int(w & laneMaxCount)
 }
 
-// stripe returns stripe i, of any index: processors may outnumber stripes.
-func (l *memLane) stripe(i int) *laneLine {
-	return &l.lines[1+i%(len(l.lines)-1)]
+// stripe returns stripe i, of any index.
+func (ws *laneWords) stripe(i int) *laneLine {
+	if n := len(ws.lines) - 1; i >= n {
+		i %= n
+	}
+	return &ws.lines[1+i]
 }
 
 // take takes a slot in stripe i if the lane is open and its leases fit in the remaining count less one.
 func (l *memLane) take(i int) bool {
-	s := l.stripe(i)
+	ws := l.words.Load()
+	s := ws.stripe(i)
 	for {
-		c := l.lines[0].Load()
+		c := ws.lines[0].Load()
 		rem, leased := laneCounts(c)
 		if c&laneClosed != 0 || leased > rem-1 {
 			return false // closed, or answers have lowered the remaining count below the leases
@@ -134,8 +156,8 @@ func (l *memLane) take(i int) bool {
 		if avail < 1 {
 			return false
 		}
-		k := max(1, min(laneLease, avail/(len(l.lines)-1)))
-		if !l.lines[0].CompareAndSwap(c, c+uint64(k)) {
+		k := max(1, min(laneLease, avail/(len(ws.lines)-1)))
+		if !ws.lines[0].CompareAndSwap(c, c+uint64(k)) {
 			continue
 		}
 		for {
@@ -143,7 +165,7 @@ func (l *memLane) take(i int) bool {
 				return true
 			}
 			// Others took or freed slots of the stripe meanwhile; if the lock closed it, the lease goes
-			// back to the window with the lane's other free slots.
+			// back to the window with the opening's other free slots.
 			if w = s.Load(); w&laneClosed != 0 {
 				return false
 			}
@@ -170,21 +192,22 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 		}
 	}
 	// A closed lane takes no answer: the lock must see them all (one may lift a hold, say).
+	ws := l.words.Load()
 	for {
-		c := l.lines[0].Load()
+		c := ws.lines[0].Load()
 		rem, leased := laneCounts(c)
 		if c&laneClosed != 0 {
 			return false
 		}
 		// Answers of one window may arrive out of order: the lowest remaining is the newest.
-		if !has || rl.Remaining >= rem || l.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
+		if !has || rl.Remaining >= rem || ws.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
 			break
 		}
 	}
 	if !took {
 		return true
 	}
-	s := l.stripe(i)
+	s := ws.stripe(i)
 	for {
 		w := s.Load()
 		if w&laneClosed != 0 || w&laneMaxCount == 0 {
@@ -206,7 +229,7 @@ func withinSlack(a, b time.Time) bool {
 // the timer holds the lane, not the bucket, so a store dropped by its owner is not kept alive until then.
 func (l *memLane) expire() {
 	l.expired.Store(true)
-	closeLine(&l.lines[0], 0)
+	closeLine(&l.words.Load().lines[0], 0)
 }
 
 // closeLine sets laneClosed, and taken (laneTaken or 0), on w unless w is taken already; it returns the
@@ -231,13 +254,14 @@ func (b *memBucket) closeLane() {
 	}
 	// The first word first: no take passes a closed lane, and an answer that finds it closed goes to the
 	// lock, which is ours until the stripes are taken too.
-	c, ok := closeLine(&l.lines[0], laneTaken)
+	ws := l.words.Load()
+	c, ok := closeLine(&ws.lines[0], laneTaken)
 	if !ok {
 		return
 	}
 	total := 0
-	for i := 1; i < len(l.lines); i++ {
-		w, _ := closeLine(&l.lines[i], laneTaken)
+	for i := 1; i < len(ws.lines); i++ {
+		w, _ := closeLine(&ws.lines[i], laneTaken)
 		_, in := laneCounts(w)
 		total += in
 	}
@@ -247,9 +271,9 @@ func (b *memBucket) closeLane() {
 	b.inflight = total
 }
 
-// openLane opens the bucket's lane at now if its state allows: the same lane again while the window is
-// the same, else a new one, with a timer that closes it at the reset. The requests in flight are spread
-// over its stripes, which lease them, and no free slot. b.mu is held and the lane is closed.
+// openLane opens the bucket's lane at now if its state allows, with new words: the same lane again while
+// the window is the same, else a new one, with a timer that closes it at the reset. b.mu is held and the
+// lane is closed.
 func (b *memBucket) openLane(now time.Time) {
 	if b.wake != nil || b.pace != nil || b.probing || now.Before(b.blocked) {
 		return
@@ -267,23 +291,15 @@ func (b *memBucket) openLane(now time.Time) {
 	}
 	if l == nil || l.unknown == b.known || l.limit != b.limit || l.window != b.window || !l.reset.Equal(b.reset) {
 		b.stopLane()
-		l = newMemLane(b.stripes)
-		l.unknown, l.limit, l.window, l.reset = !b.known, b.limit, b.window, b.reset
+		l = &memLane{unknown: !b.known, limit: b.limit, window: b.window, reset: b.reset}
+		l.words.Store(openWords(b.stripes, rem, b.inflight))
 		if b.known {
 			l.timer = time.AfterFunc(b.reset.Sub(now), l.expire)
 		}
 		b.lane.Store(l)
+	} else {
+		l.words.Store(openWords(b.stripes, rem, b.inflight))
 	}
-	n := len(l.lines) - 1
-	per, extra := b.inflight/n, b.inflight%n
-	for i := range n {
-		in := per
-		if i < extra {
-			in++
-		}
-		l.lines[1+i].Store(laneWord(0, in))
-	}
-	l.lines[0].Store(laneWord(rem, b.inflight)) // last: takes pass once the first word is open
 	if l.expired.Load() {
 		// The timer fired while the lane was being opened, finding it closed: close it now. (expire marks
 		// the lane expired before it looks at the word, so one of the two sees the other.)
@@ -301,7 +317,7 @@ func (b *memBucket) stopLane() {
 // remainingNow returns the bucket's remaining count, from the lane while it holds it. b.mu is held.
 func (b *memBucket) remainingNow() int {
 	if l := b.lane.Load(); l != nil && !l.unknown {
-		if w := l.lines[0].Load(); w&laneTaken == 0 {
+		if w := l.words.Load().lines[0].Load(); w&laneTaken == 0 {
 			rem, _ := laneCounts(w)
 			return rem
 		}

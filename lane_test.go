@@ -37,11 +37,12 @@ func laneStoreStriped(t *testing.T, stripes, limit, remaining int, reset time.Ti
 	return s
 }
 
-// words returns the lane's words: its remaining count, then its stripes.
-func (l *memLane) words() []uint64 {
-	w := make([]uint64, len(l.lines))
-	for i := range l.lines {
-		w[i] = l.lines[i].Load()
+// snapshot returns the words of the lane's current opening: its remaining count, then its stripes.
+func (l *memLane) snapshot() []uint64 {
+	ws := l.words.Load()
+	w := make([]uint64, len(ws.lines))
+	for i := range ws.lines {
+		w[i] = ws.lines[i].Load()
 	}
 	return w
 }
@@ -150,13 +151,13 @@ func TestLaneRefusesWhatChangesMoreThanCounts(t *testing.T) {
 			if l == nil {
 				t.Fatal("the lane gave no slot")
 			}
-			before := l.words()
+			before := l.snapshot()
 			tt.o.Took = true
 			if got := l.done(&tt.o, i); got != tt.want {
 				t.Fatalf("lane.done = %v, want %v", got, tt.want)
 			}
 			if !tt.want {
-				if diff := cmp.Diff(before, l.words()); diff != "" {
+				if diff := cmp.Diff(before, l.snapshot()); diff != "" {
 					t.Errorf("a refused answer changed the lane (-before +after):\n%s", diff)
 				}
 			}
@@ -229,6 +230,19 @@ func laneUnderContention(t *testing.T, stripes int) {
 	n := served.Load()
 	if n > limit {
 		t.Fatalf("the server counted %d requests of a limit of %d", n, limit)
+	}
+	if l := s.peek("k").lane.Load(); l != nil {
+		// At rest, the stripes hold exactly the slots their opening says it leased.
+		ws := l.words.Load()
+		_, leased := laneCounts(ws.lines[0].Load())
+		held := 0
+		for i := 1; i < len(ws.lines); i++ {
+			free, in := laneCounts(ws.lines[i].Load())
+			held += free + in
+		}
+		if held != leased {
+			t.Errorf("the stripes hold %d slots, their opening leased %d: %x", held, leased, l.snapshot())
+		}
 	}
 	for {
 		if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
@@ -350,10 +364,10 @@ func TestLaneOpenedAsItsTimerFires(t *testing.T) {
 			runtime.Gosched() // wait for the timer, however long it takes
 		}
 		// The timer marks the lane expired, then closes it: give it time to finish, in steps, not seconds.
-		for i := 0; i < 10000 && l.lines[0].Load()&laneClosed == 0; i++ {
+		for i := 0; i < 10000 && l.words.Load().lines[0].Load()&laneClosed == 0; i++ {
 			runtime.Gosched()
 		}
-		if l.lines[0].Load()&laneClosed == 0 {
+		if l.words.Load().lines[0].Load()&laneClosed == 0 {
 			open++
 		}
 	}
@@ -404,6 +418,31 @@ func TestLaneStripesNeverPassTheRemainingCount(t *testing.T) {
 		// last answer said remains, less the reserve of one.
 		if got, want := inflight[0]+inflight[1]+more, rem-1; got != want {
 			t.Errorf("%d requests in flight after the answers, want %d (%d remaining, less the reserve)", got, want, rem)
+		}
+	})
+}
+
+// A pass through the lock gives the lane new words: a take or an answer that read the old ones (a take
+// between its lease and its stripe's compare-and-swap, say) finds them closed and goes to the lock, and
+// cannot put slots into words that do not count them.
+func TestLaneOpeningsAreNeverReused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := laneStoreStriped(t, 2, 100, 10, time.Now().Add(time.Minute))
+		l := s.peek("k").lane.Load()
+		old := l.words.Load()
+		if v, _ := s.Take(context.Background(), "k", time.Now()); !v.OK {
+			t.Fatalf("the lock refused: %+v", v)
+		}
+		if s.peek("k").lane.Load() != l {
+			t.Fatal("the lock made a new lane of the same window")
+		}
+		if l.words.Load() == old {
+			t.Fatal("the lock opened the lane again in the words it had closed")
+		}
+		for i := range old.lines {
+			if w := old.lines[i].Load(); w&(laneClosed|laneTaken) != laneClosed|laneTaken {
+				t.Errorf("word %d of the old opening is %x, want closed and taken", i, w)
+			}
 		}
 	})
 }

@@ -239,7 +239,7 @@ type memBucket struct {
 	stripes   int           // of its lanes
 
 	// The lane (lane.go): until the bucket takes its counts back, remaining and inflight above are
-	// stale and the lane's word holds them.
+	// stale and the lane's words hold them.
 	lane atomic.Pointer[memLane]
 }
 

@@ -185,10 +185,11 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// settleInLane gives back the slot a request took in lane's stripe and records what resp said there, if resp
-// changes nothing but the lane's counts and names no bucket the request's route r does not already spend
-// first. It reports false, having changed nothing, otherwise: observe must see resp, and pre holds what
-// was read of it, if anything.
+// settleInLane gives back the slot a request took in lane's stripe and records what resp said there, if
+// resp changes nothing but the lane's counts and names no bucket the request's route r does not already
+// spend first. It reports false otherwise, having given nothing back (it may have lowered the lane's
+// remaining count, which the lock does again): observe must see resp, and pre holds what was read of it,
+// if anything.
 func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *http.Response, pre *reading) bool {
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		return false
