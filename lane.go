@@ -52,26 +52,36 @@ const (
 // laneHints gives each processor a stripe of the lanes. A request asks for its stripe just before it
 // takes a slot: a sync.Pool's Get and Put, back to back, find the entry of the processor the goroutine
 // runs on, so the requests of one core keep to one stripe. An entry the pool dropped (it drops them at a
-// garbage collection) is made again with the next stripe in turn.
+// garbage collection) is made again with the next stripe in turn. Two processors may come to share a
+// stripe so; a take that meets another on its stripe moves its processor's entry on to the next.
 type laneHints struct {
 	n    int // stripes per lane, at least 1
 	pool sync.Pool
 	next atomic.Uint32
 }
 
-type laneHint struct{ i int }
+type laneHint struct{ i atomic.Int32 }
 
-// stripe returns the stripe of the processor the caller runs on, in [0, n).
-func (h *laneHints) stripe() int {
+// stripe returns the stripe of the processor the caller runs on, in [0, n), and its entry (nil with one
+// stripe).
+func (h *laneHints) stripe() (int, *laneHint) {
 	if h.n <= 1 {
-		return 0
+		return 0, nil
 	}
 	p, _ := h.pool.Get().(*laneHint)
 	if p == nil {
-		p = &laneHint{i: int(h.next.Add(1)-1) % h.n}
+		p = new(laneHint)
+		p.i.Store(int32(h.next.Add(1)-1) % int32(h.n))
 	}
 	h.pool.Put(p)
-	return p.i
+	return int(p.i.Load()), p
+}
+
+// moveOn moves entry p from stripe i, where a take met another, to the next stripe.
+func (h *laneHints) moveOn(p *laneHint, i int) {
+	if p != nil {
+		p.i.CompareAndSwap(int32(i), int32((i+1)%h.n))
+	}
 }
 
 // laneLine is an atomic word alone on its cache line: words that cores write apart stay apart.
@@ -131,30 +141,32 @@ func (ws *laneWords) stripe(i int) *laneLine {
 }
 
 // take takes a slot in stripe i if the lane is open and its leases fit in the remaining count less one.
-func (l *memLane) take(i int) bool {
+// met reports that another request changed the stripe while this one was taking from it.
+func (l *memLane) take(i int) (ok, met bool) {
 	ws := l.words.Load()
 	s := ws.stripe(i)
 	for {
 		c := ws.lines[0].Load()
 		rem, leased := laneCounts(c)
 		if c&laneClosed != 0 || leased > rem-1 {
-			return false // closed, or answers have lowered the remaining count below the leases
+			return false, met // closed, or answers have lowered the remaining count below the leases
 		}
 		w := s.Load()
 		free, in := laneCounts(w)
 		if w&laneClosed != 0 || in == laneMaxCount {
-			return false
+			return false, met
 		}
 		if free > 0 {
 			if s.CompareAndSwap(w, w-laneHigh+1) {
-				return true
+				return true, met
 			}
+			met = true
 			continue
 		}
 		// Lease a few slots, leaving some of what remains to the other stripes.
 		avail := rem - 1 - leased
 		if avail < 1 {
-			return false
+			return false, met
 		}
 		k := max(1, min(laneLease, avail/(len(ws.lines)-1)))
 		if !ws.lines[0].CompareAndSwap(c, c+uint64(k)) {
@@ -162,12 +174,13 @@ func (l *memLane) take(i int) bool {
 		}
 		for {
 			if s.CompareAndSwap(w, w+uint64(k-1)*laneHigh+1) {
-				return true
+				return true, met
 			}
 			// Others took or freed slots of the stripe meanwhile; if the lock closed it, the lease goes
 			// back to the window with the opening's other free slots.
+			met = true
 			if w = s.Load(); w&laneClosed != 0 {
-				return false
+				return false, met
 			}
 		}
 	}

@@ -37,6 +37,12 @@ func laneStoreStriped(t *testing.T, stripes, limit, remaining int, reset time.Ti
 	return s
 }
 
+// takes is l.take without the stripe's news.
+func takes(l *memLane, i int) bool {
+	ok, _ := l.take(i)
+	return ok
+}
+
 // snapshot returns the words of the lane's current opening: its remaining count, then its stripes.
 func (l *memLane) snapshot() []uint64 {
 	ws := l.words.Load()
@@ -74,7 +80,7 @@ func TestLaneLeavesTheLastRequestToTheLock(t *testing.T) {
 			l := s.peek("k").lane.Load()
 			lane := 0
 			for i := range tt.stripes {
-				for l.take(i) {
+				for takes(l, i) {
 					lane++
 				}
 			}
@@ -388,7 +394,7 @@ func TestLaneStripesNeverPassTheRemainingCount(t *testing.T) {
 		inflight := [2]int{}
 		for i := range 2 {
 			for range 45 {
-				if !l.take(i) {
+				if !takes(l, i) {
 					t.Fatalf("stripe %d refused a slot with %d in flight", i, inflight[0]+inflight[1])
 				}
 				inflight[i]++
@@ -404,7 +410,7 @@ func TestLaneStripesNeverPassTheRemainingCount(t *testing.T) {
 		}
 		more := 0
 		for i := range 2 {
-			for l.take(i) {
+			for takes(l, i) {
 				more++
 			}
 		}
@@ -445,4 +451,21 @@ func TestLaneOpeningsAreNeverReused(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A processor whose take met another on its stripe moves on to the next stripe, unless its entry has
+// moved on already.
+func TestLaneHintsMoveOn(t *testing.T) {
+	h := &laneHints{n: 3}
+	p := new(laneHint)
+	p.i.Store(2)
+	h.moveOn(p, 2)
+	if got := p.i.Load(); got != 0 {
+		t.Errorf("after meeting another on stripe 2 of 3, the entry is on %d, want 0", got)
+	}
+	h.moveOn(p, 2) // a second take that met the same other on stripe 2
+	if got := p.i.Load(); got != 0 {
+		t.Errorf("a stale move took the entry from 0 to %d", got)
+	}
+	h.moveOn(nil, 0) // one stripe: no entry
 }

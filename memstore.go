@@ -98,8 +98,12 @@ func (s *MemoryStore) tryTakeLane(bucket string, recent time.Time) (*memLane, in
 	if l == nil {
 		return nil, 0
 	}
-	i := s.hints.stripe()
-	if !l.take(i) {
+	i, hint := s.hints.stripe()
+	ok, met := l.take(i)
+	if met {
+		s.hints.moveOn(hint, i)
+	}
+	if !ok {
 		return nil, 0
 	}
 	b.touch(recent)
@@ -113,7 +117,11 @@ func (s *MemoryStore) tryDone(bucket string, o *Observation) bool {
 		return false
 	}
 	l := b.lane.Load()
-	return l != nil && l.done(o, s.hints.stripe())
+	if l == nil {
+		return false
+	}
+	i, _ := s.hints.stripe()
+	return l.done(o, i)
 }
 
 // peek returns the bucket named name, or nil.
