@@ -206,6 +206,7 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 	}
 	// A closed lane takes no answer: the lock must see them all (one may lift a hold, say).
 	ws := l.words.Load()
+	lowered := false
 	for {
 		c := ws.lines[0].Load()
 		rem, leased := laneCounts(c)
@@ -213,12 +214,23 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 			return false
 		}
 		// Answers of one window may arrive out of order: the lowest remaining is the newest.
-		if !has || rl.Remaining >= rem || ws.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
+		if !has || rl.Remaining >= rem {
+			break
+		}
+		if ws.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
+			lowered = true
 			break
 		}
 	}
 	if !took {
 		return true
+	}
+	// An answer that leaves the remaining count as it was frees its slot in the stripe, for the next take
+	// there. One that lowered it gives the slot back to the window instead: freed in the stripe, it could
+	// be taken by a request that read the remaining count before it was lowered.
+	give := uint64(laneHigh - 1)
+	if lowered {
+		give = ^uint64(0) // in flight − 1
 	}
 	s := ws.stripe(i)
 	for {
@@ -226,10 +238,17 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 		if w&laneClosed != 0 || w&laneMaxCount == 0 {
 			return false
 		}
-		if s.CompareAndSwap(w, w+laneHigh-1) {
-			return true
+		if s.CompareAndSwap(w, w+give) {
+			break
 		}
 	}
+	for lowered {
+		c := ws.lines[0].Load()
+		if _, leased := laneCounts(c); c&laneClosed != 0 || leased == 0 || ws.lines[0].CompareAndSwap(c, c-1) {
+			break // a closed lane's leases go back to the window when the lock takes its counts
+		}
+	}
+	return true
 }
 
 // withinSlack reports whether resets a and b are at most sameWindowSlack apart.

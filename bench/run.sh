@@ -41,6 +41,7 @@ for t in bare polite retryablehttp failsafehttp; do
 done
 (cd "$out" && benchstat bare.txt polite.txt retryablehttp.txt failsafehttp.txt) | tee "$out/benchstat.txt"
 benchstat -filter '.name:(Scale OR ParkedWaiters)' "$out/bench.txt" | tee -a "$out/benchstat.txt"
+./paired.sh "$out/bench.txt" | tee -a "$out/benchstat.txt"
 # Each variant of the stack against the bare base, and the ID-varying requests against the base over them.
 for v in bare stack stack-named stack-delta bare-ids stack-named-ids; do
 	grep -E "^BenchmarkLayers/$v-[0-9]+ |^(goos|goarch|pkg|cpu):" "$out/layers.txt" |
