@@ -14,11 +14,12 @@ import (
 // one per stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot
 // in the stripe of the processor it runs on (see laneHints) with one compare-and-swap, once it has read
 // that the leases all fit in the remaining count less one; a stripe without a free slot leases a few
-// more while they fit. An answer frees its slot in a stripe (the one it was taken from, when the throttle
-// knows it) and, when it says fewer remain, lowers the remaining count. So a take writes only its
-// processor's cache line, as does an answer that leaves the remaining count as it was; and the requests
-// in flight never pass what the server said remains, less the last request, which is left to the lock
-// (where the reserve is decided).
+// more while they fit. An answer that leaves the remaining count as it was frees its slot in a stripe (the
+// one it was taken from, when the throttle knows it) for the next take there; one that says fewer remain
+// lowers the count and gives its slot back to the window. So a take writes only its processor's cache
+// line, as does an answer that leaves the remaining count as it was; and the requests in flight never
+// pass what the server said remains, less the last request, which is left to the lock (where the reserve
+// is decided).
 //
 // Anything else goes to the bucket's lock: the lock holder closes the lane first, taking the counts back
 // into the bucket (the requests in flight; free slots go back to the window), and opens it again (a new
