@@ -88,37 +88,36 @@ type routeTable struct {
 const routeCacheSlots = 64
 
 // pathMemo remembers, for the request whose key, method and path hash to raw, the hash of its route
-// (routeHash). A writer first claims the slot by swapping its raw for pathMemoBusy (a writer that finds it
-// claimed leaves it alone), then writes route, then raw; a reader reads raw, route, raw, and one that sees
-// the same raw twice has read the route written with it, as only one writer at a time changes the slot.
-// The memo needs no lock and allocates nothing; a request to a path it has not seen, or one that another
-// path has displaced from its slot, computes the route as before (about 30 ns for a short path) and
-// writes it here.
+// (routeHash). Its tag is raw ^ pathMemoMix(route): a reader reads tag, then route, and takes route only if
+// tag is its own raw mixed with it, so words that two writers tore apart, or a slot that went from one
+// path to another and back between two reads, are never taken for a path's route (short of a 64-bit
+// coincidence, as likely as two paths' raw hashes being equal). Writers store route, then tag: nothing to
+// claim, nothing to wait for. The memo needs no lock and allocates nothing; a request to a path it has not
+// seen, or one that another path has displaced from its slot, computes the route as before (about 30 ns
+// for a short path) and writes it here.
 type pathMemo struct {
-	raw, route atomic.Uint64
+	tag, route atomic.Uint64
 }
 
-// pathMemoBusy is a pathMemo's raw while a writer fills it.
-const pathMemoBusy = 2
+// pathMemoMix spreads a route hash before it is folded into a pathMemo's tag. It is a bijection (an odd
+// multiplier), so two routes never mix alike.
+func pathMemoMix(h uint64) uint64 { return h * 0x9e3779b97f4a7c15 }
 
 // id returns the table key of req's route under key.
 func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Request) string) routeID {
 	if routeKey != nil {
 		return routeID{key, maphash.String(t.seed, routeKey(req))}
 	}
-	raw := pathHash(t.seed, key, req) | 1 // odd: never an empty slot's 0 nor pathMemoBusy
+	raw := pathHash(t.seed, key, req) | 1 // odd: an empty slot's tag, 0, is never raw ^ pathMemoMix(0)
 	m := &t.paths[raw%routeCacheSlots]
-	cur := m.raw.Load()
-	if cur == raw {
-		if h := m.route.Load(); m.raw.Load() == raw {
-			return routeID{key, h}
-		}
+	tag := m.tag.Load()
+	h := m.route.Load()
+	if tag == raw^pathMemoMix(h) {
+		return routeID{key, h}
 	}
-	h := routeHash(t.seed, req)
-	if cur != pathMemoBusy && m.raw.CompareAndSwap(cur, pathMemoBusy) {
-		m.route.Store(h)
-		m.raw.Store(raw)
-	}
+	h = routeHash(t.seed, req)
+	m.route.Store(h)
+	m.tag.Store(raw ^ pathMemoMix(h))
 	return routeID{key, h}
 }
 

@@ -207,7 +207,7 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 	}
 	// A closed lane takes no answer: the lock must see them all (one may lift a hold, say).
 	ws := l.words.Load()
-	lowered := false
+	toWindow := false
 	for {
 		c := ws.lines[0].Load()
 		rem, leased := laneCounts(c)
@@ -216,10 +216,13 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 		}
 		// Answers of one window may arrive out of order: the lowest remaining is the newest.
 		if !has || rl.Remaining >= rem {
+			// Leases past the count less one: an answer has lowered it. A slot freed in the stripe now
+			// could go to a take that read the count before, so it goes back to the window too.
+			toWindow = leased > rem-1
 			break
 		}
 		if ws.lines[0].CompareAndSwap(c, laneWord(rl.Remaining, leased)) {
-			lowered = true
+			toWindow = true
 			break
 		}
 	}
@@ -227,10 +230,10 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 		return true
 	}
 	// An answer that leaves the remaining count as it was frees its slot in the stripe, for the next take
-	// there. One that lowered it gives the slot back to the window instead: freed in the stripe, it could
-	// be taken by a request that read the remaining count before it was lowered.
+	// there. One that lowered it, or that finds the leases past it, gives the slot back to the window
+	// instead: freed in the stripe, it could be taken by a request that read the count before it fell.
 	give := uint64(laneHigh - 1)
-	if lowered {
+	if toWindow {
 		give = ^uint64(0) // in flight − 1
 	}
 	s := ws.stripe(i)
@@ -243,7 +246,7 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 			break
 		}
 	}
-	for lowered {
+	for toWindow {
 		c := ws.lines[0].Load()
 		if _, leased := laneCounts(c); c&laneClosed != 0 || leased == 0 || ws.lines[0].CompareAndSwap(c, c-1) {
 			break // a closed lane's leases go back to the window when the lock takes its counts

@@ -371,7 +371,7 @@ func TestLaneOpenedAsItsTimerFires(t *testing.T) {
 			runtime.Gosched() // wait for the timer, however long it takes
 		}
 		// The timer marks the lane expired, then closes it: give it time to finish, in steps, not seconds.
-		for i := 0; i < 10000 && l.words.Load().lines[0].Load()&laneClosed == 0; i++ {
+		for i := 0; i < 1_000_000 && l.words.Load().lines[0].Load()&laneClosed == 0; i++ {
 			runtime.Gosched()
 		}
 		if l.words.Load().lines[0].Load()&laneClosed == 0 {
