@@ -17,8 +17,8 @@ import (
 //
 // While a bucket's window runs with nothing but its counts changing, requests take and give back its
 // slots without its lock or a clock read, with an atomic compare-and-swap each on a word of the
-// processor they run on (see lane.go): the throttle's happy path, which does not slow down as cores are
-// added. It is safe for concurrent use.
+// processor they run on (see lane.go): the throttle's happy path. Leases of slots, and answers that lower
+// the remaining count, also write a word all processors read. It is safe for concurrent use.
 type MemoryStore struct {
 	max     int
 	last    atomic.Pointer[memBucket] // the bucket used last: most clients talk to one API
