@@ -349,6 +349,31 @@ func TestMemoryStoreLearning(t *testing.T) {
 			t.Errorf("paced takes (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("a late take keeps the next slot on time, and a pause saves up no more than the burst", func(t *testing.T) {
+		// 200 per 10s: paced at 0.98 × 199/10s, one per 51.28ms, with a burst of 1 + 0.02 × 199/2 = 2.
+		const interval = 10.0 / (0.98 * 199)
+		b := NewMemoryStore(0).get("k", at(0))
+		b.known, b.limit, b.window = true, 200, 10*time.Second
+		b.setSliding(true, at(0))
+		if got := b.pace.Burst(); got != 2 {
+			t.Fatalf("burst %d, want 2", got)
+		}
+		take := func(sec float64) bool { return b.take(at(sec)).OK }
+		var got []bool
+		for _, sec := range []float64{
+			0,                   // the pacer starts empty
+			interval + 0.03,     // the first slot, taken 30ms late
+			2*interval + 0.0001, // the second slot is still due on time
+			2*interval + 0.0002, // and nothing more
+			10,                  // a long pause: the burst, and no more
+			10, 10,
+		} {
+			got = append(got, take(sec))
+		}
+		if diff := cmp.Diff([]bool{false, true, true, false, true, true, false}, got); diff != "" {
+			t.Errorf("paced takes (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("a late answer from a finished window changes nothing", func(t *testing.T) {
 		s := NewMemoryStore(0)
 		s.Take(ctx, "k", at(0))

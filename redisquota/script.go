@@ -18,7 +18,8 @@ import "github.com/redis/go-redis/v9"
 //	    refills (0/1); until then, one request of a window is kept back if l >= 10
 //	pc  paced: the bucket is taken for a sliding window (0/1)
 //	pq  pace rate, per ms: 0.98*(l-1)/w when the pacing began
-//	pt  pace tokens (a token bucket of burst 1 at pq, empty when the pacing begins)
+//	pt  pace tokens (a token bucket at pq of burst 1 + floor((l-1)/100), empty when the pacing begins;
+//	    polite's paceBurst)
 //	pl  when pt was computed
 //	u   last use
 //	n   sequence of lease ids
@@ -61,7 +62,7 @@ end
 local function tokens()
   local last = b.pl
   if now < last then last = now end
-  return math.min(1, b.pt + (now - last) * rate())
+  return math.min(1 + math.floor((b.l - 1) / 100), b.pt + (now - last) * rate())
 end
 
 local function save()

@@ -3,6 +3,7 @@ package redisquota
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,19 +243,27 @@ func TestFitsFalseOnAnotherCounter(t *testing.T) {
 	}
 }
 
-func TestSlidingWindowIsPaced(t *testing.T) {
+// pacedPair returns a pair whose bucket of the given limit per 10 s has just been found to be a sliding
+// window, and the time the probe's answer came (the pacing starts then, empty).
+func pacedPair(t *testing.T, limit int) (*pair, time.Time) {
 	p := newPair(t)
 	now := base()
 	w := 10 * time.Second
 	reset := now.Add(w)
 	p.done(polite.Observation{Now: now, Status: 200, HasRateLimit: true,
-		RateLimit: polite.RateLimit{Limit: 10, Remaining: 0, Reset: reset, Window: w}})
+		RateLimit: polite.RateLimit{Limit: limit, Remaining: 0, Reset: reset, Window: w}})
 	// The probe of the next window finds less than half the limit: a sliding window.
 	p.take(reset)
-	p.done(polite.Observation{Now: reset.Add(time.Millisecond), Took: true, Status: 200, HasRateLimit: true,
-		RateLimit: polite.RateLimit{Limit: 10, Remaining: 2, Reset: reset.Add(w), Window: w}})
+	start := reset.Add(time.Millisecond)
+	p.done(polite.Observation{Now: start, Took: true, Status: 200, HasRateLimit: true,
+		RateLimit: polite.RateLimit{Limit: limit, Remaining: limit / 5, Reset: reset.Add(w), Window: w}})
+	return p, start
+}
+
+func TestSlidingWindowIsPaced(t *testing.T) {
+	p, start := pacedPair(t, 10)
 	// Paced from the probe's answer, starting empty, at 0.98 * (10-1) / 10 s: one token every 1.1338 s.
-	at := reset.Add(2 * time.Millisecond)
+	at := start.Add(time.Millisecond)
 	v := p.take(at)
 	if v.OK || v.Reason != "pacing a sliding window" {
 		t.Fatalf("got %+v, want pacing", v)
@@ -268,6 +277,28 @@ func TestSlidingWindowIsPaced(t *testing.T) {
 	// A refusal ends the pacing.
 	p.done(polite.Observation{Now: v.RetryAt.Add(time.Millisecond), Took: true, Status: 429, RetryAt: v.RetryAt.Add(time.Second)})
 	p.take(v.RetryAt.Add(2 * time.Second))
+}
+
+// TestSlidingPaceBurst: a pacer of a limit of 200 has a burst of two, in Redis as in memory, so a late
+// take does not push the next slot back and a pause saves up two requests, no more.
+func TestSlidingPaceBurst(t *testing.T) {
+	p, start := pacedPair(t, 200)
+	// One token every 10 s / (0.98 × 199) = 51.277 ms from start.
+	const interval = 51277 * time.Microsecond
+	var got []bool
+	for _, at := range []time.Duration{
+		interval + 30*time.Millisecond, // the first slot, 30 ms late
+		2*interval + time.Millisecond,  // the second, on time
+		2*interval + 2*time.Millisecond,
+		10 * time.Second, // a pause: two, then none
+		10 * time.Second,
+		10 * time.Second,
+	} {
+		got = append(got, p.take(start.Add(at)).OK)
+	}
+	if want := []bool{true, true, false, true, true, false}; !slices.Equal(got, want) {
+		t.Errorf("paced takes %v, want %v", got, want)
+	}
 }
 
 // TestMatchesMemoryStore drives both stores through random steps and checks every answer agrees.

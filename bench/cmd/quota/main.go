@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,7 @@ func main() {
 	flag.DurationVar(&cfg.outageD, "outage-d", 5*time.Second, "how long the workers start calls in -outage mode")
 	flag.DurationVar(&cfg.drain, "drain", time.Minute, "in -outage mode, how long calls still retrying after -outage-d may take to finish before they are cancelled")
 	verbose = flag.Bool("v", false, "print the first error of each kind each worker meets")
+	flag.StringVar(&cfg.only, "only", "", "comma-separated transports to run (plain, polite, retryablehttp, failsafehttp); all if empty")
 	flag.Parse()
 	if cfg.q < 1 || cfg.k < 1 || cfg.d <= 0 || cfg.w < time.Second || cfg.w%time.Second != 0 ||
 		cfg.phase <= 0 || cfg.phase > 1 || cfg.outageK < 1 || cfg.outageD <= 0 || cfg.drain < 0 {
@@ -77,19 +79,24 @@ type config struct {
 	phase          float64
 	outageK        int
 	outageD, drain time.Duration
+	only           string
 }
 
 const path = "/v1/items"
 
-// transports lists the clients compared. failsafehttp gets the one courtesy of having the bodies of the
+// transports lists the clients compared (those named in cfg.only, if any). failsafehttp gets the one courtesy of having the bodies of the
 // responses it retries drained (see peers.FailsafeHTTPDrained): without it, the outage run exhausts the
 // process's file descriptors.
-func transports() []peers.Peer {
-	list := peers.All("plain")
-	for i := range list {
-		if list[i].Name == "failsafehttp" {
-			list[i].Wrap = peers.FailsafeHTTPDrained
+func transports(cfg config) []peers.Peer {
+	var list []peers.Peer
+	for _, p := range peers.All("plain") {
+		if cfg.only != "" && !slices.Contains(strings.Split(cfg.only, ","), p.Name) {
+			continue
 		}
+		if p.Name == "failsafehttp" {
+			p.Wrap = peers.FailsafeHTTPDrained
+		}
+		list = append(list, p)
 	}
 	return list
 }
@@ -158,7 +165,7 @@ func runQuota(cfg config) {
 		allowed["fixed"], allowed["sliding"])
 	var results []quotaResult
 	for _, sliding := range []bool{false, true} {
-		for _, p := range transports() {
+		for _, p := range transports(cfg) {
 			r := quotaRun(cfg, p, sliding)
 			results = append(results, r)
 			fmt.Fprintf(os.Stderr, "%-13s %-7s %d successes, %d requests, %d answered 429\n",
@@ -274,7 +281,7 @@ func runOutage(cfg config) {
 	fmt.Printf("outage: every answer 503 (no Retry-After); %d workers start calls for %v, then calls still retrying get up to %v to finish\n\n",
 		cfg.outageK, cfg.outageD, cfg.drain)
 	var results []outageResult
-	for _, p := range transports() {
+	for _, p := range transports(cfg) {
 		r := outageRun(cfg, p)
 		results = append(results, r)
 		fmt.Fprintf(os.Stderr, "%-13s %d calls, %d requests\n", r.transport, r.started, r.served)

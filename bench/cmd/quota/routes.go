@@ -34,7 +34,7 @@ func runRoutes(cfg config) {
 	fmt.Printf("allowed per run: large %.0f, small %.0f\n\n", float64(large)*windows, float64(small)*windows)
 	var results []routesResult
 	for _, named := range []bool{true, false} {
-		for _, p := range transports() {
+		for _, p := range transports(cfg) {
 			r := routesRun(cfg, p.Name, p.Wrap, large, small, named)
 			results = append(results, r)
 			fmt.Fprintf(os.Stderr, "%-13s %-8s large %d, small %d, %d of %d answered 429\n", r.transport, r.naming, r.large, r.small, r.sent429, r.served)
