@@ -18,7 +18,9 @@ import (
 // While a bucket's window runs with nothing but its counts changing, requests take and give back its
 // slots without its lock or a clock read, with an atomic compare-and-swap each on a word of the
 // processor they run on (see lane.go): the throttle's happy path. Leases of slots, and answers that lower
-// the remaining count, also write a word all processors read. It is safe for concurrent use.
+// the remaining count, also write a word all processors read. The Wake of a verdict that refuses a slot
+// is closed at its RetryAt at the latest, by one timer per bucket, so a waiter needs no timer of its own.
+// It is safe for concurrent use.
 type MemoryStore struct {
 	max     int
 	last    atomic.Pointer[memBucket] // the bucket used last: most clients talk to one API
@@ -200,6 +202,11 @@ func (s *MemoryStore) dropLocked(name string, b *memBucket) {
 	s.last.CompareAndSwap(b, nil)
 	b.closeLane()
 	b.stopLane()
+	if b.ring != nil {
+		b.ring.Stop()
+		b.ringGen++
+		b.ringAt = time.Time{}
+	}
 	if b.wake != nil {
 		close(b.wake)
 		b.wake, b.untimed = nil, false
@@ -243,6 +250,9 @@ type memBucket struct {
 	blocked   time.Time     // the server asked for no request before this
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
 	untimed   bool          // someone waits on wake with no time to wait for
+	ring      *time.Timer   // closes wake at ringAt (see wait), unless ringGen has moved on
+	ringAt    time.Time     // zero: no timer pending
+	ringGen   uint64
 	lastUse   atomic.Int64  // Unix nanoseconds
 	stripes   int           // of its lanes
 
@@ -267,7 +277,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 	b.touch(now)
 	switch {
 	case now.Before(b.blocked):
-		return b.wait(b.blocked, "server asked to retry later")
+		return b.wait(now, b.blocked, "server asked to retry later")
 	case !b.known:
 		// No headers seen yet: no throttling, but count what is in flight.
 	case b.pace != nil:
@@ -275,11 +285,11 @@ func (b *memBucket) take(now time.Time) Verdict {
 		// refused, whatever the last answer said remains. A refusal ends the pacing (see done), so a
 		// fixed window mistaken for a sliding one costs one 429.
 		if !b.pace.AllowN(now, 1) {
-			return b.wait(b.paceTime(now), "pacing a sliding window")
+			return b.wait(now, b.paceTime(now), "pacing a sliding window")
 		}
 	case !b.reset.IsZero() && now.Before(b.reset):
 		if b.remaining-b.inflight <= b.reserve() {
-			return b.wait(b.reset, "quota spent until reset")
+			return b.wait(now, b.reset, "quota spent until reset")
 		}
 	case b.reset.IsZero() && b.remaining-b.inflight > 0:
 		// The server gave no reset: spend what it said remains.
@@ -287,7 +297,7 @@ func (b *memBucket) take(now time.Time) Verdict {
 		// The window has passed: its budget is unknown until a response says it, so one request goes first.
 		b.probing = true
 	default:
-		return b.wait(time.Time{}, "waiting for the new window's budget")
+		return b.wait(now, time.Time{}, "waiting for the new window's budget")
 	}
 	b.inflight++
 	return Verdict{OK: true}
@@ -312,12 +322,39 @@ func (b *memBucket) paceTime(now time.Time) time.Time {
 	return now.Add(time.Duration(missing / float64(b.pace.Limit()) * float64(time.Second)))
 }
 
-func (b *memBucket) wait(until time.Time, reason string) Verdict {
+// wait refuses a slot at now until the given time (zero: until an answer comes). The verdict's Wake is
+// closed by then at the latest, by the bucket's timer: waiters need no timer of their own, and a
+// thousand requests parked until a reset cost the runtime one timer, not a thousand.
+func (b *memBucket) wait(now, until time.Time, reason string) Verdict {
 	if b.wake == nil {
 		b.wake = make(chan struct{})
 	}
 	b.untimed = b.untimed || until.IsZero()
+	if !until.IsZero() && (b.ringAt.IsZero() || until.Before(b.ringAt)) {
+		if b.ring != nil {
+			b.ring.Stop()
+		}
+		b.ringAt = until
+		b.ringGen++
+		gen := b.ringGen
+		b.ring = time.AfterFunc(until.Sub(now), func() { b.rang(gen) })
+	}
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
+}
+
+// rang is the bucket's timer firing, armed as number gen: unless it was armed again since, the waiters
+// whose time has come (and any others, who ask again and wait anew) are woken.
+func (b *memBucket) rang(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if gen != b.ringGen {
+		return
+	}
+	b.ringAt = time.Time{}
+	if b.wake != nil {
+		close(b.wake)
+		b.wake, b.untimed = nil, false
+	}
 }
 
 func (b *memBucket) done(o *Observation) bool {

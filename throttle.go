@@ -275,6 +275,11 @@ func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket stri
 		}
 	}()
 	for waited := false; ; {
+		// A waiter woken because a slot may have freed tries the lane first: when many wake at once (a
+		// new window's budget has come), each would otherwise take the bucket's lock in turn.
+		if waited && l.th.mem != nil && l.th.mem.tryTake(bucket, l.th.clock.recently()) {
+			return true, nil
+		}
 		now := time.Now()
 		v, err := l.th.store.Take(ctx, bucket, now)
 		if err != nil {
@@ -297,6 +302,8 @@ func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket stri
 		}
 		var tick <-chan time.Time
 		switch {
+		case l.th.mem != nil && v.Wake != nil:
+			// A MemoryStore closes Wake by RetryAt at the latest (see memBucket.wait): no timer here.
 		case !v.RetryAt.IsZero():
 			tick = resetTimer(&timer, wait)
 		case v.Wake == nil:

@@ -443,3 +443,65 @@ func TestStoreAskedWithTheClock(t *testing.T) {
 		}
 	})
 }
+
+// TestMemoryStoreWakesAtRetryAt: a MemoryStore closes a refused take's Wake at its RetryAt by itself (so
+// the throttle's waiters keep no timer each), re-arming for an earlier time when one comes, and a waiter
+// woken early asks again and waits anew.
+func TestMemoryStoreWakesAtRetryAt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := NewMemoryStore(0)
+		t0 := time.Now()
+		s.Take(ctx, "k", t0)
+		s.Done(ctx, "k", Observation{Took: true, Now: t0, HasRateLimit: true,
+			RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
+
+		var mu sync.Mutex
+		var asked, went []time.Duration // after t0
+		var wg sync.WaitGroup
+		waiter := func() {
+			for {
+				v, _ := s.Take(ctx, "k", time.Now())
+				mu.Lock()
+				asked = append(asked, time.Since(t0))
+				if v.OK {
+					went = append(went, time.Since(t0))
+				}
+				mu.Unlock()
+				if v.OK {
+					return
+				}
+				if v.Wake == nil {
+					t.Error("a refused take has no Wake")
+					return
+				}
+				<-v.Wake
+			}
+		}
+		wg.Go(waiter) // waits for the reset, 10 s
+		synctest.Wait()
+		time.Sleep(time.Second)
+		// The server asks for nothing before 3 s: the store's timer moves earlier.
+		s.Done(ctx, "k", Observation{Now: time.Now(), Status: http.StatusServiceUnavailable, RetryAt: t0.Add(3 * time.Second)})
+		wg.Go(waiter)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		// Both woke at 3 s, were refused until the reset, woke then; one went (the probe of the new window),
+		// the other waits for its answer.
+		if diff := cmp.Diff([]time.Duration{10 * time.Second}, went); diff != "" {
+			t.Errorf("let through at (-want +got):\n%s", diff)
+		}
+		s.Done(ctx, "k", Observation{Took: true, Now: time.Now(), HasRateLimit: true,
+			RateLimit: RateLimit{Limit: 10, Remaining: 8, Reset: t0.Add(20 * time.Second)}})
+		wg.Wait()
+		secs := func(s ...int) (d []time.Duration) {
+			for _, n := range s {
+				d = append(d, time.Duration(n)*time.Second)
+			}
+			return d
+		}
+		if diff := cmp.Diff(secs(0, 1, 3, 3, 10, 10, 11), asked); diff != "" {
+			t.Errorf("takes asked at (-want +got):\n%s", diff)
+		}
+	})
+}
