@@ -349,3 +349,63 @@ func TestRouteCacheWhileLearning(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestBucketNameSeenByTheNextWindow: the lane reads a window's answers by the shape of the first it read
+// (see reading.readIn), so a bucket name that starts to come in the middle of a window, with the numbers
+// the window already had, is seen at the next window; one that comes with other numbers is seen at once.
+func TestBucketNameSeenByTheNextWindow(t *testing.T) {
+	for _, otherNumbers := range []bool{false, true} {
+		t.Run(fmt.Sprintf("other numbers %v", otherNumbers), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				t0 := time.Now()
+				var named atomic.Bool
+				base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					n := int(time.Since(t0) / time.Minute)
+					h := http.Header{}
+					h.Set("Ratelimit-Limit", "100")
+					h.Set("Ratelimit-Remaining", "90")
+					h.Set("Ratelimit-Reset", t0.Add(time.Duration(n+1)*time.Minute).UTC().Format(http.TimeFormat))
+					if named.Load() {
+						h.Set("X-Ratelimit-Bucket", "core")
+						if otherNumbers {
+							h.Set("Ratelimit-Limit", "50")
+							h.Set("Ratelimit-Remaining", "40")
+						}
+					}
+					return &http.Response{StatusCode: http.StatusOK, Header: h, Body: http.NoBody, Request: r}, nil
+				})
+				tr := New(base)
+				client := &http.Client{Transport: tr}
+				get := func() {
+					t.Helper()
+					resp, err := client.Get("http://api.test/v1/items")
+					if err != nil {
+						t.Fatal(err)
+					}
+					resp.Body.Close()
+				}
+				buckets := func() (b []string) {
+					for _, l := range tr.Throttle().Learned() {
+						b = append(b, l.Route+" "+l.Bucket)
+					}
+					return b
+				}
+				get() // describes the bucket, through the lock
+				get() // the lane's first answer, read in full: its shape has no bucket name
+				named.Store(true)
+				get()
+				want := []string{"* (shared)", "GET /v1/items core"}
+				if !otherNumbers {
+					if diff := cmp.Diff([]string{"* (shared)"}, buckets()); diff != "" {
+						t.Errorf("within the window (-want +got):\n%s", diff)
+					}
+					time.Sleep(time.Minute)
+					get() // the next window's first request, through the lock
+				}
+				if diff := cmp.Diff(want, buckets()); diff != "" {
+					t.Errorf("buckets learned (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}

@@ -197,8 +197,8 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 	if !ok {
 		return RateLimit{}, false
 	}
-	if bucket, found := hdrBucketHeader(h); found {
-		rl.Bucket = bucket
+	if bucket, key := hdrBucketHeader(h); key != "" {
+		rl.Bucket = bucket // over the IETF policy's name, if any
 	}
 	return rl, true
 }
@@ -206,17 +206,71 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 // parseRateLimitLazy is parseRateLimit that asks now() for the time only when the headers need it: not
 // for an answer without rate-limit headers, nor for one of the contract's dialect alone (dialect 1) whose
 // reset is absent or the date the cache holds as trusted. It fills *rl as parseRateLimit would, and
-// returns the time it read, or the zero time.
-func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
+// returns the time it read, or the zero time, and the shape of h (see hdrShape).
+func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time) (ok bool, at time.Time, shape hdrShape) {
 	remaining := h[hdrRateLimitRemaining]
 	if h[hdrRateLimit] != nil || h[hdrXRateLimitRemaining] != nil {
 		at = now()
 		*rl, ok = parseRateLimit(h, at, dates)
-		return ok, at
+		return ok, at, 0
 	}
 	if remaining == nil {
-		return false, time.Time{}
+		return false, time.Time{}, 0
 	}
+	if ok, at = hdrParseFieldsLazy(rl, h, remaining, dates, now); !ok {
+		return false, at, 0
+	}
+	bucket, key := hdrBucketHeader(h)
+	switch key {
+	case "":
+		shape = hdrShapeFields
+	case hdrXRateLimitBucket:
+		rl.Bucket, shape = bucket, hdrShapeFields|hdrShapeBucket
+	default:
+		rl.Bucket = bucket
+	}
+	return true, at, shape
+}
+
+// hdrShape is which rate-limit headers an answer carried, as far as reading another answer like it needs
+// to know; zero stands for any other set. The answers of one window of one bucket nearly always carry
+// the same set, so the throttle reads an answer's shape once a window and looks for those headers alone
+// in the answers after it (see parseRateLimitShaped): three map look-ups instead of seven.
+type hdrShape uint32
+
+const (
+	// hdrShapeFields: RateLimit-Remaining (dialect 1), and neither RateLimit nor X-RateLimit-Remaining,
+	// nor a usable X-RateLimit-Bucket or X-RateLimit-Resource.
+	hdrShapeFields hdrShape = 1 << iota
+	// hdrShapeBucket, with hdrShapeFields: the same, but with a usable X-RateLimit-Bucket.
+	hdrShapeBucket
+)
+
+// parseRateLimitShaped is parseRateLimitLazy for an answer of the given shape (not zero): it looks only
+// for the headers of that shape. It gives what parseRateLimitLazy gives whenever h has that shape, and
+// reports fits false, having read nothing, when h lacks one of the shape's headers; it cannot see a
+// header the shape lacks.
+func parseRateLimitShaped(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time, shape hdrShape) (ok bool, at time.Time, fits bool) {
+	remaining := h[hdrRateLimitRemaining]
+	if remaining == nil {
+		return false, time.Time{}, false
+	}
+	var bucket string
+	if shape&hdrShapeBucket != 0 {
+		if bucket = hdrBucketValue(h[hdrXRateLimitBucket]); bucket == "" {
+			return false, time.Time{}, false
+		}
+	}
+	if ok, at = hdrParseFieldsLazy(rl, h, remaining, dates, now); ok {
+		rl.Bucket = bucket
+	}
+	return ok, at, true
+}
+
+// hdrParseFieldsLazy reads dialect 1 from h, whose RateLimit-Remaining values the caller looked up,
+// asking now() for the time only if the reset needs it. It fills *rl (zero when ok is false) and returns
+// the time it read, or the zero time.
+func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
 	switch hdrParseFieldsRateLimit(rl, h, remaining, hdrRateLimitLimit, hdrRateLimitReset, time.Time{}, dates) {
 	case hdrUnusable:
 		*rl = RateLimit{}
@@ -224,9 +278,6 @@ func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func
 	case hdrNeedsTime:
 		at = now()
 		rl.Reset, _ = hdrLatestReset(h[hdrRateLimitReset], at, dates, hdrParseReset)
-	}
-	if bucket, found := hdrBucketHeader(h); found {
-		rl.Bucket = bucket
 	}
 	return true, at
 }
@@ -291,16 +342,24 @@ func hdrMoreRestrictive(a, b *RateLimit) bool {
 }
 
 // hdrBucketHeader returns the first usable X-RateLimit-Bucket or
-// X-RateLimit-Resource value.
-func hdrBucketHeader(h http.Header) (string, bool) {
+// X-RateLimit-Resource value, and the key it came from ("" for none).
+func hdrBucketHeader(h http.Header) (name, key string) {
 	for _, key := range [...]string{hdrXRateLimitBucket, hdrXRateLimitResource} {
-		for _, v := range h[key] {
-			if v = hdrTrimOWS(v); hdrValidBucket(v) {
-				return v, true
-			}
+		if name := hdrBucketValue(h[key]); name != "" {
+			return name, key
 		}
 	}
-	return "", false
+	return "", ""
+}
+
+// hdrBucketValue returns the first usable bucket name among values, or "".
+func hdrBucketValue(values []string) string {
+	for _, v := range values {
+		if v = hdrTrimOWS(v); hdrValidBucket(v) {
+			return v
+		}
+	}
+	return ""
 }
 
 // hdrValidBucket reports whether s is acceptable as a bucket name: non-empty,

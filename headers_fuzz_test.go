@@ -78,9 +78,17 @@ func FuzzParseRateLimit(f *testing.F) {
 			var dc dateCache
 			parseRateLimit(hh, now, &dc)
 			var c RateLimit
-			cok, _ := parseRateLimitLazy(&c, hh, &dc, func() time.Time { return now })
+			cok, _, shape := parseRateLimitLazy(&c, hh, &dc, func() time.Time { return now })
 			if want, wok := parseRateLimit(hh, now, &dc); cok != wok || c != want {
 				t.Fatalf("lazy reading of %v: %+v, %v; with the time: %+v, %v", hh, c, cok, want, wok)
+			}
+			// Read again as the next answer of its window, by its shape: the same.
+			if shape != 0 {
+				var d RateLimit
+				dok, _, fits := parseRateLimitShaped(&d, hh, &dc, func() time.Time { return now }, shape)
+				if !fits || dok != cok || d != c {
+					t.Fatalf("reading of %v by its shape %b: %+v, %v, fits %v; in full: %+v, %v", hh, shape, d, dok, fits, c, cok)
+				}
 			}
 		}
 		if !ok {

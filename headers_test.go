@@ -909,3 +909,65 @@ func TestParseRetryAfterAllocs(t *testing.T) {
 		t.Errorf("ParseRetryAfter(%q) allocates %v times, want 0", h, allocs)
 	}
 }
+
+// TestParseRateLimitShaped: an answer's shape, as the full reading reports it, and what reading by a shape
+// gives for answers that have it, lack one of its headers, or carry one it lacks.
+func TestParseRateLimitShaped(t *testing.T) {
+	now := hdrTestNow
+	clock := func() time.Time { return now }
+	contract := http.Header{hdrRateLimitLimit: {"10"}, hdrRateLimitRemaining: {"5"}, hdrRateLimitReset: {"30"}}
+	with := func(h http.Header, kv ...string) http.Header {
+		h = h.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			h[kv[i]] = []string{kv[i+1]}
+		}
+		return h
+	}
+	named := with(contract, hdrXRateLimitBucket, "core")
+	for _, tt := range []struct {
+		name  string
+		h     http.Header
+		shape hdrShape
+	}{
+		{"contract", contract, hdrShapeFields},
+		{"named", named, hdrShapeFields | hdrShapeBucket},
+		{"unusable bucket name", with(contract, hdrXRateLimitBucket, ""), hdrShapeFields},
+		{"named by resource", with(contract, hdrXRateLimitResource, "core"), 0},
+		{"bucket and resource", with(named, hdrXRateLimitResource, "search"), hdrShapeFields | hdrShapeBucket},
+		{"two dialects", with(contract, hdrXRateLimitRemaining, "3"), 0},
+		{"structured too", with(contract, hdrRateLimit, `"default";r=5;t=30`), 0},
+		{"no headers", http.Header{}, 0},
+		{"garbage count", with(contract, hdrRateLimitRemaining, "lots"), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var full RateLimit
+			ok, _, shape := parseRateLimitLazy(&full, tt.h, nil, clock)
+			if shape != tt.shape {
+				t.Fatalf("shape %b, want %b", shape, tt.shape)
+			}
+			if shape == 0 {
+				return
+			}
+			var got RateLimit
+			gok, _, fits := parseRateLimitShaped(&got, tt.h, nil, clock, shape)
+			if !fits || gok != ok || got != full {
+				t.Errorf("by shape: %+v, %v, fits %v; in full: %+v, %v", got, gok, fits, full, ok)
+			}
+		})
+	}
+	t.Run("an answer without a header of the shape does not fit", func(t *testing.T) {
+		for _, h := range []http.Header{contract, http.Header{hdrRateLimitLimit: {"10"}}} {
+			var rl RateLimit
+			if _, _, fits := parseRateLimitShaped(&rl, h, nil, clock, hdrShapeFields|hdrShapeBucket); fits || rl != (RateLimit{}) {
+				t.Errorf("%v read by the named shape: fits %v, %+v", h, fits, rl)
+			}
+		}
+	})
+	t.Run("a header the shape lacks is not seen", func(t *testing.T) {
+		// The price of reading by shape, paid until the next window (see reading.readIn).
+		var rl RateLimit
+		if ok, _, fits := parseRateLimitShaped(&rl, named, nil, clock, hdrShapeFields); !ok || !fits || rl.Bucket != "" {
+			t.Errorf("named answer read by the unnamed shape: %+v, ok %v, fits %v", rl, ok, fits)
+		}
+	})
+}

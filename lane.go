@@ -96,6 +96,8 @@ type memLane struct {
 
 	expired atomic.Bool // the timer fired: the window is over, whatever time a lock holder read before
 
+	shape atomic.Uint32 // the hdrShape of the window's answers (see reading.readIn); 0 until one is read
+
 	unknown bool // no answer has described the bucket: no limit to spend, only requests in flight to count
 	limit   int
 	window  time.Duration

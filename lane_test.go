@@ -290,7 +290,7 @@ func TestLazyReading(t *testing.T) {
 			parseRateLimit(tt.h, now, &dc) // the first answer of a window parses its date
 			var rl RateLimit
 			asked := false
-			ok, at := parseRateLimitLazy(&rl, tt.h, &dc, func() time.Time { asked = true; return now })
+			ok, at, _ := parseRateLimitLazy(&rl, tt.h, &dc, func() time.Time { asked = true; return now })
 			if asked == tt.clockless || ok != tt.ok || asked != !at.IsZero() {
 				t.Fatalf("asked for the time %v (returned %v), ok %v; want asked %v, ok %v", asked, at, ok, !tt.clockless, tt.ok)
 			}

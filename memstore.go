@@ -253,8 +253,8 @@ type memBucket struct {
 	ring      *time.Timer   // closes wake at ringAt (see wait), unless ringGen has moved on
 	ringAt    time.Time     // zero: no timer pending
 	ringGen   uint64
-	lastUse   atomic.Int64  // Unix nanoseconds
-	stripes   int           // of its lanes
+	lastUse   atomic.Int64 // Unix nanoseconds
+	stripes   int          // of its lanes
 
 	// The lane (lane.go): until the bucket takes its counts back, remaining and inflight above are
 	// stale and the lane's words hold them.

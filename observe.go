@@ -90,8 +90,29 @@ type reading struct {
 
 // read reads h, without the clock when it can (see parseRateLimitLazy).
 func (p *reading) read(l *throttleLayer, h http.Header) {
-	p.has, p.now = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
+	p.has, p.now, _ = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
 	p.done = true
+}
+
+// readIn reads h, an answer of a request that passed lane, looking only for the headers of the shape the
+// lane's window has shown, when it has shown one and h has them all (see hdrShape); else it reads all of
+// h and keeps its shape for the next answer. A header that a window's answers start to carry after its
+// first is therefore seen in the next window, or as soon as an answer lacks one of the others; an answer
+// whose numbers do not fit the lane (another limit or reset) goes to the lock, which reads all of it.
+// A reading by shape is left not done, so that observe reads the answer again in full.
+func (p *reading) readIn(l *throttleLayer, lane *memLane, h http.Header) {
+	if shape := hdrShape(lane.shape.Load()); shape != 0 {
+		var fits bool
+		if p.has, p.now, fits = parseRateLimitShaped(&p.rl, h, &l.th.dates, l.th.clock.now, shape); fits {
+			return
+		}
+	}
+	p.done = true
+	var shape hdrShape
+	p.has, p.now, shape = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
+	if uint32(shape) != lane.shape.Load() {
+		lane.shape.Store(uint32(shape))
+	}
 }
 
 // byLimit orders route r's two buckets (spent) so that the one that reported limit when the route learned

@@ -194,7 +194,7 @@ func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		return false
 	}
-	pre.read(l, resp.Header)
+	pre.readIn(l, lane, resp.Header)
 	if pre.has && pre.rl.Bucket != "" && (r == nil || r.names[0] != pre.rl.Bucket) {
 		return false
 	}
