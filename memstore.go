@@ -251,7 +251,7 @@ type memBucket struct {
 	wake      chan struct{} // closed when a waiter may go; nil until someone waits
 	untimed   bool          // someone waits on wake with no time to wait for
 	ring      *time.Timer   // closes wake at ringAt (see wait), unless ringGen has moved on
-	ringAt    time.Time     // zero: no timer pending
+	ringAt    time.Time     // when ring fires, on this process's clock; zero: no timer pending
 	ringGen   uint64
 	lastUse   atomic.Int64 // Unix nanoseconds
 	stripes   int          // of its lanes
@@ -330,14 +330,20 @@ func (b *memBucket) wait(now, until time.Time, reason string) Verdict {
 		b.wake = make(chan struct{})
 	}
 	b.untimed = b.untimed || until.IsZero()
-	if !until.IsZero() && (b.ringAt.IsZero() || until.Before(b.ringAt)) {
-		if b.ring != nil {
-			b.ring.Stop()
+	if !until.IsZero() {
+		// The instant on this process's clock: callers' nows may lag it (a now read before the lock was
+		// waited for, a clock that has not caught up with a step of the wall clock), and a later caller
+		// with an earlier instant must not find the timer set by a lagging one and leave it late.
+		d := until.Sub(now)
+		if at := time.Now().Add(d); b.ringAt.IsZero() || at.Before(b.ringAt) {
+			if b.ring != nil {
+				b.ring.Stop()
+			}
+			b.ringAt = at
+			b.ringGen++
+			gen := b.ringGen
+			b.ring = time.AfterFunc(d, func() { b.rang(gen) })
 		}
-		b.ringAt = until
-		b.ringGen++
-		gen := b.ringGen
-		b.ring = time.AfterFunc(until.Sub(now), func() { b.rang(gen) })
 	}
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
 }

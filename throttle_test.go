@@ -505,3 +505,62 @@ func TestMemoryStoreWakesAtRetryAt(t *testing.T) {
 		}
 	})
 }
+
+// TestMemoryStoreWakeIgnoresALaggingNow: a take whose now lags the clock (read before the caller waited
+// for the bucket's lock, say) arms the bucket's timer late; a later take with the right time and an
+// earlier instant re-arms it, so every waiter is woken by its RetryAt.
+func TestMemoryStoreWakeIgnoresALaggingNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		s := NewMemoryStore(0)
+		t0 := time.Now()
+		s.Take(ctx, "k", t0)
+		s.Done(ctx, "k", Observation{Took: true, Now: t0, HasRateLimit: true,
+			RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
+		a, _ := s.Take(ctx, "k", t0) // RetryAt 10 s
+		s.Done(ctx, "k", Observation{Now: t0, Status: http.StatusServiceUnavailable, RetryAt: t0.Add(8 * time.Second)})
+		s.Take(ctx, "k", t0.Add(-5*time.Second)) // 5 s stale: RetryAt 8 s is 13 s from its now
+		c, _ := s.Take(ctx, "k", t0)             // on time: RetryAt 8 s
+		var wg sync.WaitGroup
+		for name, v := range map[string]Verdict{"first": a, "last": c} {
+			wg.Go(func() {
+				<-v.Wake
+				if late := time.Since(v.RetryAt); late > 0 {
+					t.Errorf("%s waiter: Wake closed %v after its RetryAt (%v)", name, late, v.RetryAt.Sub(t0))
+				}
+			})
+		}
+		wg.Wait()
+	})
+}
+
+// TestThrottleWaitOutlastsAWallClockStep: the throttle's first take reads its own clock, whose wall reading
+// lags a forward step of the wall clock until it anchors again (see clock.go); against a reset given as a
+// Unix time, that take's wait is as long as the step too long. The waiting request still goes at the
+// reset: the take it makes once waiting, at the time, re-arms the bucket's timer.
+func TestThrottleWaitOutlastsAWallClockStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		reset := t0.Add(10 * time.Second)
+		var mu sync.Mutex
+		var sent []time.Duration
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			sent = append(sent, time.Since(t0))
+			mu.Unlock()
+			return response(r, 200, "ok", "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0",
+				"X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10)), nil
+		})
+		th := NewThrottle()
+		rt := Chain(base, Throttled(th))
+		get(t, rt, context.Background()) // nothing remains until the reset
+		// The wall clock steps 5 s forward just after the clock's last anchor (an NTP step, a VM resumed).
+		th.clock.anchor.Store(&clockAnchor{mono: time.Since(th.clock.epoch), t: time.Now().Add(-5 * time.Second).Round(0)})
+		get(t, rt, context.Background())
+		mu.Lock()
+		defer mu.Unlock()
+		if diff := cmp.Diff([]time.Duration{0, 10 * time.Second}, sent); diff != "" {
+			t.Errorf("requests sent at (-want +got):\n%s", diff)
+		}
+	})
+}

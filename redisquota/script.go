@@ -18,8 +18,9 @@ import "github.com/redis/go-redis/v9"
 //	    refills (0/1); until then, one request of a window is kept back if l >= 10
 //	pc  paced: the bucket is taken for a sliding window (0/1)
 //	pq  pace rate, per ms: 0.98*(l-1)/w when the pacing began
-//	pt  pace tokens (a token bucket at pq of burst 1 + floor((l-1)/100), empty when the pacing begins;
-//	    polite's paceBurst)
+//	pb  pace burst: 1 + floor((l-1)/100) when the pacing began (polite's paceBurst); 0 in a hash written
+//	    before it was kept, read as 1
+//	pt  pace tokens (a token bucket at pq of burst pb, empty when the pacing begins)
 //	pl  when pt was computed
 //	u   last use
 //	n   sequence of lease ids
@@ -36,7 +37,7 @@ local reserveMin = 10
 local b = {}
 local h = redis.call('HGETALL', st)
 for i = 1, #h, 2 do b[h[i]] = tonumber(h[i + 1]) end
-for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pt', 'pl', 'u', 'n'}) do
+for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pb', 'pt', 'pl', 'u', 'n'}) do
   if b[f] == nil then b[f] = 0 end
 end
 
@@ -46,7 +47,7 @@ local inflight = redis.call('ZCARD', ls)
 local function sliding(on)
   b.pc = 0
   if on and b.l > 1 and b.w > 0 then
-    b.pc, b.pq, b.pt, b.pl = 1, pace * (b.l - 1) / b.w, 0, now
+    b.pc, b.pq, b.pb, b.pt, b.pl = 1, pace * (b.l - 1) / b.w, 1 + math.floor((b.l - 1) / 100), 0, now
   end
 end
 
@@ -62,12 +63,12 @@ end
 local function tokens()
   local last = b.pl
   if now < last then last = now end
-  return math.min(1 + math.floor((b.l - 1) / 100), b.pt + (now - last) * rate())
+  return math.min(math.max(1, b.pb), b.pt + (now - last) * rate())
 end
 
 local function save()
   redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'rf', b.rf, 'b', b.b,
-    'pc', b.pc, 'pq', b.pq, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
+    'pc', b.pc, 'pq', b.pq, 'pb', b.pb, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
   local exp = math.max(b.rs, b.b, b.u, now) + keep
   local top = redis.call('ZRANGE', ls, -1, -1, 'WITHSCORES')
   if top[2] ~= nil then

@@ -301,6 +301,24 @@ func TestSlidingPaceBurst(t *testing.T) {
 	}
 }
 
+// TestSlidingPaceBurstKeptThroughALimitChange: the pacer's burst is fixed when the pacing begins, in Redis
+// as in memory, even when a later window reports another limit (a plan change) while the bucket is paced.
+func TestSlidingPaceBurstKeptThroughALimitChange(t *testing.T) {
+	p, start := pacedPair(t, 50) // a burst of 1 + 49/100 = 1
+	w := 10 * time.Second
+	reset := start.Add(-time.Millisecond).Add(w) // the reset the probe's answer reported
+	at := reset.Add(time.Second)
+	p.done(polite.Observation{Now: at, Status: 200, HasRateLimit: true,
+		RateLimit: polite.RateLimit{Limit: 1000, Remaining: 900, Reset: reset.Add(w), Window: w}})
+	later := at.Add(5 * time.Second) // long enough to fill any burst
+	if !p.take(later).OK {
+		t.Fatal("no slot after a pause")
+	}
+	if p.take(later).OK { // take compares the stores; both refuse
+		t.Error("a second slot at once: the burst followed the new limit")
+	}
+}
+
 // TestMatchesMemoryStore drives both stores through random steps and checks every answer agrees.
 func TestMatchesMemoryStore(t *testing.T) {
 	redisAddr(t)
