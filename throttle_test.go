@@ -444,17 +444,23 @@ func TestStoreAskedWithTheClock(t *testing.T) {
 	})
 }
 
+// spentStore returns a MemoryStore whose bucket "k" has nothing left until 10 s after t0.
+func spentStore(t0 time.Time) *MemoryStore {
+	s := NewMemoryStore(0)
+	s.Take(context.Background(), "k", t0)
+	s.Done(context.Background(), "k", Observation{Took: true, Now: t0, HasRateLimit: true,
+		RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
+	return s
+}
+
 // TestMemoryStoreWakesAtRetryAt: a MemoryStore closes a refused take's Wake at its RetryAt by itself (so
 // the throttle's waiters keep no timer each), re-arming for an earlier time when one comes, and a waiter
 // woken early asks again and waits anew.
 func TestMemoryStoreWakesAtRetryAt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		s := NewMemoryStore(0)
 		t0 := time.Now()
-		s.Take(ctx, "k", t0)
-		s.Done(ctx, "k", Observation{Took: true, Now: t0, HasRateLimit: true,
-			RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
+		s := spentStore(t0)
 
 		var mu sync.Mutex
 		var asked, went []time.Duration // after t0
@@ -512,11 +518,8 @@ func TestMemoryStoreWakesAtRetryAt(t *testing.T) {
 func TestMemoryStoreWakeIgnoresALaggingNow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		s := NewMemoryStore(0)
 		t0 := time.Now()
-		s.Take(ctx, "k", t0)
-		s.Done(ctx, "k", Observation{Took: true, Now: t0, HasRateLimit: true,
-			RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
+		s := spentStore(t0)
 		a, _ := s.Take(ctx, "k", t0) // RetryAt 10 s
 		s.Done(ctx, "k", Observation{Now: t0, Status: http.StatusServiceUnavailable, RetryAt: t0.Add(8 * time.Second)})
 		s.Take(ctx, "k", t0.Add(-5*time.Second)) // 5 s stale: RetryAt 8 s is 13 s from its now
