@@ -87,7 +87,7 @@ type routeTable struct {
 // routeCacheSlots is the size of a route table's lock-free caches.
 const routeCacheSlots = 64
 
-// pathMemo remembers, for the request whose key, method and path hash to raw, the hash of its route
+// pathMemo remembers, for the request whose method and path hash to raw, the hash of its route
 // (routeHash). Its tag is raw ^ pathMemoMix(route): a reader reads tag, then route, and takes route only if
 // tag is its own raw mixed with it, so words that two writers tore apart, or a slot that went from one
 // path to another and back between two reads, are never taken for a path's route (short of a 64-bit
@@ -108,7 +108,7 @@ func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Reque
 	if routeKey != nil {
 		return routeID{key, maphash.String(t.seed, routeKey(req))}
 	}
-	raw := pathHash(t.seed, key, req) | 1 // odd: an empty slot's tag, 0, is never raw ^ pathMemoMix(0)
+	raw := pathHash(t.seed, req) | 1 // odd: an empty slot's tag, 0, is never raw ^ pathMemoMix(0)
 	m := &t.paths[raw%routeCacheSlots]
 	tag := m.tag.Load()
 	h := m.route.Load()

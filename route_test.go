@@ -66,3 +66,33 @@ func TestPathMemo(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRouteIDs: a request's route id holds its key and its route's hash, whatever the path memo holds:
+// two keys' requests to one path share the hash, not the id; methods, common or not, keep routes apart.
+func TestRouteIDs(t *testing.T) {
+	th := NewThrottle()
+	id := func(key, method, url string) routeID {
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return th.routes.id(key, req, nil)
+	}
+	for range 2 { // the second round reads the memo
+		a, b := id("a", "GET", "http://api.test/v1/users/42"), id("b", "GET", "http://api.test/v1/users/42")
+		if a.key != "a" || b.key != "b" || a.hash != b.hash {
+			t.Errorf("ids of one path under two keys: %+v, %+v", a, b)
+		}
+		seen := map[uint64]string{}
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND"} {
+			h := id("a", m, "http://api.test/v1/users/42").hash
+			if other, dup := seen[h]; dup {
+				t.Errorf("methods %q and %q share a route", m, other)
+			}
+			seen[h] = m
+		}
+		if a, b := id("a", "GET", "http://api.test/v1/users/42"), id("a", "GET", "http://api.test/v1/users/7"); a != b {
+			t.Errorf("IDs collapsed differently: %+v, %+v", a, b)
+		}
+	}
+}
