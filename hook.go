@@ -61,9 +61,14 @@ func (c *config) emit(ctx context.Context, ev Event) {
 	if ev.Kind == EventThrottle {
 		level = slog.LevelDebug
 	}
-	if !c.logger.Enabled(ctx, level) {
-		return
+	if c.logger.Enabled(ctx, level) {
+		c.log(ctx, level, &ev)
 	}
+}
+
+// log logs ev. It is emit's slow path, kept out of it so that emit's stack frame stays small: a request
+// parked on the throttle waits with emit's caller on its stack.
+func (c *config) log(ctx context.Context, level slog.Level, ev *Event) {
 	attrs := []slog.Attr{
 		slog.String("method", ev.Request.Method),
 		slog.String("url", redact(ev.Request.URL)),

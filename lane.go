@@ -63,6 +63,17 @@ type laneHints struct {
 
 type laneHint struct{ i atomic.Int32 }
 
+// take takes a slot of lane l in the stripe of the processor it runs on, moving the processor on to the
+// next stripe if it met another take there. It returns the stripe.
+func (h *laneHints) take(l *memLane) (ok bool, stripe int) {
+	i, hint := h.stripe()
+	ok, met := l.take(i)
+	if met {
+		h.moveOn(hint, i)
+	}
+	return ok, i
+}
+
 // stripe returns the stripe of the processor the caller runs on, in [0, n), and its entry (nil with one
 // stripe).
 func (h *laneHints) stripe() (int, *laneHint) {

@@ -48,9 +48,31 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 	return s
 }
 
+// probeReason is the reason of a take refused while the probe of a new window is out.
+const probeReason = "waiting for the new window's budget"
+
+// wakeChan boxes a wake channel for an atomic pointer.
+type wakeChan struct{ c chan struct{} }
+
+// probeWait returns the channel that bucket's waiters wait on while its probe is out or due, or nil: a
+// waiter that finds one open need not take the bucket's lock to be told to wait on it. It reports claimed
+// true to one caller per channel: that one must take (Take) rather than wait, so that the probe goes.
+func (s *MemoryStore) probeWait(bucket string) (c <-chan struct{}, claimed bool) {
+	if b := s.peek(bucket); b != nil {
+		if w := b.probeWake.Load(); w != nil {
+			return w.c, b.probeClaim.CompareAndSwap(false, true)
+		}
+	}
+	return nil, false
+}
+
 // Take implements [Store]. It never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
-	return s.get(bucket, now).take(now), nil
+	// The lane first, before the lock and again under it (see memBucket.take).
+	if s.tryTake(bucket, now) {
+		return Verdict{OK: true}, nil
+	}
+	return s.get(bucket, now).take(now, &s.hints), nil
 }
 
 // Done implements [Store]. It never fails.
@@ -100,11 +122,7 @@ func (s *MemoryStore) tryTakeLane(bucket string, recent time.Time) (*memLane, in
 	if l == nil {
 		return nil, 0
 	}
-	i, hint := s.hints.stripe()
-	ok, met := l.take(i)
-	if met {
-		s.hints.moveOn(hint, i)
-	}
+	ok, i := s.hints.take(l)
 	if !ok {
 		return nil, 0
 	}
@@ -207,10 +225,7 @@ func (s *MemoryStore) dropLocked(name string, b *memBucket) {
 		b.ringGen++
 		b.ringAt = time.Time{}
 	}
-	if b.wake != nil {
-		close(b.wake)
-		b.wake, b.untimed = nil, false
-	}
+	b.wakeAll()
 }
 
 // sameWindowSlack is how far apart two reported resets may be and still name one window: servers that
@@ -253,8 +268,15 @@ type memBucket struct {
 	ring      *time.Timer   // closes wake at ringAt (see wait), unless ringGen has moved on
 	ringAt    time.Time     // when ring fires, on this process's clock; zero: no timer pending
 	ringGen   uint64
-	lastUse   atomic.Int64 // Unix nanoseconds
-	stripes   int          // of its lanes
+
+	// probeWake holds wake while a probe is out, or due (the reset has passed), and waiters wait for its
+	// answer with no time to wait for: a waiter woken meanwhile (at the reset, with thousands of others)
+	// parks on it again without taking the lock, unless it is the one to claim the due probe (see
+	// MemoryStore.probeWait). Nil when wake is closed.
+	probeWake  atomic.Pointer[wakeChan]
+	probeClaim atomic.Bool
+	lastUse    atomic.Int64 // Unix nanoseconds
+	stripes    int          // of its lanes
 
 	// The lane (lane.go): until the bucket takes its counts back, remaining and inflight above are
 	// stale and the lane's words hold them.
@@ -269,9 +291,19 @@ func (b *memBucket) touch(now time.Time) {
 	}
 }
 
-func (b *memBucket) take(now time.Time) Verdict {
+// take decides whether a request may go at now. While the lane is open it gives a slot of the lane, if
+// it has one, without closing it: a pass through the lock closes the lane while it decides, and under a
+// herd (thousands of waiters woken at once) each such pass would send the lane's other users to the
+// lock in turn, where they would close it again. hints, if not nil, picks the lane's stripe.
+func (b *memBucket) take(now time.Time, hints *laneHints) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if l := b.lane.Load(); l != nil && hints != nil {
+		if ok, _ := hints.take(l); ok {
+			b.touch(now)
+			return Verdict{OK: true}
+		}
+	}
 	b.closeLane()
 	defer b.openLane(now)
 	b.touch(now)
@@ -295,9 +327,12 @@ func (b *memBucket) take(now time.Time) Verdict {
 		// The server gave no reset: spend what it said remains.
 	case !b.probing || b.inflight == 0:
 		// The window has passed: its budget is unknown until a response says it, so one request goes first.
+		// Those after it wait for its answer, on a channel published now, so that they need not take the
+		// lock to find out (at a reset, thousands may have woken at once).
 		b.probing = true
+		b.waitForProbe(now)
 	default:
-		return b.wait(now, time.Time{}, "waiting for the new window's budget")
+		return b.waitForProbe(now)
 	}
 	b.inflight++
 	return Verdict{OK: true}
@@ -348,6 +383,25 @@ func (b *memBucket) wait(now, until time.Time, reason string) Verdict {
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
 }
 
+// waitForProbe refuses a slot until the probe's answer, and publishes the channel its waiters wait on
+// (see probeWake). b.mu is held.
+func (b *memBucket) waitForProbe(now time.Time) Verdict {
+	v := b.wait(now, time.Time{}, probeReason)
+	if w := b.probeWake.Load(); w == nil || w.c != b.wake {
+		b.probeWake.Store(&wakeChan{b.wake})
+	}
+	return v
+}
+
+// wakeAll closes the bucket's wake channel, if any: every waiter asks again. b.mu is held.
+func (b *memBucket) wakeAll() {
+	if b.wake != nil {
+		close(b.wake)
+		b.wake, b.untimed = nil, false
+	}
+	b.probeWake.Store(nil)
+}
+
 // rang is the bucket's timer firing, armed as number gen: unless it was armed again since, the waiters
 // whose time has come (and any others, who ask again and wait anew) are woken.
 func (b *memBucket) rang(gen uint64) {
@@ -357,10 +411,21 @@ func (b *memBucket) rang(gen uint64) {
 		return
 	}
 	b.ringAt = time.Time{}
-	if b.wake != nil {
-		close(b.wake)
-		b.wake, b.untimed = nil, false
+	if b.wake == nil {
+		return
 	}
+	if now := time.Now(); b.known && !b.reset.IsZero() && !now.Before(b.reset) && !b.probing && b.pace == nil && !now.Before(b.blocked) {
+		// The window has passed: one request must probe the new one, and the rest wait for its answer.
+		// The waiters are told so now, without the lock: the first to claim the probe goes to the lock,
+		// the others wait on the next channel, which the probe's answer (any answer) closes.
+		next := make(chan struct{})
+		close(b.wake)
+		b.wake, b.untimed = next, true
+		b.probeClaim.Store(false)
+		b.probeWake.Store(&wakeChan{next})
+		return
+	}
+	b.wakeAll()
 }
 
 func (b *memBucket) done(o *Observation) bool {
@@ -388,8 +453,7 @@ func (b *memBucket) done(o *Observation) bool {
 		b.probing = false // whichever request was the probe, let another find out
 	}
 	if b.wake != nil && (b.untimed || b.ready(o.Now)) {
-		close(b.wake)
-		b.wake, b.untimed = nil, false
+		b.wakeAll()
 	}
 	return fits
 }

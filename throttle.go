@@ -277,8 +277,20 @@ func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket stri
 	for waited := false; ; {
 		// A waiter woken because a slot may have freed tries the lane first: when many wake at once (a
 		// new window's budget has come), each would otherwise take the bucket's lock in turn.
-		if waited && l.th.mem != nil && l.th.mem.tryTake(bucket, l.th.clock.recently()) {
-			return true, nil
+		if waited && l.th.mem != nil {
+			if l.th.mem.tryTake(bucket, l.th.clock.recently()) {
+				return true, nil
+			}
+			// While a probe is out or due, the lock would only say to wait for its answer (but to the one
+			// that claims the due probe): wait without it.
+			if probe, claimed := l.th.mem.probeWait(bucket); probe != nil && !claimed && !closed(probe) {
+				select {
+				case <-probe:
+					continue
+				case <-ctx.Done():
+					return false, &ThrottleError{Bucket: bucket, Reason: probeReason, Err: ctx.Err()}
+				}
+			}
 		}
 		now := time.Now()
 		v, err := l.th.store.Take(ctx, bucket, now)
@@ -315,6 +327,16 @@ func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket stri
 		case <-ctx.Done():
 			return false, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
+	}
+}
+
+// closed reports whether c is closed (it is never sent on).
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

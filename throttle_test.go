@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -358,7 +359,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		if got := b.pace.Burst(); got != 2 {
 			t.Fatalf("burst %d, want 2", got)
 		}
-		take := func(sec float64) bool { return b.take(at(sec)).OK }
+		take := func(sec float64) bool { return b.take(at(sec), nil).OK }
 		var got []bool
 		for _, sec := range []float64{
 			0,                   // the pacer starts empty
@@ -537,6 +538,28 @@ func TestMemoryStoreWakeIgnoresALaggingNow(t *testing.T) {
 	})
 }
 
+// sendLog records when requests reached a base, after t0. It is safe for concurrent use.
+type sendLog struct {
+	t0 time.Time
+	mu sync.Mutex
+	at []time.Duration
+}
+
+// record logs a request now and returns its time after t0.
+func (l *sendLog) record() time.Duration {
+	d := time.Since(l.t0)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = append(l.at, d)
+	return d
+}
+
+func (l *sendLog) times() []time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.at)
+}
+
 // TestThrottleWaitOutlastsAWallClockStep: the throttle's first take reads its own clock, whose wall reading
 // lags a forward step of the wall clock until it anchors again (see clock.go); against a reset given as a
 // Unix time, that take's wait is as long as the step too long. The waiting request still goes at the
@@ -545,12 +568,9 @@ func TestThrottleWaitOutlastsAWallClockStep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		t0 := time.Now()
 		reset := t0.Add(10 * time.Second)
-		var mu sync.Mutex
-		var sent []time.Duration
+		sent := sendLog{t0: t0}
 		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			mu.Lock()
-			sent = append(sent, time.Since(t0))
-			mu.Unlock()
+			sent.record()
 			return response(r, 200, "ok", "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0",
 				"X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10)), nil
 		})
@@ -560,9 +580,56 @@ func TestThrottleWaitOutlastsAWallClockStep(t *testing.T) {
 		// The wall clock steps 5 s forward just after the clock's last anchor (an NTP step, a VM resumed).
 		th.clock.anchor.Store(&clockAnchor{mono: time.Since(th.clock.epoch), t: time.Now().Add(-5 * time.Second).Round(0)})
 		get(t, rt, context.Background())
-		mu.Lock()
-		defer mu.Unlock()
-		if diff := cmp.Diff([]time.Duration{0, 10 * time.Second}, sent); diff != "" {
+		if diff := cmp.Diff([]time.Duration{0, 10 * time.Second}, sent.times()); diff != "" {
+			t.Errorf("requests sent at (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestWaitersParkOnTheProbe: requests parked until a reset all wake at it; one probes the new window and
+// the others wait for its answer (parking on the probe's channel, without the bucket's lock), then go. A
+// request that comes while the probe is out and whose context ends meanwhile gets a ThrottleError saying
+// why it waited.
+func TestWaitersParkOnTheProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		reset := t0.Add(10 * time.Second)
+		sent := sendLog{t0: t0}
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if sent.record() < 10*time.Second {
+				return response(r, 200, "ok", "Ratelimit-Limit", "100", "Ratelimit-Remaining", "0",
+					"Ratelimit-Reset", reset.UTC().Format(http.TimeFormat)), nil
+			}
+			time.Sleep(2 * time.Second) // the probe's answer takes a while
+			return response(r, 200, "ok", "Ratelimit-Limit", "100", "Ratelimit-Remaining", "99",
+				"Ratelimit-Reset", reset.Add(time.Minute).UTC().Format(http.TimeFormat)), nil
+		})
+		rt := New(base)
+		get(t, rt, context.Background()) // the window is spent
+		time.Sleep(time.Second)
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				if code, err := get(t, rt, context.Background()); code != 200 {
+					t.Errorf("parked request: %d, %v", code, err)
+				}
+			})
+		}
+		// A request that comes while the probe is out, and gives up before its answer.
+		time.Sleep(time.Until(t0.Add(10*time.Second + 500*time.Millisecond)))
+		ctx, cancel := context.WithDeadline(context.Background(), t0.Add(11*time.Second))
+		defer cancel()
+		_, err := get(t, rt, ctx)
+		var te *ThrottleError
+		if !errors.As(err, &te) || te.Reason != probeReason || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("request cut off while the probe was out: %v, want a ThrottleError %q", err, probeReason)
+		}
+		wg.Wait()
+		want := []time.Duration{0, 10 * time.Second} // the first request, then the probe
+		for range 19 {
+			want = append(want, 12*time.Second) // the others, once the probe's answer came
+		}
+		if diff := cmp.Diff(want, sent.times()); diff != "" {
 			t.Errorf("requests sent at (-want +got):\n%s", diff)
 		}
 	})

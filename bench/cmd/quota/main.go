@@ -16,7 +16,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/quota [-q 200] [-w 2s] [-d 6s] [-k 32] [-phase 0.5]
+//	go run ./cmd/quota [-q 200] [-w 2s] [-d 6s] [-k 32] [-phase 0.5] [-only polite,plain]
 //	go run ./cmd/quota -outage [-outage-k 64] [-outage-d 5s] [-drain 60s]
 package main
 
