@@ -116,6 +116,10 @@ type memLane struct {
 	timer   *time.Timer // closes the lane at reset
 }
 
+// serves reports whether a take that read the time now may use the lane: now is in the lane's window.
+// (The lane's timer closes it at the reset, but a caller's now may be past it before the timer fires.)
+func (l *memLane) serves(now time.Time) bool { return l.unknown || now.Before(l.reset) }
+
 // laneWords are the words of one opening of a lane. lines[0] holds the remaining count and the slots
 // leased: every take reads it; leases and answers that lower the remaining count write it. lines[1:] are
 // the stripes.

@@ -2,6 +2,7 @@ package polite
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -469,4 +470,35 @@ func TestLaneHintsMoveOn(t *testing.T) {
 		t.Errorf("a stale move took the entry from 0 to %d", got)
 	}
 	h.moveOn(nil, 0) // one stripe: no entry
+}
+
+// TestTakeReadsItsNow: a take through MemoryStore.Take, or through the lock, is judged at the now it is
+// given even while the lane is open: at or after the reset, the first is the new window's probe and the
+// next waits for its answer, whether or not the lane's timer has fired yet.
+func TestTakeReadsItsNow(t *testing.T) {
+	for _, lock := range []bool{false, true} {
+		t.Run(fmt.Sprintf("through the lock %v", lock), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				reset := time.Now().Add(10 * time.Second)
+				s := laneStore(t, 100, 50, reset)
+				if s.peek("k").lane.Load() == nil {
+					t.Fatal("no lane")
+				}
+				take := func(now time.Time) Verdict {
+					if lock {
+						return s.peek("k").take(now, &s.hints)
+					}
+					v, _ := s.Take(context.Background(), "k", now)
+					return v
+				}
+				at := reset.Add(time.Millisecond)
+				if v := take(at); !v.OK {
+					t.Fatalf("the probe was refused: %+v", v)
+				}
+				if v := take(at); v.OK || v.Reason != probeReason {
+					t.Errorf("a second take after the reset: OK %v %q, want to wait for the probe", v.OK, v.Reason)
+				}
+			})
+		})
+	}
 }

@@ -68,9 +68,15 @@ func (s *MemoryStore) probeWait(bucket string) (c <-chan struct{}, claimed bool)
 
 // Take implements [Store]. It never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
-	// The lane first, before the lock and again under it (see memBucket.take).
-	if s.tryTake(bucket, now) {
-		return Verdict{OK: true}, nil
+	// The lane first, before the lock and again under it (see memBucket.take), for a take whose now is
+	// in the lane's window (the lane's timer may not have closed it yet).
+	if b := s.peek(bucket); b != nil {
+		if l := b.lane.Load(); l != nil && l.serves(now) {
+			if ok, _ := s.hints.take(l); ok {
+				b.touch(now)
+				return Verdict{OK: true}, nil
+			}
+		}
 	}
 	return s.get(bucket, now).take(now, &s.hints), nil
 }
@@ -294,11 +300,13 @@ func (b *memBucket) touch(now time.Time) {
 // take decides whether a request may go at now. While the lane is open it gives a slot of the lane, if
 // it has one, without closing it: a pass through the lock closes the lane while it decides, and under a
 // herd (thousands of waiters woken at once) each such pass would send the lane's other users to the
-// lock in turn, where they would close it again. hints, if not nil, picks the lane's stripe.
+// lock in turn, where they would close it again. Only a take whose now is in the lane's window is served
+// so: one at or after the reset is the new window's probe, or waits for it. hints, if not nil, picks the
+// lane's stripe.
 func (b *memBucket) take(now time.Time, hints *laneHints) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l := b.lane.Load(); l != nil && hints != nil {
+	if l := b.lane.Load(); l != nil && hints != nil && l.serves(now) {
 		if ok, _ := hints.take(l); ok {
 			b.touch(now)
 			return Verdict{OK: true}
