@@ -52,7 +52,7 @@ func main() {
 	flag.IntVar(&cfg.outageK, "outage-k", 64, "concurrent workers in -outage mode")
 	flag.DurationVar(&cfg.outageD, "outage-d", 5*time.Second, "how long the workers start calls in -outage mode")
 	flag.DurationVar(&cfg.drain, "drain", time.Minute, "in -outage mode, how long calls still retrying after -outage-d may take to finish before they are cancelled")
-	verbose = flag.Bool("v", false, "print the first error of each kind each worker meets")
+	verbose = flag.Bool("v", false, "print the first error of each kind each worker meets, and with -routes each 429 polite got, with its time")
 	flag.StringVar(&cfg.only, "only", "", "comma-separated transports to run (plain, polite, retryablehttp, failsafehttp); all if empty")
 	flag.Parse()
 	if cfg.q < 1 || cfg.k < 1 || cfg.d <= 0 || cfg.w < time.Second || cfg.w%time.Second != 0 ||

@@ -79,6 +79,14 @@ func routesRun(cfg config, name string, wrap func(http.RoundTripper) http.RoundT
 	wg.Wait()
 	srv.Close()
 	base.CloseIdleConnections()
+	if *verbose && name == "polite" {
+		for _, r := range srv.Requests() {
+			if r.Status == 429 {
+				e := r.Time.Sub(epoch)
+				fmt.Fprintf(os.Stderr, "429 %s at window %d +%v (%v after the start)\n", r.Path, int(e/cfg.w), e%cfg.w, r.Time.Sub(start))
+			}
+		}
+	}
 	st := srv.Stats()
 	naming := "no"
 	if named {
