@@ -70,13 +70,8 @@ func (s *MemoryStore) probeWait(bucket string) (c <-chan struct{}, claimed bool)
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
 	// The lane first, before the lock and again under it (see memBucket.take), for a take whose now is
 	// in the lane's window (the lane's timer may not have closed it yet).
-	if b := s.peek(bucket); b != nil {
-		if l := b.lane.Load(); l != nil && l.serves(now) {
-			if ok, _ := s.hints.take(l); ok {
-				b.touch(now)
-				return Verdict{OK: true}, nil
-			}
-		}
+	if b := s.peek(bucket); b != nil && b.takeLane(now, &s.hints) {
+		return Verdict{OK: true}, nil
 	}
 	return s.get(bucket, now).take(now, &s.hints), nil
 }
@@ -306,11 +301,8 @@ func (b *memBucket) touch(now time.Time) {
 func (b *memBucket) take(now time.Time, hints *laneHints) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if l := b.lane.Load(); l != nil && hints != nil && l.serves(now) {
-		if ok, _ := hints.take(l); ok {
-			b.touch(now)
-			return Verdict{OK: true}
-		}
+	if hints != nil && b.takeLane(now, hints) {
+		return Verdict{OK: true}
 	}
 	b.closeLane()
 	defer b.openLane(now)
@@ -389,6 +381,20 @@ func (b *memBucket) wait(now, until time.Time, reason string) Verdict {
 		}
 	}
 	return Verdict{RetryAt: until, Wake: b.wake, Reason: reason}
+}
+
+// takeLane takes a slot of the bucket's lane for a take at now, if the lane is open, serves now and has
+// one, in the stripe hints gives.
+func (b *memBucket) takeLane(now time.Time, hints *laneHints) bool {
+	l := b.lane.Load()
+	if l == nil || !l.serves(now) {
+		return false
+	}
+	if ok, _ := hints.take(l); !ok {
+		return false
+	}
+	b.touch(now)
+	return true
 }
 
 // waitForProbe refuses a slot until the probe's answer, and publishes the channel its waiters wait on

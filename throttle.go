@@ -275,14 +275,10 @@ func (l *throttleLayer) wait(ctx context.Context, req *http.Request, bucket stri
 		}
 	}()
 	for waited := false; ; {
-		// A waiter woken because a slot may have freed tries the lane first: when many wake at once (a
-		// new window's budget has come), each would otherwise take the bucket's lock in turn.
+		// While a probe is out or due, the lock would only say to wait for its answer (but to the one that
+		// claims the due probe): a woken waiter waits without it. (The lane is closed meanwhile; Take tries
+		// it before the lock otherwise.)
 		if waited && l.th.mem != nil {
-			if l.th.mem.tryTake(bucket, l.th.clock.recently()) {
-				return true, nil
-			}
-			// While a probe is out or due, the lock would only say to wait for its answer (but to the one
-			// that claims the due probe): wait without it.
 			if probe, claimed := l.th.mem.probeWait(bucket); probe != nil && !claimed && !closed(probe) {
 				select {
 				case <-probe:
