@@ -121,12 +121,11 @@ func (t *routeTable) id(key string, req *http.Request, routeKey func(*http.Reque
 	return routeID{key, h}
 }
 
-// lookup returns the learned route of req under key, or nil, marking it used at c's recent time.
-func (t *routeTable) lookup(key string, req *http.Request, routeKey func(*http.Request) string, c *clock) *route {
+// lookup returns the learned route id, or nil, marking it used at c's recent time.
+func (t *routeTable) lookup(id routeID, c *clock) *route {
 	if t.n.Load() == 0 {
 		return nil
 	}
-	id := t.id(key, req, routeKey)
 	slot := &t.recent[id.hash%routeCacheSlots]
 	r := slot.Load()
 	if r == nil || r.id != id {

@@ -226,15 +226,15 @@ func TestRouteCacheFollowsTheTable(t *testing.T) {
 	req := func(path string) *http.Request { r, _ := http.NewRequest("GET", "http://api.test"+path, nil); return r }
 	a := req("/a")
 	th.routes.learn("k", a, nil, now, func(r *route) { r.add("k\x00@1", "", 10) })
-	if r := th.routes.lookup("k", a, nil, c); r == nil || r.buckets[0] != "k\x00@1" {
+	if r := th.routes.lookup(th.routes.id("k", a, nil), c); r == nil || r.buckets[0] != "k\x00@1" {
 		t.Fatalf("lookup after learning = %+v", r)
 	}
 	th.routes.learn("k", a, nil, now, func(r *route) { r.add("k\x00@2", "", 20) })
-	if r := th.routes.lookup("k", a, nil, c); r == nil || r.buckets[1] != "k\x00@2" {
+	if r := th.routes.lookup(th.routes.id("k", a, nil), c); r == nil || r.buckets[1] != "k\x00@2" {
 		t.Fatalf("lookup after learning again = %+v, want the second bucket", r)
 	}
 	th.routes.learn("k", req("/b"), nil, now, func(r *route) { r.add("k\x00@3", "", 30) }) // evicts /a
-	if r := th.routes.lookup("k", a, nil, c); r != nil {
+	if r := th.routes.lookup(th.routes.id("k", a, nil), c); r != nil {
 		t.Errorf("lookup of an evicted route = %+v, want nil", r)
 	}
 }
@@ -340,7 +340,7 @@ func TestRouteCacheWhileLearning(t *testing.T) {
 					return
 				default:
 				}
-				if r := th.routes.lookup("k", req, nil, c); r != nil && r.buckets[0] != "k\x00"+r.names[0] {
+				if r := th.routes.lookup(th.routes.id("k", req, nil), c); r != nil && r.buckets[0] != "k\x00"+r.names[0] {
 					t.Errorf("route seen half made: buckets %q, names %q", r.buckets, r.names)
 					return
 				}

@@ -10,9 +10,10 @@ import (
 
 // Throttle holds requests back on the client so that they stay within what servers said remains of
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
-// headers of 2xx and 429 answers, and Retry-After); nothing is configured, and a key whose responses carry
-// no rate-limit headers is never held. Within a key it learns which routes count against which bucket
-// (see [Throttle.Learned]).
+// headers of 2xx and 429 answers, and Retry-After); nothing is configured. Within a key it learns which
+// routes count against which bucket (see [Throttle.Learned]). A route's first request goes alone: the
+// route's other requests wait for its answer, which tells the route's bucket, for at most a second.
+// Beyond that, a key whose responses carry no rate-limit headers is never held.
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
@@ -23,6 +24,7 @@ type Throttle struct {
 	mem      *MemoryStore               // the store when it is a MemoryStore, whose lanes are tried first
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
+	disc     discovery // which routes have been answered (see discover.go)
 }
 
 // routeName names req's route as the throttle's route key does.
@@ -142,7 +144,31 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return l.next.RoundTrip(req)
 	}
 	key := l.cfg.key(req)
-	r := l.th.routes.lookup(key, req, l.th.routeKey, l.th.clock)
+	id := l.th.routes.id(key, req, l.th.routeKey)
+	if out&noThrottle == 0 && !l.th.disc.known(id) {
+		first, err := l.discover(ctx, req, id)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		if first {
+			return l.roundTripFirst(req, out, key, id)
+		}
+	}
+	return l.roundTrip(req, out, key, id)
+}
+
+// roundTripFirst sends req, the first request of route id (see discover.go), and then lets the route's
+// other requests go.
+func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID) (resp *http.Response, err error) {
+	defer func() { l.th.disc.finish(id, resp != nil) }() // deferred: a panic below must not hold the route
+	return l.roundTrip(req, out, key, id)
+}
+
+// roundTrip takes req's slots, sends it and records its answer.
+func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id routeID) (*http.Response, error) {
+	ctx := req.Context()
+	r := l.th.routes.lookup(id, l.th.clock)
 	spent := bucketsOf(key, r)
 	if out&noThrottle == 0 && spent[1] == "" && l.th.mem != nil && (r == nil || r.blocked.Load() == 0) {
 		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
