@@ -375,15 +375,7 @@ func TestBucketNameSeenByTheNextWindow(t *testing.T) {
 					return &http.Response{StatusCode: http.StatusOK, Header: h, Body: http.NoBody, Request: r}, nil
 				})
 				tr := New(base)
-				client := &http.Client{Transport: tr}
-				get := func() {
-					t.Helper()
-					resp, err := client.Get("http://api.test/v1/items")
-					if err != nil {
-						t.Fatal(err)
-					}
-					resp.Body.Close()
-				}
+				get := getter(t, tr, "http://api.test/v1/items")
 				buckets := func() (b []string) {
 					for _, l := range tr.Throttle().Learned() {
 						b = append(b, l.Route+" "+l.Bucket)
@@ -407,5 +399,68 @@ func TestBucketNameSeenByTheNextWindow(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// A named bucket's answers are read by their shape without their limit (see parseRateLimitShaped): a limit
+// that changes in the middle of the window is learned at the next window, while the remaining count is
+// followed at once.
+func TestNamedLimitChangeSeenByTheNextWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		var limit, remaining atomic.Int32
+		limit.Store(100)
+		remaining.Store(90)
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			n := int(time.Since(t0) / time.Minute)
+			h := http.Header{}
+			h.Set("Ratelimit-Limit", fmt.Sprint(limit.Load()))
+			h.Set("Ratelimit-Remaining", fmt.Sprint(remaining.Add(-1)))
+			h.Set("Ratelimit-Reset", t0.Add(time.Duration(n+1)*time.Minute).UTC().Format(http.TimeFormat))
+			h.Set("X-Ratelimit-Bucket", "core")
+			return &http.Response{StatusCode: http.StatusOK, Header: h, Body: http.NoBody, Request: r}, nil
+		})
+		tr := New(base)
+		get := getter(t, tr, "http://api.test/v1/items")
+		core := func() (limit, remaining int) {
+			for _, l := range tr.Throttle().Learned() {
+				if l.Bucket == "core" {
+					return l.Limit, l.Remaining
+				}
+			}
+			t.Fatalf("no bucket core in %+v", tr.Throttle().Learned())
+			return 0, 0
+		}
+		for range 3 {
+			get()
+		}
+		limit.Store(60)
+		remaining.Store(50)
+		get()
+		type state struct{ Limit, Remaining int }
+		var got state
+		got.Limit, got.Remaining = core()
+		if diff := cmp.Diff(state{100, 49}, got); diff != "" {
+			t.Errorf("within the window (-want +got):\n%s", diff)
+		}
+		time.Sleep(time.Minute)
+		get() // the next window's first answer, read in full
+		got.Limit, got.Remaining = core()
+		if diff := cmp.Diff(state{60, 48}, got); diff != "" {
+			t.Errorf("in the next window (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// getter returns a function that GETs url through rt and fails t if that fails.
+func getter(t *testing.T, rt http.RoundTripper, url string) func() {
+	client := &http.Client{Transport: rt}
+	return func() {
+		t.Helper()
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
 }

@@ -217,7 +217,7 @@ func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func
 	if remaining == nil {
 		return false, time.Time{}, 0
 	}
-	if ok, at = hdrParseFieldsLazy(rl, h, remaining, dates, now); !ok {
+	if ok, at = hdrParseFieldsLazy(rl, h, remaining, hdrRateLimitLimit, dates, now); !ok {
 		return false, at, 0
 	}
 	bucket, key := hdrBucketHeader(h)
@@ -249,7 +249,10 @@ const (
 // parseRateLimitShaped is parseRateLimitLazy for an answer of the given shape (not zero): it looks only
 // for the headers of that shape. It gives what parseRateLimitLazy gives whenever h has that shape, and
 // reports fits false, having read nothing, when h lacks one of the shape's headers; it cannot see a
-// header the shape lacks.
+// header the shape lacks. An answer that names its bucket is read without its Ratelimit-Limit (rl.Limit
+// is 0, unknown), as if it had none: the name tells the bucket, and the lane that reads answers by shape
+// needs only the count and the reset of a window whose limit it knows. (A limit changed in the middle of
+// a named bucket's window is therefore learned at the next window.)
 func parseRateLimitShaped(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time, shape hdrShape) (ok bool, at time.Time, fits bool) {
 	remaining := h[hdrRateLimitRemaining]
 	if remaining == nil {
@@ -261,17 +264,29 @@ func parseRateLimitShaped(rl *RateLimit, h http.Header, dates *dateCache, now fu
 			return false, time.Time{}, false
 		}
 	}
-	if ok, at = hdrParseFieldsLazy(rl, h, remaining, dates, now); ok {
+	limitKey := hdrRateLimitLimit
+	if bucket != "" {
+		limitKey = ""
+	}
+	if ok, at = hdrParseFieldsLazy(rl, h, remaining, limitKey, dates, now); ok {
 		rl.Bucket = bucket
 	}
 	return ok, at, true
 }
 
-// hdrParseFieldsLazy reads dialect 1 from h, whose RateLimit-Remaining values the caller looked up,
-// asking now() for the time only if the reset needs it. It fills *rl (zero when ok is false) and returns
-// the time it read, or the zero time.
-func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
-	switch hdrParseFieldsRateLimit(rl, h, remaining, hdrRateLimitLimit, hdrRateLimitReset, time.Time{}, dates) {
+// hdrValues returns h's values of key, or none for key "".
+func hdrValues(h http.Header, key string) []string {
+	if key == "" {
+		return nil
+	}
+	return h[key]
+}
+
+// hdrParseFieldsLazy reads dialect 1 from h, whose RateLimit-Remaining values the caller looked up, with
+// the limit under limitKey ("": not read), asking now() for the time only if the reset needs it. It fills
+// *rl (zero when ok is false) and returns the time it read, or the zero time.
+func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, limitKey string, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
+	switch hdrParseFieldsRateLimit(rl, h, remaining, limitKey, hdrRateLimitReset, time.Time{}, dates) {
 	case hdrUnusable:
 		*rl = RateLimit{}
 		return false, time.Time{}
@@ -393,7 +408,7 @@ func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []str
 		return hdrUnusable
 	}
 	*rl = RateLimit{Remaining: remaining}
-	if limit, ok := hdrMinCount(h[limitKey]); ok {
+	if limit, ok := hdrMinCount(hdrValues(h, limitKey)); ok {
 		if remaining > limit {
 			return hdrUnusable
 		}

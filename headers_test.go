@@ -948,6 +948,13 @@ func TestParseRateLimitShaped(t *testing.T) {
 			if shape == 0 {
 				return
 			}
+			if shape&hdrShapeBucket != 0 {
+				// A named answer is read by its shape as if it had no limit.
+				ok, _, _ = parseRateLimitLazy(&full, without(tt.h, hdrRateLimitLimit), nil, clock)
+				if full.Limit != 0 {
+					t.Fatalf("read without its limit: %+v", full)
+				}
+			}
 			var got RateLimit
 			gok, _, fits := parseRateLimitShaped(&got, tt.h, nil, clock, shape)
 			if !fits || gok != ok || got != full {
@@ -970,4 +977,13 @@ func TestParseRateLimitShaped(t *testing.T) {
 			t.Errorf("named answer read by the unnamed shape: %+v, ok %v, fits %v", rl, ok, fits)
 		}
 	})
+}
+
+// without returns a copy of h without the given headers.
+func without(h http.Header, keys ...string) http.Header {
+	h = h.Clone()
+	for _, k := range keys {
+		delete(h, k)
+	}
+	return h
 }
