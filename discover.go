@@ -9,19 +9,14 @@ import (
 )
 
 // A route's first request goes alone. Until an answer has said which bucket a route counts against, the
-// route's other requests wait for that answer, for at most discoverMaxWait. Without this, a burst to a
-// route the throttle has not heard of spends the key's shared bucket; when the first answer shows that
-// the route has a smaller limit of its own, the rest of the burst is already on its way, and each request
-// past that limit comes back 429. (Discord's client libraries treat a route whose bucket is unknown the
-// same way.) Once a route has been answered, this costs its requests one look-up without a lock.
+// route's other requests wait for that answer, for at most the throttle's first wait (ThrottleFirstWait).
+// Without this, a burst to a route the throttle has not heard of spends the key's shared bucket; when the
+// first answer shows that the route has a smaller limit of its own, the rest of the burst is already on
+// its way, and each request past that limit comes back 429. Once a route has been answered, this costs
+// its requests one look-up without a lock.
 
 // discoverSlots is the size of a throttle's table of answered routes.
 const discoverSlots = 1024
-
-// discoverMaxWait bounds how long a route's requests wait for its first answer: a slow first answer (a
-// long report, a long poll) must not hold the others as long. A request whose deadline or maximum wait
-// comes sooner waits until then, and then goes.
-const discoverMaxWait = time.Second
 
 // discoverReason is the reason of a wait for a route's first answer.
 const discoverReason = "waiting for the route's first answer"
@@ -78,8 +73,9 @@ func (d *discovery) finish(id routeID, answered bool) {
 	}
 }
 
-// discover waits while another request of route id is the route's first, for at most discoverMaxWait,
-// the maximum wait, or until ctx's deadline, whichever comes first; then the request goes. It reports
+// discover waits while another request of route id is the route's first, for at most the throttle's
+// first wait, the maximum wait, or until ctx's deadline, whichever comes first; then the request goes: a
+// slow first answer (a long report, a long poll) must not hold the others as long. It reports
 // first true when the request is the route's first: the caller must call finish when it ends.
 func (l *throttleLayer) discover(ctx context.Context, req *http.Request, id routeID) (first bool, err error) {
 	var (
@@ -97,7 +93,7 @@ func (l *throttleLayer) discover(ctx context.Context, req *http.Request, id rout
 			return first, nil
 		}
 		if timer == nil {
-			d := min(discoverMaxWait, l.cfg.maxWait)
+			d := min(l.th.first, l.cfg.maxWait)
 			if dl, ok := ctx.Deadline(); ok {
 				d = min(d, time.Until(dl))
 			}

@@ -3,6 +3,7 @@ package polite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -151,7 +152,7 @@ func TestRouteFirstFailureHandsOn(t *testing.T) {
 	})
 }
 
-// Waiters give up on a slow first answer after discoverMaxWait and go; one whose context ends first
+// Waiters give up on a slow first answer after DefaultFirstWait and go; one whose context ends first
 // fails with a ThrottleError that unwraps to the context's error, its body closed.
 func TestRouteFirstAnswerWaitIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -178,7 +179,7 @@ func TestRouteFirstAnswerWaitIsBounded(t *testing.T) {
 
 		waiter := send(rt, context.Background(), "/slow", 1)
 		synctest.Wait()
-		time.Sleep(discoverMaxWait - time.Millisecond)
+		time.Sleep(DefaultFirstWait - time.Millisecond)
 		synctest.Wait()
 		if got := g.counts()["/slow"]; got != 1 {
 			t.Fatalf("%d sent while the first answer is out, want 1", got)
@@ -186,7 +187,7 @@ func TestRouteFirstAnswerWaitIsBounded(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
 		if got := g.counts()["/slow"]; got != 2 {
-			t.Fatalf("%d sent after waiting %v, want 2: the waiter goes", got, discoverMaxWait)
+			t.Fatalf("%d sent after waiting %v, want 2: the waiter goes", got, DefaultFirstWait)
 		}
 		g.open("/slow")
 		firstDone()
@@ -242,4 +243,40 @@ func TestColdStartBurstOnTwoRoutes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// ThrottleFirstWait sizes the wait for a route's first answer, and 0 turns it off.
+func TestThrottleFirstWait(t *testing.T) {
+	for _, tt := range []struct {
+		wait time.Duration
+		sent []int // requests sent at once, after wait − 1 ms, and after wait
+	}{
+		{0, []int{4, 4, 4}},
+		{200 * time.Millisecond, []int{1, 1, 4}},
+	} {
+		t.Run(fmt.Sprint(tt.wait), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				g := newGate("/a")
+				rt := Throttled(NewThrottle(ThrottleFirstWait(tt.wait)))(g)
+				done := send(rt, context.Background(), "/a", 4)
+				var sent []int
+				for _, d := range []time.Duration{0, tt.wait - time.Millisecond, time.Millisecond} {
+					time.Sleep(max(d, 0))
+					synctest.Wait()
+					sent = append(sent, g.counts()["/a"])
+				}
+				if diff := cmp.Diff(tt.sent, sent); diff != "" {
+					t.Errorf("requests sent (-want +got):\n%s", diff)
+				}
+				g.open("/a")
+				done()
+			})
+		})
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("ThrottleFirstWait(-1) did not panic")
+		}
+	}()
+	NewThrottle(ThrottleFirstWait(-1))
 }

@@ -12,8 +12,8 @@ import (
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
 // headers of 2xx and 429 answers, and Retry-After); nothing is configured. Within a key it learns which
 // routes count against which bucket (see [Throttle.Learned]). A route's first request goes alone: the
-// route's other requests wait for its answer, which tells the route's bucket, for at most a second.
-// Beyond that, a key whose responses carry no rate-limit headers is never held.
+// route's other requests wait for its answer, which tells the route's bucket (for at most a second; see
+// [ThrottleFirstWait]). Beyond that, a key whose responses carry no rate-limit headers is never held.
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
@@ -24,7 +24,8 @@ type Throttle struct {
 	mem      *MemoryStore               // the store when it is a MemoryStore, whose lanes are tried first
 	routeKey func(*http.Request) string // nil: DefaultRoute, hashed without allocating
 	routes   routeTable
-	disc     discovery // which routes have been answered (see discover.go)
+	disc     discovery     // which routes have been answered (see discover.go)
+	first    time.Duration // how long a route's requests wait for its first answer; 0: they do not
 }
 
 // routeName names req's route as the throttle's route key does.
@@ -38,7 +39,7 @@ const DefaultMaxRoutes = 1024
 
 // NewThrottle returns a Throttle with its state in a new [MemoryStore] unless opts say otherwise.
 func NewThrottle(opts ...ThrottleOption) *Throttle {
-	th := &Throttle{clock: newClock(), routes: routeTable{max: DefaultMaxRoutes, seed: maphash.MakeSeed(), routes: make(map[routeID]*route)}}
+	th := &Throttle{clock: newClock(), first: DefaultFirstWait, routes: routeTable{max: DefaultMaxRoutes, seed: maphash.MakeSeed(), routes: make(map[routeID]*route)}}
 	for _, o := range opts {
 		o(th)
 	}
@@ -68,6 +69,22 @@ func ThrottleMaxRoutes(n int) ThrottleOption {
 			refuse("ThrottleMaxRoutes", "n must be >= 1, got %d", n)
 		}
 		th.routes.max = n
+	}
+}
+
+// DefaultFirstWait is how long, by default, a route's requests wait for the route's first answer.
+const DefaultFirstWait = time.Second
+
+// ThrottleFirstWait sets how long a route's requests wait for the route's first answer while it is out
+// (default [DefaultFirstWait]): until an answer has told which bucket a route spends, its first request
+// goes alone. 0 turns the wait off: a burst to a new route then goes at once, and if the route has a
+// limit of its own smaller than the burst, the server refuses what passes it. d < 0 is refused.
+func ThrottleFirstWait(d time.Duration) ThrottleOption {
+	return func(th *Throttle) {
+		if d < 0 {
+			refuse("ThrottleFirstWait", "d must be >= 0, got %v", d)
+		}
+		th.first = d
 	}
 }
 
@@ -145,7 +162,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	key := l.cfg.key(req)
 	id := l.th.routes.id(key, req, l.th.routeKey)
-	if out&noThrottle == 0 && !l.th.disc.known(id) {
+	if out&noThrottle == 0 && l.th.first > 0 && !l.th.disc.known(id) {
 		first, err := l.discover(ctx, req, id)
 		if err != nil {
 			closeBody(req)
