@@ -73,7 +73,7 @@ type routeID struct {
 type routeTable struct {
 	max    int
 	seed   maphash.Seed
-	n      atomic.Int32 // routes held; 0 lets requests skip hashing
+	n      atomic.Int32 // routes held; 0 lets requests skip the look-up
 	mu     sync.RWMutex
 	routes map[routeID]*route
 	// recent caches routes by hash, so that requests find their route without the lock: a slot is
@@ -82,6 +82,8 @@ type routeTable struct {
 	// paths remembers the route hash DefaultRoute gives recent request paths, so that a request to a path
 	// seen lately skips collapsing its IDs (see pathMemo).
 	paths [routeCacheSlots]pathMemo
+	// forget is told of each route dropped, so that its next burst is discovered again (see discover.go).
+	forget func(routeID)
 }
 
 // routeCacheSlots is the size of a route table's lock-free caches.
@@ -196,6 +198,9 @@ func (t *routeTable) evictLocked() {
 	if oldest != nil {
 		t.recent[oldest.id.hash%routeCacheSlots].CompareAndSwap(oldest, nil)
 		delete(t.routes, oldest.id)
+		if t.forget != nil {
+			t.forget(oldest.id)
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package polite
 
 import (
-	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -18,98 +17,168 @@ import (
 // discoverSlots is the size of a throttle's table of answered routes.
 const discoverSlots = 1024
 
+// discoverWays is how many slots of the table one route may take: routes whose hashes share a set push
+// each other out only when more than discoverWays of them are in use.
+const discoverWays = 4
+
 // discoverReason is the reason of a wait for a route's first answer.
 const discoverReason = "waiting for the route's first answer"
 
 // discovery tracks which routes have been answered, and the first request of each route that has not.
 type discovery struct {
-	// answered holds routes that have had an answer, mapped directly by route hash. A route that another
-	// displaces from its slot is discovered again: its next burst goes one request first.
+	// answered holds routes that have had an answer, in sets of discoverWays slots chosen by route hash.
+	// A route pushed out of its set is discovered again: its next burst goes one request first.
 	answered [discoverSlots]atomic.Pointer[routeID]
+	next     atomic.Uint32 // the way of a full set the next route takes
 
 	mu      sync.Mutex
 	pending map[routeID]chan struct{} // routes whose first request is out; the channel closes at its end
 }
 
-// known reports whether route id has been answered.
-func (d *discovery) known(id routeID) bool {
-	p := d.answered[id.hash%discoverSlots].Load()
-	return p != nil && p.hash == id.hash && p.key == id.key
+// set returns the first slot of route id's set.
+func (d *discovery) set(id routeID) uint64 {
+	return id.hash % (discoverSlots / discoverWays) * discoverWays
 }
 
-// claim makes the caller route id's first request, when the route has not been answered and none is out:
-// first is true, and the caller must call finish. When one is out, it returns the channel closed when
-// that one ends. When the route has been answered meanwhile, it returns neither.
-func (d *discovery) claim(id routeID) (wait <-chan struct{}, first bool) {
+// known reports whether route id has been answered.
+func (d *discovery) known(id routeID) bool {
+	set := d.set(id)
+	for i := range uint64(discoverWays) {
+		if p := d.answered[set+i].Load(); p != nil && p.hash == id.hash && p.key == id.key {
+			return true
+		}
+	}
+	return false
+}
+
+// remember marks route id answered, in a free slot of its set or else in place of one of the others.
+func (d *discovery) remember(id routeID) {
+	if d.known(id) {
+		return
+	}
+	set := d.set(id)
+	for i := range uint64(discoverWays) {
+		if d.answered[set+i].CompareAndSwap(nil, &id) {
+			return
+		}
+	}
+	d.answered[set+uint64(d.next.Add(1)%discoverWays)].Store(&id)
+}
+
+// forget drops route id from the answered routes: its next burst goes one request first again. The
+// route table calls it for a learned route it drops.
+func (d *discovery) forget(id routeID) {
+	set := d.set(id)
+	for i := range uint64(discoverWays) {
+		if p := d.answered[set+i].Load(); p != nil && *p == id {
+			d.answered[set+i].CompareAndSwap(p, nil)
+		}
+	}
+}
+
+// claim makes the caller route id's first request when the route has not been answered and none is
+// out: it returns mine, the channel the caller must pass to finish when the request ends. When one is
+// out, it returns the channel closed when that one ends. When the route has been answered meanwhile, it
+// returns neither.
+func (d *discovery) claim(id routeID) (wait <-chan struct{}, mine chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.known(id) {
-		return nil, false
+		return nil, nil
 	}
 	if c := d.pending[id]; c != nil {
-		return c, false
+		return c, nil
 	}
 	if d.pending == nil {
 		d.pending = make(map[routeID]chan struct{})
 	}
-	d.pending[id] = make(chan struct{})
-	return nil, true
+	mine = make(chan struct{})
+	d.pending[id] = mine
+	return nil, mine
 }
 
-// finish ends the first request of route id, which got an answer if answered is true (the route is then
-// known); its waiters are woken. Without an answer (the request failed or was never sent) one of them
-// becomes the first request in its place.
-func (d *discovery) finish(id routeID, answered bool) {
+// finish ends route id's first request, the one claim gave mine, which got an answer if answered is
+// true: the route is then known. Its waiters are woken; without an answer (the request failed or was
+// never sent) one of them becomes the first request in its place.
+func (d *discovery) finish(id routeID, mine chan struct{}, answered bool) {
 	if answered {
-		p := id
-		d.answered[id.hash%discoverSlots].Store(&p) // before the waiters wake, so that they find it
+		d.remember(id) // before the waiters wake, so that they find it
 	}
 	d.mu.Lock()
-	c := d.pending[id]
-	delete(d.pending, id)
-	d.mu.Unlock()
-	if c != nil {
+	defer d.mu.Unlock()
+	if d.pending[id] == mine { // else another answer of the route woke them already
+		delete(d.pending, id)
+		close(mine)
+	}
+}
+
+// answer marks route id answered by a request that was not its first (one that stopped waiting, or that
+// was not held), and wakes the route's waiters: any answer of a route tells its bucket.
+func (d *discovery) answer(id routeID) {
+	d.remember(id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.pending[id]; c != nil {
+		delete(d.pending, id)
 		close(c)
 	}
 }
 
+// roundTripNew sends req, of route id that has not been answered: as the route's first request, or once
+// the first has been answered, or once the wait for that answer is over (see discover).
+func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, id routeID) (*http.Response, error) {
+	if out&noThrottle == 0 {
+		mine, err := l.discover(req, id)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		if mine != nil {
+			return l.roundTripFirst(req, out, key, id, mine)
+		}
+	}
+	resp, err := l.roundTrip(req, out, key, id)
+	if resp != nil {
+		l.th.disc.answer(id)
+	}
+	return resp, err
+}
+
+// roundTripFirst sends req, the first request of route id, and then lets the route's other requests go.
+func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID, mine chan struct{}) (resp *http.Response, err error) {
+	defer func() { l.th.disc.finish(id, mine, resp != nil) }() // deferred: a panic below must not hold the route
+	return l.roundTrip(req, out, key, id)
+}
+
 // discover waits while another request of route id is the route's first, for at most the throttle's
-// first wait, the maximum wait, or until ctx's deadline, whichever comes first; then the request goes: a
-// slow first answer (a long report, a long poll) must not hold the others as long. It reports
-// first true when the request is the route's first: the caller must call finish when it ends.
-func (l *throttleLayer) discover(ctx context.Context, req *http.Request, id routeID) (first bool, err error) {
-	var (
-		timer *time.Timer
-		limit <-chan time.Time
-	)
+// first wait or the maximum wait, whichever is shorter; then the request goes: a slow first answer (a
+// long report, a long poll) must not hold the others as long. A request whose context ends first fails
+// with a [*ThrottleError] without being sent. It returns the channel claim gave when the request is the
+// route's first: the caller must pass it to finish when the request ends.
+func (l *throttleLayer) discover(req *http.Request, id routeID) (mine chan struct{}, err error) {
+	ctx := req.Context()
+	var timer *time.Timer
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
 	for {
-		wait, first := l.th.disc.claim(id)
+		wait, mine := l.th.disc.claim(id)
 		if wait == nil {
-			return first, nil
+			return mine, nil
 		}
 		if timer == nil {
-			d := min(l.th.first, l.cfg.maxWait)
-			if dl, ok := ctx.Deadline(); ok {
-				d = min(d, time.Until(dl))
-			}
-			if d <= 0 {
-				return false, nil
-			}
-			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Wait: d, Reason: discoverReason})
-			timer = time.NewTimer(d)
-			limit = timer.C
+			// Wait 0: the wait ends when a request in flight returns (see Event).
+			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Reason: discoverReason})
+			timer = time.NewTimer(min(l.th.first, l.cfg.maxWait))
 		}
 		select {
 		case <-wait:
-		case <-limit:
-			return false, nil
+		case <-timer.C:
+			return nil, nil
 		case <-ctx.Done():
-			return false, &ThrottleError{Bucket: l.th.routeName(req), Reason: discoverReason, Err: ctx.Err()}
+			return nil, &ThrottleError{Bucket: l.th.routeName(req), Reason: discoverReason, Err: ctx.Err()}
 		}
 	}
 }

@@ -280,3 +280,270 @@ func TestThrottleFirstWait(t *testing.T) {
 	}()
 	NewThrottle(ThrottleFirstWait(-1))
 }
+
+// okRL answers req with a 200 and a roomy rate limit.
+func okRL(req *http.Request) *http.Response {
+	return response(req, http.StatusOK, "", "Ratelimit-Limit", "100", "Ratelimit-Remaining", "90", "Ratelimit-Reset", "60")
+}
+
+// Any answer of a route tells its bucket, not only its first request's: when the first hangs (no deadline,
+// http.Client's default), the waiters that stopped waiting and got answers make the route known, and
+// later requests of the route do not wait.
+func TestRouteAnsweredByAnyRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		hang := make(chan struct{})
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if n.Add(1) == 1 { // the route's first: no answer until the end of the test
+				<-hang
+				return nil, errors.New("connection reset")
+			}
+			return okRL(req), nil
+		})
+		rt := Throttled(NewThrottle())(base)
+		hung := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		for i := range 5 {
+			start := time.Now()
+			if errs := send(rt, context.Background(), "/a", 1)(); errs[0] != nil {
+				t.Fatal(errs[0])
+			}
+			if d := time.Since(start); i > 0 && d > 0 {
+				t.Errorf("request %d waited %v for the route's first answer; %d requests of the route have been answered", i+2, d, i)
+			}
+		}
+		close(hang)
+		hung()
+	})
+}
+
+// A waiter whose deadline comes before the first answer fails with a ThrottleError at its deadline, and is
+// never sent (as doc.go promises of every throttle wait).
+func TestRouteFirstWaitEndsAtTheDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sentExpired, sentLate, throttleErrs, otherErrs atomic.Int32
+		var n atomic.Int32
+		hang := make(chan struct{})
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if n.Add(1) == 1 {
+				<-hang
+				return okRL(req), nil
+			}
+			if req.Context().Err() != nil {
+				sentExpired.Add(1)
+				return nil, req.Context().Err()
+			}
+			if dl, _ := req.Context().Deadline(); !time.Now().Before(dl) {
+				sentLate.Add(1) // at its deadline, the context not yet cancelled
+			}
+			return okRL(req), nil
+		})
+		rt := Throttled(NewThrottle())(base)
+		first := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		const runs = 40
+		for range runs {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			err := send(rt, ctx, "/a", 1)()[0]
+			cancel()
+			var te *ThrottleError
+			switch {
+			case errors.As(err, &te):
+				throttleErrs.Add(1)
+			case err != nil:
+				otherErrs.Add(1)
+			}
+		}
+		close(hang)
+		first()
+		if sentExpired.Load()+sentLate.Load() > 0 || throttleErrs.Load() != runs {
+			t.Errorf("of %d waiters with a 300ms deadline: %d handed to the base transport with the context done, "+
+				"%d at the deadline before its cancellation (then succeeded); %d ThrottleErrors, %d other errors; want %d ThrottleErrors, none sent", runs,
+				sentExpired.Load(), sentLate.Load(), throttleErrs.Load(), otherErrs.Load(), runs)
+		}
+	})
+}
+
+// Two routes whose hashes share a set of the answered table are both kept: once answered, neither waits
+// again.
+func TestAnsweredRoutesSharingASet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		th := NewThrottle()
+		// Two paths whose routes share a slot under this throttle's seed (about 1 in 1024 pairs do: among
+		// 40 routes, more likely than not).
+		slots := map[uint64]string{}
+		var a, b string
+		for i := 0; a == ""; i++ {
+			p := fmt.Sprintf("/r/x%d", i)
+			req, _ := http.NewRequest("GET", "http://api.test"+p, nil)
+			s := th.routes.id("api.test", req, nil).hash % discoverSlots
+			if q, ok := slots[s]; ok {
+				a, b = q, p
+			}
+			slots[s] = p
+		}
+		base := latency(20*time.Millisecond, roundTripFunc(func(req *http.Request) (*http.Response, error) { return okRL(req), nil }))
+		var waits atomic.Int32
+		rt := Throttled(th, WithHook(func(ev Event) {
+			if ev.Reason == discoverReason {
+				waits.Add(1)
+			}
+		}))(base)
+		for round := range 5 {
+			for _, p := range []string{a, b} {
+				for _, err := range send(rt, context.Background(), p, 4)() {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if round == 0 {
+				waits.Store(0) // both routes have been answered
+			}
+		}
+		if got := waits.Load(); got != 0 {
+			t.Errorf("%d waits for a first answer after both routes %s and %s were answered, want 0", got, a, b)
+		}
+	})
+}
+
+// The wait for a route's first answer is reported with Wait 0: it ends when a request in flight returns
+// (see Event).
+func TestRouteFirstWaitEvent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate("/a")
+		var mu sync.Mutex
+		var got []time.Duration
+		rt := Throttled(NewThrottle(), WithHook(func(ev Event) {
+			mu.Lock()
+			got = append(got, ev.Wait)
+			mu.Unlock()
+		}))(g)
+		first := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		other := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		time.Sleep(20 * time.Millisecond)
+		g.open("/a")
+		first()
+		other()
+		if len(got) != 1 || got[0] != 0 {
+			t.Errorf("event Wait = %v, want one event with Wait 0 (the wait ends when the first returns)", got)
+		}
+	})
+}
+
+// A learned route that the route table drops (ThrottleMaxRoutes, least recently used first) is discovered
+// again: its next burst waits for a first answer instead of overdrawing its own limit on the shared bucket.
+func TestDroppedRouteDiscoveredAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = 10 * time.Second
+		srv := politetest.NewUnstartedServer(politetest.WithQuota(100, window),
+			politetest.WithRouteQuota("/v2/search", "search", 5, window, false),
+			politetest.WithRouteQuota("/v2/other", "other", 50, window, false), politetest.WithBucketNames(true))
+		defer srv.Close()
+		th := NewThrottle(ThrottleMaxRoutes(1))
+		rt := Throttled(th, WithMaxWait(time.Hour))(latency(20*time.Millisecond, srv.Client().Transport))
+		for _, p := range []string{"/v2/search", "/v2/other"} { // learn search, then other, which evicts it
+			for _, err := range send(rt, context.Background(), p, 1)() {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, err := range send(rt, context.Background(), "/v2/search", 8)() {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if st := srv.Stats(); st.TooManyRequests > 0 {
+			t.Errorf("%d of %d refused: the evicted route's burst was not held for its first answer", st.TooManyRequests, st.Total)
+		}
+	})
+}
+
+// A first request that fails while others wait hands the role to one of them at once; the rest keep
+// waiting.
+func TestRouteFirstFailureHandsOnToOneWaiter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		failFirst, open := make(chan struct{}), make(chan struct{})
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if n.Add(1) == 1 {
+				<-failFirst
+				return nil, errors.New("connection reset")
+			}
+			<-open
+			return okRL(req), nil
+		})
+		rt := Throttled(NewThrottle())(base)
+		first := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		others := send(rt, context.Background(), "/a", 4)
+		synctest.Wait()
+		start := time.Now()
+		close(failFirst)
+		synctest.Wait()
+		if got, waited := n.Load(), time.Since(start); got != 2 || waited != 0 {
+			t.Errorf("after the first failed: %d sent, after %v; want 2 (it and one waiter in its place), at once", got, waited)
+		}
+		close(open)
+		first()
+		for _, err := range others() {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+// A first request whose transport panics does not leave its route pending.
+func TestRouteFirstPanicReleasesRoute(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var n atomic.Int32
+		release := make(chan struct{})
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if n.Add(1) == 1 {
+				<-release
+				panic("transport bug")
+			}
+			return okRL(req), nil
+		})
+		rt := Throttled(NewThrottle())(base)
+		done := make(chan any)
+		go func() {
+			defer func() { done <- recover() }()
+			req, _ := http.NewRequest("GET", "http://api.test/a", nil)
+			rt.RoundTrip(req)
+		}()
+		synctest.Wait()
+		close(release)
+		if p := <-done; p == nil {
+			t.Fatal("no panic")
+		}
+		start := time.Now()
+		send(rt, context.Background(), "/a", 3)()
+		if d := time.Since(start); d != 0 {
+			t.Errorf("after the first panicked, the route's requests waited %v", d)
+		}
+	})
+}
+
+// WithMaxWait, when shorter than the first wait, bounds the wait for a route's first answer.
+func TestMaxWaitBoundsRouteFirstWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate("/a")
+		rt := Throttled(NewThrottle(), WithMaxWait(100*time.Millisecond))(g)
+		first := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		other := send(rt, context.Background(), "/a", 1)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := g.counts()["/a"]; got != 2 {
+			t.Errorf("%d sent after 100ms, want 2: WithMaxWait(100ms) bounds the wait", got)
+		}
+		g.open("/a")
+		first()
+		other()
+	})
+}

@@ -47,6 +47,7 @@ func NewThrottle(opts ...ThrottleOption) *Throttle {
 		th.store = NewMemoryStore(0)
 	}
 	th.mem, _ = th.store.(*MemoryStore)
+	th.routes.forget = th.disc.forget
 	return th
 }
 
@@ -89,8 +90,8 @@ func ThrottleFirstWait(d time.Duration) ThrottleOption {
 }
 
 // RouteKey sets how a request's route is named for learned buckets (default [DefaultRoute]). The
-// function is called for every request once the throttle has learned a route of its key, so it should
-// be cheap; it must be safe for concurrent use. nil is refused.
+// function is called for every throttled request, so it should be cheap; it must be safe for concurrent
+// use. nil is refused.
 func RouteKey(f func(*http.Request) string) ThrottleOption {
 	return func(th *Throttle) {
 		if f == nil {
@@ -129,7 +130,8 @@ func (e *ThrottleError) Unwrap() error { return e.Err }
 // bucket, waiting while the quota is spent; after it, it records what the response said. Of opts it uses
 // [WithKey], [WithMaxWait], [WithHook] and [WithLogger]. A wait longer than the maximum, or one that
 // would outlast the request's deadline, is not started: the request fails at once with a
-// [*ThrottleError], without being sent. The layer is safe for concurrent use.
+// [*ThrottleError], without being sent. (The wait for a route's first answer is bounded instead: see
+// [ThrottleFirstWait].) The layer is safe for concurrent use.
 func Throttled(th *Throttle, opts ...Option) Middleware {
 	if th == nil {
 		panic("polite: Throttled: nil *Throttle")
@@ -162,24 +164,10 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	key := l.cfg.key(req)
 	id := l.th.routes.id(key, req, l.th.routeKey)
-	if out&noThrottle == 0 && l.th.first > 0 && !l.th.disc.known(id) {
-		first, err := l.discover(ctx, req, id)
-		if err != nil {
-			closeBody(req)
-			return nil, err
-		}
-		if first {
-			return l.roundTripFirst(req, out, key, id)
-		}
+	if l.th.first == 0 || l.th.disc.known(id) {
+		return l.roundTrip(req, out, key, id)
 	}
-	return l.roundTrip(req, out, key, id)
-}
-
-// roundTripFirst sends req, the first request of route id (see discover.go), and then lets the route's
-// other requests go.
-func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID) (resp *http.Response, err error) {
-	defer func() { l.th.disc.finish(id, resp != nil) }() // deferred: a panic below must not hold the route
-	return l.roundTrip(req, out, key, id)
+	return l.roundTripNew(req, out, key, id) // see discover.go
 }
 
 // roundTrip takes req's slots, sends it and records its answer.
