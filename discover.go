@@ -8,11 +8,11 @@ import (
 )
 
 // A route's first request goes alone. Until an answer has said which bucket a route counts against, the
-// route's other requests wait for that answer, for at most the throttle's first wait (ThrottleFirstWait).
-// Without this, a burst to a route the throttle has not heard of spends the key's shared bucket; when the
-// first answer shows that the route has a smaller limit of its own, the rest of the burst is already on
-// its way, and each request past that limit comes back 429. Once a route has been answered, this costs
-// its requests one look-up without a lock.
+// route's other requests wait for that answer, until the throttle's first wait (ThrottleFirstWait) has
+// passed since it went. Without this, a burst to a route the throttle has not heard of spends the key's
+// shared bucket; when the first answer shows that the route has a smaller limit of its own, the rest of
+// the burst is already on its way, and each request past that limit comes back 429. Once a route has
+// been answered, this costs its requests one look-up without a lock.
 
 // discoverSlots is the size of a throttle's table of answered routes.
 const discoverSlots = 1024
@@ -32,7 +32,15 @@ type discovery struct {
 	next     atomic.Uint32 // the way of a full set the next route takes
 
 	mu      sync.Mutex
-	pending map[routeID]chan struct{} // routes whose first request is out; the channel closes at its end
+	pending map[routeID]*firstCall // routes whose first request is out
+}
+
+// firstCall is a route's first request while it is out.
+type firstCall struct {
+	done  chan struct{} // closed when it ends
+	start time.Time     // when it went
+	late  chan struct{} // closed when the route's requests stop waiting for it; nil until one waits
+	timer *time.Timer   // closes late
 }
 
 // set returns the first slot of route id's set.
@@ -77,38 +85,43 @@ func (d *discovery) forget(id routeID) {
 }
 
 // claim makes the caller route id's first request when the route has not been answered and none is
-// out: it returns mine, the channel the caller must pass to finish when the request ends. When one is
-// out, it returns the channel closed when that one ends. When the route has been answered meanwhile, it
-// returns neither.
-func (d *discovery) claim(id routeID) (wait <-chan struct{}, mine chan struct{}) {
+// out: it returns mine, which the caller must pass to finish when the request ends. When one is out, it
+// returns the channel closed when that one ends (done), and the one closed when the route's requests stop
+// waiting for it (late): the first wait after the first request went. One timer per route serves all the
+// waiters. When the route has been answered meanwhile, it returns none.
+func (d *discovery) claim(id routeID, firstWait time.Duration) (done, late <-chan struct{}, mine *firstCall) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.known(id) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if c := d.pending[id]; c != nil {
-		return c, nil
+		if c.late == nil {
+			late := make(chan struct{})
+			c.late = late
+			c.timer = time.AfterFunc(time.Until(c.start.Add(firstWait)), func() { close(late) })
+		}
+		return c.done, c.late, nil
 	}
 	if d.pending == nil {
-		d.pending = make(map[routeID]chan struct{})
+		d.pending = make(map[routeID]*firstCall)
 	}
-	mine = make(chan struct{})
+	mine = &firstCall{done: make(chan struct{}), start: time.Now()}
 	d.pending[id] = mine
-	return nil, mine
+	return nil, nil, mine
 }
 
 // finish ends route id's first request, the one claim gave mine, which got an answer if answered is
 // true: the route is then known. Its waiters are woken; without an answer (the request failed or was
 // never sent) one of them becomes the first request in its place.
-func (d *discovery) finish(id routeID, mine chan struct{}, answered bool) {
+func (d *discovery) finish(id routeID, mine *firstCall, answered bool) {
 	if answered {
 		d.remember(id) // before the waiters wake, so that they find it
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.pending[id] == mine { // else another answer of the route woke them already
-		delete(d.pending, id)
-		close(mine)
+		d.endLocked(id, mine)
 	}
 }
 
@@ -119,9 +132,17 @@ func (d *discovery) answer(id routeID) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c := d.pending[id]; c != nil {
-		delete(d.pending, id)
-		close(c)
+		d.endLocked(id, c)
 	}
+}
+
+// endLocked ends c, route id's first request: its waiters ask again. d.mu is held.
+func (d *discovery) endLocked(id routeID, c *firstCall) {
+	delete(d.pending, id)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	close(c.done)
 }
 
 // roundTripNew sends req, of route id that has not been answered: as the route's first request, or once
@@ -145,37 +166,47 @@ func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, 
 }
 
 // roundTripFirst sends req, the first request of route id, and then lets the route's other requests go.
-func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID, mine chan struct{}) (resp *http.Response, err error) {
+func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID, mine *firstCall) (resp *http.Response, err error) {
 	defer func() { l.th.disc.finish(id, mine, resp != nil) }() // deferred: a panic below must not hold the route
 	return l.roundTrip(req, out, key, id)
 }
 
-// discover waits while another request of route id is the route's first, for at most the throttle's
-// first wait or the maximum wait, whichever is shorter; then the request goes: a slow first answer (a
-// long report, a long poll) must not hold the others as long. A request whose context ends first fails
-// with a [*ThrottleError] without being sent. It returns the channel claim gave when the request is the
-// route's first: the caller must pass it to finish when the request ends.
-func (l *throttleLayer) discover(req *http.Request, id routeID) (mine chan struct{}, err error) {
+// discover waits while another request of route id is the route's first, until the throttle's first
+// wait has passed since that one went, or for at most the maximum wait, whichever ends sooner; then the
+// request goes: a slow first answer (a long report, a long poll) must not hold the others as long. A
+// request whose context ends first fails with a [*ThrottleError] without being sent. It returns the call
+// claim gave when the request is the route's first: the caller must pass it to finish when it ends.
+func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, error) {
 	ctx := req.Context()
-	var timer *time.Timer
+	var (
+		timer  *time.Timer // only when the maximum wait is shorter than the first wait
+		maxed  <-chan time.Time
+		waited bool
+	)
 	defer func() {
 		if timer != nil {
 			timer.Stop()
 		}
 	}()
 	for {
-		wait, mine := l.th.disc.claim(id)
-		if wait == nil {
+		done, late, mine := l.th.disc.claim(id, l.th.first)
+		if done == nil {
 			return mine, nil
 		}
-		if timer == nil {
+		if !waited {
+			waited = true
 			// Wait 0: the wait ends when a request in flight returns (see Event).
 			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Reason: discoverReason})
-			timer = time.NewTimer(min(l.th.first, l.cfg.maxWait))
+			if l.cfg.maxWait < l.th.first {
+				timer = time.NewTimer(l.cfg.maxWait)
+				maxed = timer.C
+			}
 		}
 		select {
-		case <-wait:
-		case <-timer.C:
+		case <-done:
+		case <-late:
+			return nil, nil
+		case <-maxed:
 			return nil, nil
 		case <-ctx.Done():
 			return nil, &ThrottleError{Bucket: l.th.routeName(req), Reason: discoverReason, Err: ctx.Err()}

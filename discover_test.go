@@ -341,7 +341,7 @@ func TestRouteFirstWaitEndsAtTheDeadline(t *testing.T) {
 		rt := Throttled(NewThrottle())(base)
 		first := send(rt, context.Background(), "/a", 1)
 		synctest.Wait()
-		const runs = 40
+		const runs = 3 // one after another, all before the first wait ends
 		for range runs {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			err := send(rt, ctx, "/a", 1)()[0]
@@ -545,5 +545,30 @@ func TestMaxWaitBoundsRouteFirstWait(t *testing.T) {
 		g.open("/a")
 		first()
 		other()
+	})
+}
+
+// The first wait counts from when the route's first request went, not from when each waiter came: one
+// timer serves them all, and a route is held for a first answer at most that long.
+func TestRouteFirstWaitCountsFromTheFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate("/a")
+		rt := Throttled(NewThrottle())(g)
+		first := send(rt, context.Background(), "/a", 1)
+		synctest.Wait()
+		time.Sleep(DefaultFirstWait - 100*time.Millisecond)
+		late := send(rt, context.Background(), "/a", 3)
+		synctest.Wait()
+		if got := g.counts()["/a"]; got != 1 {
+			t.Fatalf("%d sent, want 1: the waiters wait", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := g.counts()["/a"]; got != 4 {
+			t.Errorf("%d sent %v after the first went, want 4", got, DefaultFirstWait)
+		}
+		g.open("/a")
+		first()
+		late()
 	})
 }

@@ -64,7 +64,7 @@
 // A server cannot make a client wait forever: a single wait longer than [WithMaxWait] is not started,
 // and no wait outlasts the request's context deadline. The retry layer then returns the last response;
 // the throttle fails the request with a [*ThrottleError] before sending it. One wait is the exception:
-// a request waiting for its route's first answer (see [ThrottleFirstWait]) waits at most the first wait
-// or the maximum wait, whichever is shorter, and then goes; its deadline still ends the wait with a
-// [*ThrottleError].
+// a request waiting for its route's first answer (see [ThrottleFirstWait]) waits until the first wait has
+// passed since that request went, or at most the maximum wait, and then goes; its deadline still ends
+// the wait with a [*ThrottleError].
 package polite

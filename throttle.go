@@ -12,8 +12,8 @@ import (
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
 // headers of 2xx and 429 answers, and Retry-After); nothing is configured. Within a key it learns which
 // routes count against which bucket (see [Throttle.Learned]). A route's first request goes alone: the
-// route's other requests wait for its answer, which tells the route's bucket (for at most a second; see
-// [ThrottleFirstWait]). Beyond that, a key whose responses carry no rate-limit headers is never held.
+// route's other requests wait for its answer, which tells the route's bucket (for at most a second after
+// it went; see [ThrottleFirstWait]). Beyond that, a key whose responses carry no rate-limit headers is never held.
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
@@ -73,12 +73,13 @@ func ThrottleMaxRoutes(n int) ThrottleOption {
 	}
 }
 
-// DefaultFirstWait is how long, by default, a route's requests wait for the route's first answer.
+// DefaultFirstWait is how long, by default, a route's requests wait for the route's first answer, from
+// when that request went.
 const DefaultFirstWait = time.Second
 
-// ThrottleFirstWait sets how long a route's requests wait for the route's first answer while it is out
-// (default [DefaultFirstWait]): until an answer has told which bucket a route spends, its first request
-// goes alone. 0 turns the wait off: a burst to a new route then goes at once, and if the route has a
+// ThrottleFirstWait sets how long, from when a route's first request went, the route's other requests
+// wait for its answer (default [DefaultFirstWait]): until an answer has told which bucket a route spends,
+// its first request goes alone. 0 turns the wait off: a burst to a new route then goes at once, and if the route has a
 // limit of its own smaller than the burst, the server refuses what passes it. d < 0 is refused.
 func ThrottleFirstWait(d time.Duration) ThrottleOption {
 	return func(th *Throttle) {
