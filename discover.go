@@ -38,9 +38,11 @@ type discovery struct {
 // firstCall is a route's first request while it is out.
 type firstCall struct {
 	done  chan struct{} // closed when it ends
-	start time.Time     // when it went
+	since time.Time     // when the failed first request this one replaces went; zero if none went
+	start time.Time     // when the route's first request went: since, or when this one was sent; zero until then
 	late  chan struct{} // closed when the route's requests stop waiting for it; nil until one waits
-	timer *time.Timer   // closes late
+	armed bool          // late is closed, or timer will close it
+	timer *time.Timer
 }
 
 // set returns the first slot of route id's set.
@@ -59,14 +61,16 @@ func (d *discovery) known(id routeID) bool {
 	return false
 }
 
-// remember marks route id answered, in a free slot of its set or else in place of one of the others.
-func (d *discovery) remember(id routeID) {
+// rememberLocked marks route id answered, in a free slot of its set or else in place of one of the
+// others. d.mu is held, and the route table's read lock (see throttleLayer.ended).
+func (d *discovery) rememberLocked(id routeID) {
 	if d.known(id) {
 		return
 	}
 	set := d.set(id)
 	for i := range uint64(discoverWays) {
-		if d.answered[set+i].CompareAndSwap(nil, &id) {
+		if d.answered[set+i].Load() == nil {
+			d.answered[set+i].Store(&id)
 			return
 		}
 	}
@@ -74,7 +78,8 @@ func (d *discovery) remember(id routeID) {
 }
 
 // forget drops route id from the answered routes: its next burst goes one request first again. The
-// route table calls it for a learned route it drops.
+// route table calls it for a learned route it drops, under its lock, which orders it against
+// rememberLocked.
 func (d *discovery) forget(id routeID) {
 	set := d.set(id)
 	for i := range uint64(discoverWays) {
@@ -85,59 +90,84 @@ func (d *discovery) forget(id routeID) {
 }
 
 // claim makes the caller route id's first request when the route has not been answered and none is
-// out: it returns mine, which the caller must pass to finish when the request ends. When one is out, it
-// returns the channel closed when that one ends (done), and the one closed when the route's requests stop
-// waiting for it (late): the first wait after the first request went. One timer per route serves all the
-// waiters. When the route has been answered meanwhile, it returns none.
-func (d *discovery) claim(id routeID, firstWait time.Duration) (done, late <-chan struct{}, mine *firstCall) {
+// out: it returns that call and mine true; the caller must pass it to sent before it sends the request
+// and to end when it ends. prev is the first request the caller waited for before, if any: when that
+// one failed, the route's first wait still counts from when it (or the first it replaced) went. When a
+// first request is out, claim returns its call, whose done is closed when it ends and whose late is
+// closed when the route's requests stop waiting for it: the first wait after the route's first request
+// went (one timer per route serves all its waiters). When the route has been answered meanwhile, it
+// returns nil.
+func (d *discovery) claim(id routeID, firstWait time.Duration, prev *firstCall) (c *firstCall, mine bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.known(id) {
-		return nil, nil, nil
+		return nil, false
 	}
-	if c := d.pending[id]; c != nil {
+	if c = d.pending[id]; c != nil {
 		if c.late == nil {
-			late := make(chan struct{})
-			c.late = late
-			c.timer = time.AfterFunc(time.Until(c.start.Add(firstWait)), func() { close(late) })
+			c.late = make(chan struct{})
+			c.armLocked(firstWait)
 		}
-		return c.done, c.late, nil
+		return c, false
 	}
 	if d.pending == nil {
 		d.pending = make(map[routeID]*firstCall)
 	}
-	mine = &firstCall{done: make(chan struct{}), start: time.Now()}
-	d.pending[id] = mine
-	return nil, nil, mine
+	c = &firstCall{done: make(chan struct{})}
+	if prev != nil {
+		if c.since = prev.start; c.since.IsZero() {
+			c.since = prev.since
+		}
+	}
+	d.pending[id] = c
+	return c, true
 }
 
-// finish ends route id's first request, the one claim gave mine, which got an answer if answered is
-// true: the route is then known. Its waiters are woken; without an answer (the request failed or was
-// never sent) one of them becomes the first request in its place.
-func (d *discovery) finish(id routeID, mine *firstCall, answered bool) {
-	if answered {
-		d.remember(id) // before the waiters wake, so that they find it
+// armLocked has late closed at the first wait after the route's first request went, once it has gone and
+// a waiter has come. d.mu is held.
+func (c *firstCall) armLocked(firstWait time.Duration) {
+	if c.late == nil || c.armed || c.start.IsZero() {
+		return
 	}
+	c.armed = true
+	late := c.late
+	if d := time.Until(c.start.Add(firstWait)); d > 0 {
+		c.timer = time.AfterFunc(d, func() { close(late) })
+	} else {
+		close(late)
+	}
+}
+
+// sent marks mine, route id's first request, as going now. The route's requests wait for it until the
+// first wait after it went, or after the failed first it replaces went: the first request may have
+// waited for its bucket first, which its waiters would have had to do too, but a chain of failed first
+// requests does not hold them longer than the first of them.
+func (d *discovery) sent(mine *firstCall, firstWait time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.pending[id] == mine { // else another answer of the route woke them already
-		d.endLocked(id, mine)
+	if mine.start.IsZero() {
+		mine.start = mine.since
+		if mine.start.IsZero() {
+			mine.start = time.Now()
+		}
+		mine.armLocked(firstWait)
 	}
 }
 
-// answer marks route id answered by a request that was not its first (one that stopped waiting, or that
-// was not held), and wakes the route's waiters: any answer of a route tells its bucket.
-func (d *discovery) answer(id routeID) {
-	d.remember(id)
+// end ends the wait for route id's first answer: the first request mine ended, or (mine nil) another
+// request of the route got an answer. When remember is true, an answer came and the route is known from
+// now on. The route's waiters are woken; without an answer (the first request failed or was never sent)
+// one of them becomes the first request in its place.
+func (d *discovery) end(id routeID, mine *firstCall, remember bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if c := d.pending[id]; c != nil {
-		d.endLocked(id, c)
+	if remember {
+		d.rememberLocked(id) // before the waiters wake, so that they find it
 	}
-}
-
-// endLocked ends c, route id's first request: its waiters ask again. d.mu is held.
-func (d *discovery) endLocked(id routeID, c *firstCall) {
+	c := d.pending[id]
+	if c == nil || mine != nil && c != mine { // another answer of the route woke them already
+		return
+	}
 	delete(d.pending, id)
 	if c.timer != nil {
 		c.timer.Stop()
@@ -145,30 +175,43 @@ func (d *discovery) endLocked(id routeID, c *firstCall) {
 	close(c.done)
 }
 
+// ended ends the wait for route id's first answer (see discovery.end) when a request of the route ends,
+// mine when it was the first, with an answer if answered is true. drops is the route table's count of
+// dropped routes when the request went: a route that was learned and dropped meanwhile (its answer
+// taught the table, which has let it go since) must be discovered again, so it is remembered only if
+// no route was dropped since or the table still holds it. The table's read lock orders this against
+// forget.
+func (l *throttleLayer) ended(id routeID, mine *firstCall, drops uint64, answered bool) {
+	if !answered {
+		if mine != nil {
+			l.th.disc.end(id, mine, false)
+		}
+		return
+	}
+	t := &l.th.routes
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	l.th.disc.end(id, mine, t.drops.Load() == drops || t.routes[id] != nil)
+}
+
 // roundTripNew sends req, of route id that has not been answered: as the route's first request, or once
 // the first has been answered, or once the wait for that answer is over (see discover).
-func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, id routeID) (*http.Response, error) {
+func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, id routeID) (resp *http.Response, err error) {
+	var mine *firstCall
 	if out&noThrottle == 0 {
-		mine, err := l.discover(req, id)
-		if err != nil {
+		if mine, err = l.discover(req, id); err != nil {
 			closeBody(req)
 			return nil, err
 		}
-		if mine != nil {
-			return l.roundTripFirst(req, out, key, id, mine)
-		}
 	}
-	resp, err := l.roundTrip(req, out, key, id)
-	if resp != nil {
-		l.th.disc.answer(id)
+	drops := l.th.routes.drops.Load()
+	if mine == nil {
+		resp, err = l.roundTrip(req, out, key, id, nil)
+		l.ended(id, nil, drops, resp != nil)
+		return resp, err
 	}
-	return resp, err
-}
-
-// roundTripFirst sends req, the first request of route id, and then lets the route's other requests go.
-func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string, id routeID, mine *firstCall) (resp *http.Response, err error) {
-	defer func() { l.th.disc.finish(id, mine, resp != nil) }() // deferred: a panic below must not hold the route
-	return l.roundTrip(req, out, key, id)
+	defer func() { l.ended(id, mine, drops, resp != nil) }() // deferred: a panic below must not hold the route
+	return l.roundTrip(req, out, key, id, mine)
 }
 
 // discover waits while another request of route id is the route's first, until the throttle's first
@@ -179,9 +222,9 @@ func (l *throttleLayer) roundTripFirst(req *http.Request, out optOut, key string
 func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, error) {
 	ctx := req.Context()
 	var (
-		timer  *time.Timer // only when the maximum wait is shorter than the first wait
-		maxed  <-chan time.Time
-		waited bool
+		timer *time.Timer // only when the maximum wait is shorter than the first wait
+		maxed <-chan time.Time
+		prev  *firstCall // the first request this one waits for
 	)
 	defer func() {
 		if timer != nil {
@@ -189,12 +232,14 @@ func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, err
 		}
 	}()
 	for {
-		done, late, mine := l.th.disc.claim(id, l.th.first)
-		if done == nil {
-			return mine, nil
+		c, mine := l.th.disc.claim(id, l.th.first, prev)
+		if c == nil || mine {
+			return c, nil
 		}
-		if !waited {
-			waited = true
+		if prev == nil {
+			if closed(c.late) {
+				return nil, nil // the first wait is over: this request does not wait
+			}
 			// Wait 0: the wait ends when a request in flight returns (see Event).
 			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Reason: discoverReason})
 			if l.cfg.maxWait < l.th.first {
@@ -202,9 +247,10 @@ func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, err
 				maxed = timer.C
 			}
 		}
+		prev = c
 		select {
-		case <-done:
-		case <-late:
+		case <-c.done:
+		case <-c.late:
 			return nil, nil
 		case <-maxed:
 			return nil, nil

@@ -38,6 +38,7 @@
 //	throttle key         request host         WithKey
 //	throttle state       in process           WithThrottle, NewThrottle, ThrottleStore
 //	learned routes       1024, by DefaultRoute ThrottleMaxRoutes, RouteKey
+//	a route's first wait 1 second             ThrottleFirstWait
 //	buckets in memory    4096                 NewMemoryStore
 //	hook, logger         none, silent         WithHook, WithLogger
 //
@@ -65,6 +66,6 @@
 // and no wait outlasts the request's context deadline. The retry layer then returns the last response;
 // the throttle fails the request with a [*ThrottleError] before sending it. One wait is the exception:
 // a request waiting for its route's first answer (see [ThrottleFirstWait]) waits until the first wait has
-// passed since that request went, or at most the maximum wait, and then goes; its deadline still ends
-// the wait with a [*ThrottleError].
+// passed since the route's first request went, or at most the maximum wait, and then goes; its deadline
+// still ends the wait with a [*ThrottleError].
 package polite

@@ -79,8 +79,10 @@ const DefaultFirstWait = time.Second
 
 // ThrottleFirstWait sets how long, from when a route's first request went, the route's other requests
 // wait for its answer (default [DefaultFirstWait]): until an answer has told which bucket a route spends,
-// its first request goes alone. 0 turns the wait off: a burst to a new route then goes at once, and if the route has a
-// limit of its own smaller than the burst, the server refuses what passes it. d < 0 is refused.
+// its first request goes alone. A request waits at most [WithMaxWait] if that is shorter, and a context
+// that ends first fails it with a [*ThrottleError], unsent. 0 turns the wait off: a burst to a new route
+// then goes at once, and if the route has a limit of its own smaller than the burst, the server refuses
+// what passes it. d < 0 is refused.
 func ThrottleFirstWait(d time.Duration) ThrottleOption {
 	return func(th *Throttle) {
 		if d < 0 {
@@ -166,19 +168,23 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := l.cfg.key(req)
 	id := l.th.routes.id(key, req, l.th.routeKey)
 	if l.th.first == 0 || l.th.disc.known(id) {
-		return l.roundTrip(req, out, key, id)
+		return l.roundTrip(req, out, key, id, nil)
 	}
 	return l.roundTripNew(req, out, key, id) // see discover.go
 }
 
-// roundTrip takes req's slots, sends it and records its answer.
-func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id routeID) (*http.Response, error) {
+// roundTrip takes req's slots, sends it and records its answer. first, if not nil, is req as its route's
+// first request (see discover.go), which is told when req goes.
+func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id routeID, first *firstCall) (*http.Response, error) {
 	ctx := req.Context()
 	r := l.th.routes.lookup(id, l.th.clock)
 	spent := bucketsOf(key, r)
 	if out&noThrottle == 0 && spent[1] == "" && l.th.mem != nil && (r == nil || r.blocked.Load() == 0) {
 		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
 		if lane, stripe := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
+			if first != nil {
+				l.th.disc.sent(first, l.th.first)
+			}
 			resp, err := l.next.RoundTrip(req)
 			var pre reading
 			if !l.settleInLane(lane, stripe, r, resp, &pre) {
@@ -211,6 +217,9 @@ func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id 
 				n++
 			}
 		}
+	}
+	if first != nil {
+		l.th.disc.sent(first, l.th.first)
 	}
 	resp, err := l.next.RoundTrip(req)
 	l.observe(ctx, req, key, r, spent, held, resp, nil)
