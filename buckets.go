@@ -84,7 +84,6 @@ type routeTable struct {
 	paths [routeCacheSlots]pathMemo
 	// forget is told of each route dropped, so that its next burst is discovered again (see discover.go).
 	forget func(routeID)
-	drops  atomic.Uint64 // routes dropped so far, counted under mu
 }
 
 // routeCacheSlots is the size of a route table's lock-free caches.
@@ -199,7 +198,6 @@ func (t *routeTable) evictLocked() {
 	if oldest != nil {
 		t.recent[oldest.id.hash%routeCacheSlots].CompareAndSwap(oldest, nil)
 		delete(t.routes, oldest.id)
-		t.drops.Add(1)
 		if t.forget != nil {
 			t.forget(oldest.id)
 		}

@@ -30,6 +30,9 @@ type discovery struct {
 	// A route pushed out of its set is discovered again: its next burst goes one request first.
 	answered [discoverSlots]atomic.Pointer[routeID]
 	next     atomic.Uint32 // the way of a full set the next route takes
+	// dropped counts, per set, the routes the route table dropped (forget, under its lock): a route's
+	// answer is remembered only if no route of its set was dropped while it was out.
+	dropped [discoverSlots / discoverWays]atomic.Uint64
 
 	mu      sync.Mutex
 	pending map[routeID]*firstCall // routes whose first request is out
@@ -77,11 +80,15 @@ func (d *discovery) rememberLocked(id routeID) {
 	d.answered[set+uint64(d.next.Add(1)%discoverWays)].Store(&id)
 }
 
+// drops returns how many routes of route id's set the route table has dropped.
+func (d *discovery) drops(id routeID) uint64 { return d.dropped[d.set(id)/discoverWays].Load() }
+
 // forget drops route id from the answered routes: its next burst goes one request first again. The
 // route table calls it for a learned route it drops, under its lock, which orders it against
 // rememberLocked.
 func (d *discovery) forget(id routeID) {
 	set := d.set(id)
+	d.dropped[set/discoverWays].Add(1)
 	for i := range uint64(discoverWays) {
 		if p := d.answered[set+i].Load(); p != nil && *p == id {
 			d.answered[set+i].CompareAndSwap(p, nil)
@@ -95,20 +102,21 @@ func (d *discovery) forget(id routeID) {
 // one failed, the route's first wait still counts from when it (or the first it replaced) went. When a
 // first request is out, claim returns its call, whose done is closed when it ends and whose late is
 // closed when the route's requests stop waiting for it: the first wait after the route's first request
-// went (one timer per route serves all its waiters). When the route has been answered meanwhile, it
+// went (one timer per route serves all its waiters), and armed true once that time is set, which it is
+// not while the first request waits for its bucket. When the route has been answered meanwhile, it
 // returns nil.
-func (d *discovery) claim(id routeID, firstWait time.Duration, prev *firstCall) (c *firstCall, mine bool) {
+func (d *discovery) claim(id routeID, firstWait time.Duration, prev *firstCall) (c *firstCall, mine, armed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.known(id) {
-		return nil, false
+		return nil, false, false
 	}
 	if c = d.pending[id]; c != nil {
 		if c.late == nil {
 			c.late = make(chan struct{})
 			c.armLocked(firstWait)
 		}
-		return c, false
+		return c, false, c.armed
 	}
 	if d.pending == nil {
 		d.pending = make(map[routeID]*firstCall)
@@ -120,18 +128,22 @@ func (d *discovery) claim(id routeID, firstWait time.Duration, prev *firstCall) 
 		}
 	}
 	d.pending[id] = c
-	return c, true
+	return c, true, false
 }
 
 // armLocked has late closed at the first wait after the route's first request went, once it has gone and
 // a waiter has come. d.mu is held.
 func (c *firstCall) armLocked(firstWait time.Duration) {
-	if c.late == nil || c.armed || c.start.IsZero() {
+	from := c.start
+	if from.IsZero() {
+		from = c.since // a replacement not sent yet: the chain's first went then
+	}
+	if c.late == nil || c.armed || from.IsZero() {
 		return
 	}
 	c.armed = true
 	late := c.late
-	if d := time.Until(c.start.Add(firstWait)); d > 0 {
+	if d := time.Until(from.Add(firstWait)); d > 0 {
 		c.timer = time.AfterFunc(d, func() { close(late) })
 	} else {
 		close(late)
@@ -164,6 +176,9 @@ func (d *discovery) end(id routeID, mine *firstCall, remember bool) {
 	if remember {
 		d.rememberLocked(id) // before the waiters wake, so that they find it
 	}
+	if mine != nil && mine.timer != nil {
+		mine.timer.Stop() // also when another answer ended the wait before mine was sent (sent armed it)
+	}
 	c := d.pending[id]
 	if c == nil || mine != nil && c != mine { // another answer of the route woke them already
 		return
@@ -176,11 +191,11 @@ func (d *discovery) end(id routeID, mine *firstCall, remember bool) {
 }
 
 // ended ends the wait for route id's first answer (see discovery.end) when a request of the route ends,
-// mine when it was the first, with an answer if answered is true. drops is the route table's count of
-// dropped routes when the request went: a route that was learned and dropped meanwhile (its answer
-// taught the table, which has let it go since) must be discovered again, so it is remembered only if
-// no route was dropped since or the table still holds it. The table's read lock orders this against
-// forget.
+// mine when it was the first, with an answer if answered is true. drops is the count of routes of id's
+// set that the route table had dropped when the request went (see discovery.drops): a route that was
+// learned and dropped meanwhile (its answer taught the table, which has let it go since) must be
+// discovered again, so it is remembered only if no route of its set was dropped since or the table still
+// holds it. The table's read lock orders this against forget.
 func (l *throttleLayer) ended(id routeID, mine *firstCall, drops uint64, answered bool) {
 	if !answered {
 		if mine != nil {
@@ -191,7 +206,7 @@ func (l *throttleLayer) ended(id routeID, mine *firstCall, drops uint64, answere
 	t := &l.th.routes
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	l.th.disc.end(id, mine, t.drops.Load() == drops || t.routes[id] != nil)
+	l.th.disc.end(id, mine, l.th.disc.drops(id) == drops || t.routes[id] != nil)
 }
 
 // roundTripNew sends req, of route id that has not been answered: as the route's first request, or once
@@ -204,7 +219,7 @@ func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, 
 			return nil, err
 		}
 	}
-	drops := l.th.routes.drops.Load()
+	drops := l.th.disc.drops(id)
 	if mine == nil {
 		resp, err = l.roundTrip(req, out, key, id, nil)
 		l.ended(id, nil, drops, resp != nil)
@@ -218,11 +233,11 @@ func (l *throttleLayer) roundTripNew(req *http.Request, out optOut, key string, 
 // wait has passed since that one went, or for at most the maximum wait, whichever ends sooner; then the
 // request goes: a slow first answer (a long report, a long poll) must not hold the others as long. A
 // request whose context ends first fails with a [*ThrottleError] without being sent. It returns the call
-// claim gave when the request is the route's first: the caller must pass it to finish when it ends.
+// claim gave when the request is the route's first: the caller must pass it to ended when it ends.
 func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, error) {
 	ctx := req.Context()
 	var (
-		timer *time.Timer // only when the maximum wait is shorter than the first wait
+		timer *time.Timer // only when the maximum wait is shorter than the first wait, or the first had not gone
 		maxed <-chan time.Time
 		prev  *firstCall // the first request this one waits for
 	)
@@ -231,8 +246,9 @@ func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, err
 			timer.Stop()
 		}
 	}()
+	began := time.Now()
 	for {
-		c, mine := l.th.disc.claim(id, l.th.first, prev)
+		c, mine, armed := l.th.disc.claim(id, l.th.first, prev)
 		if c == nil || mine {
 			return c, nil
 		}
@@ -242,10 +258,12 @@ func (l *throttleLayer) discover(req *http.Request, id routeID) (*firstCall, err
 			}
 			// Wait 0: the wait ends when a request in flight returns (see Event).
 			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Reason: discoverReason})
-			if l.cfg.maxWait < l.th.first {
-				timer = time.NewTimer(l.cfg.maxWait)
-				maxed = timer.C
-			}
+		}
+		// late comes at most the first wait from now once the first has gone; until then (it may wait for its
+		// bucket first) only a timer of this request's own bounds the wait by the maximum.
+		if timer == nil && (l.cfg.maxWait < l.th.first || !armed) {
+			timer = time.NewTimer(l.cfg.maxWait - time.Since(began))
+			maxed = timer.C
 		}
 		prev = c
 		select {

@@ -183,3 +183,109 @@ func TestNoEventWithoutAWait(t *testing.T) {
 		others()
 	})
 }
+
+// WithMaxWait bounds a waiter's wait for the route's first answer also while the first request is held in
+// its bucket before it is sent (the first wait counts from the send, so without a timer of its own a
+// waiter could wait the first's bucket wait plus the first wait).
+func TestMaxWaitBoundsRouteFirstWaitWhileFirstHeld(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxWait = 1500 * time.Millisecond // longer than the first wait (1 s)
+		hang := make(chan struct{})
+		var mu sync.Mutex
+		var bSent []time.Duration
+		t0 := time.Now()
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.URL.Path == "/x" { // holds the key's shared bucket for 1 s (Retry-After 0 + 1 s slack)
+				return response(req, http.StatusTooManyRequests, "", "Retry-After", "0"), nil
+			}
+			mu.Lock()
+			bSent = append(bSent, time.Since(t0))
+			first := len(bSent) == 1
+			mu.Unlock()
+			if first { // the route's first request: no answer for a long time
+				select {
+				case <-hang:
+				case <-req.Context().Done():
+				}
+				return okRL(req), nil
+			}
+			return okRL(req), nil
+		})
+		rt := Throttled(NewThrottle(), WithMaxWait(maxWait))(base)
+		send(rt, context.Background(), "/x", 1)()
+		first := send(rt, context.Background(), "/b", 1) // claims the route, waits ~1 s for the bucket
+		synctest.Wait()
+		waiter := send(rt, context.Background(), "/b", 1) // waits for the first answer
+		synctest.Wait()
+		time.Sleep(maxWait)
+		synctest.Wait()
+		mu.Lock()
+		got := append([]time.Duration(nil), bSent...)
+		mu.Unlock()
+		if len(got) < 2 {
+			time.Sleep(time.Second)
+			synctest.Wait()
+			mu.Lock()
+			got = append([]time.Duration(nil), bSent...)
+			mu.Unlock()
+			t.Errorf("/b requests reached the transport at %v: the waiter, waiting since 0, was still held at WithMaxWait(%v); want it to go by then", got, maxWait)
+		}
+		close(hang)
+		first()
+		waiter()
+	})
+}
+
+// A route that spends the key's shared bucket (so the route table never holds it) is remembered as
+// answered although another route is dropped from the table while its answer is in flight: only a drop in
+// its own set of the answered table makes it unknown.
+func TestSharedRouteRememberedDespiteOtherDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate("/a", "/a2")
+		named := func(req *http.Request) *http.Response {
+			return response(req, http.StatusOK, "", "X-Ratelimit-Bucket", req.URL.Path, "X-Ratelimit-Limit", "50",
+				"X-Ratelimit-Remaining", "49", "X-Ratelimit-Reset", "60")
+		}
+		base := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if p := req.URL.Path; p == "/v2/n1" || p == "/v2/n2" {
+				return named(req), nil
+			}
+			return g.RoundTrip(req)
+		})
+		th := NewThrottle(ThrottleMaxRoutes(1))
+		rt := Throttled(th)(base)
+		send(rt, context.Background(), "/v2/n1", 1)() // the table is full: n1
+		a := send(rt, context.Background(), "/a", 1)  // /a's first request, in flight
+		synctest.Wait()
+		send(rt, context.Background(), "/v2/n2", 1)() // learned: drops n1 (not /a, which was never held)
+		g.open("/a")
+		a()
+		req, _ := http.NewRequest("GET", "http://api.test/a", nil)
+		id := th.routes.id("api.test", req, nil)
+		if !th.disc.known(id) {
+			t.Errorf("/a was answered and never dropped from the route table, but is not known: another route's drop made its answer forgotten")
+		}
+	})
+}
+
+// When another request's answer ends the wait while the route's first request is still held in its
+// bucket, the timer the first arms when it is sent is stopped when it ends.
+func TestFirstTimerStoppedWhenRouteAnsweredFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var d discovery
+		id := routeID{key: "k", hash: 42}
+		mine, ok, _ := d.claim(id, time.Second, nil)
+		if !ok {
+			t.Fatal("not first")
+		}
+		if c, ok, _ := d.claim(id, time.Second, nil); ok || c != mine { // a waiter comes: late made, not armed
+			t.Fatal("waiter did not wait for the first")
+		}
+		d.end(id, nil, true)      // another request of the route (WithoutThrottle, say) was answered
+		d.sent(mine, time.Second) // the first, out of its bucket wait, is sent now
+		d.end(id, mine, true)     // and answered
+		if mine.timer != nil && mine.timer.Stop() {
+			t.Error("the first call's late timer was still running after its route was answered and the call ended")
+		}
+	})
+}
