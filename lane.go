@@ -12,7 +12,8 @@ import (
 // described the bucket yet), no hold, no pacing, no probe, nobody waiting — its counts live in atomic
 // words, the lane: one for the remaining count the server last said and the slots leased to stripes, and
 // one per stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot
-// in the stripe of the processor it runs on (see laneHints) with one compare-and-swap, once it has read
+// in the stripe of the processor it runs on (see laneHints; stripe 0 for all until two takes have met
+// there) with one compare-and-swap, once it has read
 // that the leases all fit in the remaining count less one; a stripe without a free slot leases a few
 // more while they fit. An answer that leaves the remaining count as it was frees its slot in a stripe (the
 // one it was taken from, when the throttle knows it) for the next take there; one that says fewer remain
@@ -64,8 +65,17 @@ type laneHints struct {
 type laneHint struct{ i atomic.Int32 }
 
 // take takes a slot of lane l in the stripe of the processor it runs on, moving the processor on to the
-// next stripe if it met another take there. It returns the stripe.
+// next stripe if it met another take there. It returns the stripe. Until two takes have met on the lane,
+// every take uses stripe 0 and asks the pool nothing: a lane used by one request at a time (a serial
+// client, or a few requests a second) pays for no stripe it does not need.
 func (h *laneHints) take(l *memLane) (ok bool, stripe int) {
+	if h.n > 1 && !l.spread.Load() {
+		ok, met := l.take(0)
+		if met {
+			l.spread.Store(true) // from now on, each processor its stripe
+		}
+		return ok, 0
+	}
 	i, hint := h.stripe()
 	ok, met := l.take(i)
 	if met {
@@ -108,6 +118,8 @@ type memLane struct {
 	expired atomic.Bool // the timer fired: the window is over, whatever time a lock holder read before
 
 	shape atomic.Uint32 // the hdrShape of the window's answers (see reading.readIn); 0 until one is read
+
+	spread atomic.Bool // takes have met on stripe 0: each processor takes from its own (see laneHints.take)
 
 	unknown bool // no answer has described the bucket: no limit to spend, only requests in flight to count
 	limit   int

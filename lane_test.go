@@ -502,3 +502,27 @@ func TestTakeReadsItsNow(t *testing.T) {
 		})
 	}
 }
+
+// Until two takes meet on a lane, every take uses stripe 0 and asks the pool for no stripe; once they
+// have met, each processor takes from its own.
+func TestLaneSpreadsOnlyWhenTakesMeet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := laneStoreStriped(t, 2, 100, 100, time.Now().Add(time.Minute))
+		l := s.peek("k").lane.Load()
+		for range 10 {
+			if ok, i := s.hints.take(l); !ok || i != 0 {
+				t.Fatalf("a take of one request at a time: ok %v on stripe %d, want stripe 0", ok, i)
+			}
+		}
+		if l.spread.Load() || s.hints.next.Load() != 0 {
+			t.Fatalf("takes that never met spread the lane (%v) or made pool entries (%d)", l.spread.Load(), s.hints.next.Load())
+		}
+		l.spread.Store(true) // as a take that met another sets it
+		if ok, _ := s.hints.take(l); !ok {
+			t.Fatal("a take of a spread lane was refused")
+		}
+		if s.hints.next.Load() == 0 {
+			t.Error("a take of a spread lane did not ask the pool for its processor's stripe")
+		}
+	})
+}
