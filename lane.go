@@ -8,19 +8,18 @@ import (
 
 // The lane: how most requests pass a MemoryStore bucket without its lock or a clock read.
 //
-// While a bucket's state can change only in its counts — a window is running and known (or no answer has
-// described the bucket yet), no hold, no pacing, no probe, nobody waiting — its counts live in atomic
-// words, the lane: one for the remaining count the server last said and the slots leased to stripes, and
-// one per stripe for the slots it holds, free or taken by requests in flight. A request takes a free slot
-// in the stripe of the processor it runs on (see laneHints; stripe 0 for all until two takes have met
-// there) with one compare-and-swap, once it has read
-// that the leases all fit in the remaining count less one; a stripe without a free slot leases a few
-// more while they fit. An answer that leaves the remaining count as it was frees its slot in a stripe (the
-// one it was taken from, when the throttle knows it) for the next take there; one that says fewer remain
-// lowers the count and gives its slot back to the window. So a take writes only its processor's cache
-// line, as does an answer that leaves the remaining count as it was; and the requests in flight never
-// pass what the server said remains, less the last request, which is left to the lock (where the reserve
-// is decided).
+// While a bucket's state can change only in its counts — a window is running and known (or no answer
+// has described the bucket yet), no hold, no pacing, no probe, nobody waiting — its counts live in
+// atomic words, the lane: one for the remaining count the server last said and the slots leased to
+// stripes, and one per stripe for the slots it holds, free or taken by requests in flight. A request
+// takes a free slot in the stripe of the processor it runs on (see laneHints; stripe 0 for all until
+// two takes have met there) with one compare-and-swap, once it has read that the leases all fit in the
+// remaining count less one; a stripe without a free slot leases a few more while they fit. An answer
+// that leaves the remaining count as it was frees its slot in a stripe (the one it was taken from, when
+// the throttle knows it) for the next take there; one that says fewer remain lowers the count and gives
+// its slot back to the window. So a take writes only its processor's cache line, as does an answer that
+// leaves the remaining count as it was; and the requests in flight never pass what the server said
+// remains, less the last request, which is left to the lock (where the reserve is decided).
 //
 // Anything else goes to the bucket's lock: the lock holder closes the lane first, taking the counts back
 // into the bucket (the requests in flight; free slots go back to the window), and opens it again (a new

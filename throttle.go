@@ -12,8 +12,9 @@ import (
 // their quotas, instead of being refused with 429. It learns every quota from responses (the rate-limit
 // headers of 2xx and 429 answers, and Retry-After); nothing is configured. Within a key it learns which
 // routes count against which bucket (see [Throttle.Learned]). A route's first request goes alone: the
-// route's other requests wait for its answer, which tells the route's bucket (for at most a second after
-// it went; see [ThrottleFirstWait]). Beyond that, a key whose responses carry no rate-limit headers is never held.
+// route's other requests wait for its answer, which tells the route's bucket (for at most a second
+// after it went; see [ThrottleFirstWait]). Beyond that, a key whose responses carry no rate-limit
+// headers is never held.
 //
 // One Throttle may serve several Transports (share it when they spend one quota). Its state lives in a
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
