@@ -64,5 +64,8 @@ func retryDelay(resp *http.Response, now time.Time, bo *lazyBackoff) (time.Durat
 	if d == backoff.Stop {
 		return 0, "backoff gave up", false
 	}
-	return d, "backoff", true
+	return d, whyBackoff, true
 }
+
+// whyBackoff is retryDelay's reason for a wait the server did not set.
+const whyBackoff = "backoff"

@@ -1,13 +1,20 @@
 package polite
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // always503 answers every request with a 503 after a little latency and counts them.
@@ -35,7 +42,7 @@ func TestRetryBudgetBoundsOutageLoad(t *testing.T) {
 				base := &always503{}
 				var gaveUp atomic.Int64
 				opts := append([]Option{constantBackoff(100 * time.Millisecond), WithHook(func(e Event) {
-					if e.Kind == EventGiveUp && e.Reason == "retry budget spent" {
+					if e.Kind == EventGiveUp && e.Reason == ReasonBudgetSpent {
 						gaveUp.Add(1)
 					}
 				})}, tt.opts...)
@@ -76,8 +83,8 @@ func TestRetryBudgetRefillsAndFloor(t *testing.T) {
 	for range 4 { // two tokens, then the floor gives one a second
 		got = append(got, b.withdraw("k", t0))
 	}
-	if want := []bool{true, true, true, false}; !equalBools(got, want) {
-		t.Errorf("withdrawals = %v, want %v", got, want)
+	if diff := cmp.Diff([]bool{true, true, true, false}, got); diff != "" {
+		t.Errorf("withdrawals (-want +got):\n%s", diff)
 	}
 	if !b.withdraw("k", t0.Add(time.Second)) {
 		t.Error("floor gave no retry a second later")
@@ -96,18 +103,6 @@ func TestRetryBudgetRefillsAndFloor(t *testing.T) {
 	if tok := b.Tokens("other"); tok != 2 {
 		t.Errorf("a new key has %v tokens, want a full bucket", tok)
 	}
-}
-
-func equalBools(a, b []bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRetryBudgetWithoutFloor(t *testing.T) {
@@ -149,3 +144,222 @@ func TestNewRetryBudgetRefusesBadValues(t *testing.T) {
 		}()
 	}
 }
+
+// hostCounter answers 503 on paths under /fail and 200 elsewhere, counting the requests per path.
+type hostCounter struct {
+	mu   sync.Mutex
+	sent map[string]int
+	err  error // when set, every request to /fail ends in it
+}
+
+func (h *hostCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	if h.sent == nil {
+		h.sent = make(map[string]int)
+	}
+	h.sent[r.URL.Host+r.URL.Path]++
+	h.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/fail") {
+		if h.err != nil {
+			return nil, h.err
+		}
+		return response(r, 503, "down"), nil
+	}
+	return response(r, 200, "ok"), nil
+}
+
+func (h *hostCounter) count(hostPath string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sent[hostPath]
+}
+
+// sendURL makes one request through rt and returns its status (0 for an error) and error.
+func sendURL(t *testing.T, rt http.RoundTripper, ctx context.Context, url string) (int, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	drainClose(resp.Body)
+	return resp.StatusCode, nil
+}
+
+func TestRetryBudgetIsPerKey(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewRetryBudget(1, 0.1, 0)
+		base := &hostCounter{}
+		rt := Chain(base, Retry(WithRetryBudget(b), WithMaxAttempts(2), constantBackoff(time.Second)))
+		sendURL(t, rt, context.Background(), "http://a.test/fail") // spends a.test's only retry
+		sendURL(t, rt, context.Background(), "http://a.test/fail/again")
+		sendURL(t, rt, context.Background(), "http://b.test/fail")
+		got := []int{base.count("a.test/fail"), base.count("a.test/fail/again"), base.count("b.test/fail")}
+		if diff := cmp.Diff([]int{2, 1, 2}, got); diff != "" {
+			t.Errorf("attempts per request (-want +got): a.test's spent budget must not stop b.test's retry\n%s", diff)
+		}
+	})
+}
+
+// TestRetryBudgetIsAShareOfRequests interleaves requests that go well with requests to a failing path:
+// once the bucket is spent, the failing ones are retried only as often as a tenth of the others allow.
+func TestRetryBudgetIsAShareOfRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := &hostCounter{}
+		b := NewRetryBudget(10, 0.1, 0)
+		rt := Chain(base, Retry(WithRetryBudget(b), WithMaxAttempts(2), constantBackoff(time.Millisecond)))
+		const n = 1000
+		for range n {
+			sendURL(t, rt, context.Background(), "http://api.test/ok")
+			sendURL(t, rt, context.Background(), "http://api.test/fail")
+		}
+		retries := base.count("api.test/fail") - n
+		// 10 tokens to start, then 0.1 back for each of the n requests that went well (the first finds
+		// the bucket full): 10 + 99.9, less the fraction left over at the end.
+		if retries < 108 || retries > 110 {
+			t.Errorf("%d retries of %d failing requests beside %d good ones, want 108 to 110", retries, n, n)
+		}
+	})
+}
+
+func TestRetryBudgetChargesA429ThatSaysNothing(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		kv       []string
+		attempts int
+	}{
+		{"bare 429: charged", nil, 1},
+		{"429 with Retry-After: exempt", []string{"Retry-After", "2"}, 2},
+		{"429 with a reset: exempt", []string{"Ratelimit-Limit", "10", "Ratelimit-Remaining", "0", "Ratelimit-Reset", "5"}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				base := newScript(outcome{status: 429, kv: tt.kv}, outcome{status: 200})
+				b := NewRetryBudget(1, 0.1, 0)
+				b.withdraw("api.test", time.Now())
+				var reasons []string
+				rt := Chain(base, Retry(WithRetryBudget(b), constantBackoff(time.Second), WithHook(func(e Event) {
+					if e.Kind == EventGiveUp {
+						reasons = append(reasons, e.Reason)
+					}
+				})))
+				get(t, rt, context.Background())
+				if got := len(base.times()); got != tt.attempts {
+					t.Errorf("%d attempts, want %d", got, tt.attempts)
+				}
+				if tt.attempts == 1 {
+					if diff := cmp.Diff([]string{ReasonBudgetSpent}, reasons); diff != "" {
+						t.Errorf("give-up reasons (-want +got):\n%s", diff)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestRetryBudgetSpentTellsHookAndLog(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		fail     error
+		wantCode int
+	}{
+		{"503", nil, 503},
+		{"connection error", connReset, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logged bytes.Buffer
+				var events []Event
+				b := NewRetryBudget(1, 0.1, 0)
+				b.withdraw("api.test", time.Now())
+				base := &hostCounter{err: tt.fail}
+				rt := Chain(base, Retry(WithRetryBudget(b), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))),
+					WithHook(func(e Event) { events = append(events, e) })))
+				code, err := sendURL(t, rt, context.Background(), "http://api.test/fail")
+				if code != tt.wantCode || !errors.Is(err, tt.fail) {
+					t.Errorf("got %d, %v; want %d, %v: the attempt's own outcome", code, err, tt.wantCode, tt.fail)
+				}
+				if n := base.count("api.test/fail"); n != 1 {
+					t.Errorf("%d attempts, want 1", n)
+				}
+				if len(events) != 1 || events[0].Kind != EventGiveUp || events[0].Reason != ReasonBudgetSpent || !errors.Is(events[0].Err, tt.fail) {
+					t.Errorf("hook got %+v, want one give-up for the budget", events)
+				}
+				if line := logged.String(); !strings.Contains(line, `msg="polite: give up"`) || !strings.Contains(line, `reason="retry budget spent"`) {
+					t.Errorf("log = %q, want a give-up line naming the budget", line)
+				}
+			})
+		})
+	}
+}
+
+func TestRetryBudgetNoRefundForAFailureTheCallerLeft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewRetryBudget(2, 0.5, 0)
+		b.withdraw("api.test", time.Now())
+		ctx, cancel := context.WithCancel(context.Background())
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			cancel() // the caller goes away while the server fails
+			return response(r, 503, ""), nil
+		})
+		get(t, Chain(base, Retry(WithRetryBudget(b))), ctx)
+		if tok := b.Tokens("api.test"); tok != 1 {
+			t.Errorf("tokens = %v after a 503 whose caller left, want 1: a failure is no refund", tok)
+		}
+	})
+}
+
+func TestRetryBudgetKeepsItsKeysBounded(t *testing.T) {
+	b := NewRetryBudget(2, 0.1, 1)
+	now := time.Now()
+	b.withdraw("spent", now)
+	b.withdraw("spent", now)
+	for i := range 3 * DefaultBudgetMaxKeys {
+		b.credit(fmt.Sprintf("host-%d.test", i))
+		b.mu.Lock()
+		n := b.n
+		b.mu.Unlock()
+		if n > DefaultBudgetMaxKeys {
+			t.Fatalf("%d keys kept after %d added, want at most %d", n, i+2, DefaultBudgetMaxKeys)
+		}
+	}
+	if tok := b.Tokens("spent"); tok != 0 {
+		t.Errorf("the spent key has %v tokens after the full keys were dropped, want 0: it was dropped first", tok)
+	}
+	var counted int
+	b.keys.Range(func(any, any) bool { counted++; return true })
+	if b.n != counted {
+		t.Errorf("n = %d, map holds %d", b.n, counted)
+	}
+}
+
+// BenchmarkRetryBudget measures the happy path of the retry layer with its budget, for one key and for
+// four keys in turn, serial and parallel: a lock on the path would show as the parallel figures rising
+// with the keys.
+func BenchmarkRetryBudget(b *testing.B) {
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) { return cannedOK, nil })
+	for _, keys := range []int{1, 4} {
+		reqs := make([]*http.Request, keys)
+		for i := range reqs {
+			reqs[i], _ = http.NewRequest("GET", fmt.Sprintf("http://api%d.test/x", i), nil)
+		}
+		for _, opt := range []Option{WithoutRetryBudget(), WithRetryBudget(NewRetryBudget(10, 0.1, 2))} {
+			rt := Retry(opt)(base)
+			name := fmt.Sprintf("keys=%d/budget=%t", keys, newConfig([]Option{opt}).budget != nil)
+			b.Run(name+"/serial", func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					rt.RoundTrip(reqs[i%keys])
+				}
+			})
+			b.Run(name+"/parallel", func(b *testing.B) {
+				b.RunParallel(func(pb *testing.PB) {
+					for i := 0; pb.Next(); i++ {
+						rt.RoundTrip(reqs[i%keys])
+					}
+				})
+			})
+		}
+	}
+}
+
+var cannedOK = &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}

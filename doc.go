@@ -34,7 +34,7 @@
 //	max single wait      1 minute             WithMaxWait
 //	backoff              500ms ×2, ±50%, ≤30s WithBackoff
 //	retry decision       DefaultRetryPolicy   WithRetryPolicy
-//	retry budget         10 per key, +0.1 per success, floor 2/s   WithRetryBudget
+//	retry budget         10 per key, +0.1 per request not retried, floor 2/s   WithRetryBudget
 //	throttle key         request host         WithKey
 //	throttle state       in process           WithThrottle, NewThrottle, ThrottleStore
 //	learned routes       1024, by DefaultRoute ThrottleMaxRoutes, RouteKey
@@ -53,8 +53,8 @@
 // lock or a clock read.
 //
 // Retries multiply the load on a server exactly when it is failing. A [RetryBudget] per key lets
-// retries be at most about a tenth of the requests that go well, plus a small floor, so a full outage
-// costs little more than one request per call.
+// retries be at most about a tenth of the requests that are not retried, plus a small floor, so a full
+// outage costs little more than one request per call.
 //
 // # Per-request opt-out
 //

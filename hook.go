@@ -48,7 +48,7 @@ type Event struct {
 	// Wait is how long the layer waits before going on; 0 for EventGiveUp, and for a throttle wait
 	// that ends when a request in flight returns.
 	Wait time.Duration
-	// Reason says why, in a few words.
+	// Reason says why, in a few words; [ReasonBudgetSpent] when the retry budget stopped a retry.
 	Reason string
 }
 

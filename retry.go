@@ -54,6 +54,10 @@ func isIdempotent(req *http.Request) bool {
 	return ok
 }
 
+// ReasonBudgetSpent is the [Event.Reason] of an [EventGiveUp] when the key's [RetryBudget] stopped the
+// retry: the caller gets the attempt's outcome, a response with a nil error or the attempt's error.
+const ReasonBudgetSpent = "retry budget spent"
+
 // retryableError reports whether err is a failure of the connection, which a new attempt may not meet.
 // Errors of the caller (context), of this package's layers and of TLS verification are not.
 func retryableError(err error) bool {
@@ -74,10 +78,11 @@ func retryableError(err error) bool {
 // A retry is not made — the attempt's response goes back to the caller with a nil error, or its error —
 // when the attempts are used up, when the wait would exceed [WithMaxWait] or end after the request's
 // deadline, when the request has a body that cannot be replayed (no GetBody), or when the key's
-// [RetryBudget] is spent ([WithRetryBudget]; on by default; 429s, which the server did not process, are
-// exempt). A replayed body comes from GetBody on a clone; the caller's request is never modified. Each
-// response it discards is drained (at most 64 KiB) and closed, so its connection is reused. Of opts it uses the options named here and
-// [WithKey], [WithHook] and [WithLogger]. The layer is safe for concurrent use.
+// [RetryBudget] is spent ([WithRetryBudget]; on by default; a retry after a 429 that says when to come
+// back is exempt; the event's reason is then [ReasonBudgetSpent]). A replayed body comes from GetBody on
+// a clone; the caller's request is never modified. Each response it discards is drained (at most 64 KiB)
+// and closed, so its connection is reused. Of opts it uses the options named here and [WithKey],
+// [WithHook] and [WithLogger]. The layer is safe for concurrent use.
 func Retry(opts ...Option) Middleware { return newConfig(opts).retry }
 
 func (c *config) retry(next http.RoundTripper) http.RoundTripper {
@@ -100,11 +105,14 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	attempt := req
 	for n := 1; ; n++ {
 		resp, err := l.next.RoundTrip(attempt)
-		if !l.cfg.policy(req, resp, err) || ctx.Err() != nil {
+		if !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
 				l.cfg.budget.credit(l.cfg.key(req))
 			}
 			return resp, err
+		}
+		if ctx.Err() != nil {
+			return resp, err // a failure the caller stopped waiting for: no refund
 		}
 		ev := Event{Kind: EventRetry, Request: req, Attempt: n, Err: err}
 		if resp != nil {
@@ -154,9 +162,11 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
 		return 0, fmt.Sprintf("wait of %v (%s) would outlast the deadline", wait, why)
 	}
-	// A 429 was not processed and the server said when to come back: it costs the server nothing.
-	if l.cfg.budget != nil && (resp == nil || resp.StatusCode != http.StatusTooManyRequests) && !l.cfg.budget.withdraw(l.cfg.key(req), now) {
-		return 0, "retry budget spent"
+	// A 429 was not processed, and when the server said when to come back it set the pace itself: such a
+	// retry spends nothing. A bare 429 is retried on the backoff, like a 503, and spends a retry.
+	paced := resp != nil && resp.StatusCode == http.StatusTooManyRequests && why != whyBackoff
+	if l.cfg.budget != nil && !paced && !l.cfg.budget.withdraw(l.cfg.key(req), now) {
+		return 0, ReasonBudgetSpent
 	}
 	return wait, ""
 }
