@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -214,6 +215,39 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"* (shared)", "GET /b @GET /b", "GET /c @GET /c"}, names); diff != "" {
 		t.Errorf("routes kept (-want +got):\n%s", diff)
+	}
+}
+
+// Buckets unused for a minute past their reset are dropped while the store has room to spare; the others
+// stay: one used lately, one whose window runs on, one with a request in flight.
+func TestUnusedBucketsDroppedAfterReset(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := NewMemoryStore(0)
+	answer := func(name string, at, reset time.Time) {
+		s.Take(ctx, name, at)
+		s.Done(ctx, name, Observation{Now: at, Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 5, Reset: reset}})
+	}
+	for i := range 100 {
+		answer(fmt.Sprintf("old-%d", i), t0, t0.Add(time.Minute))
+	}
+	answer("long window", t0, t0.Add(24*time.Hour))
+	s.Take(ctx, "in flight", t0)
+	answer("recent", t0.Add(time.Hour), t0.Add(time.Hour+time.Minute))
+	s.Take(ctx, "later", t0.Add(time.Hour+30*time.Second)) // looks for unused buckets
+	var kept []string
+	for name := range s.buckets {
+		kept = append(kept, name)
+	}
+	slices.Sort(kept)
+	if diff := cmp.Diff([]string{"in flight", "later", "long window", "recent"}, kept); diff != "" {
+		t.Errorf("buckets kept (-want +got):\n%s", diff)
+	}
+	// It looks again a minute after its last look at the earliest.
+	answer("old-again", t0.Add(time.Hour+31*time.Second), t0.Add(time.Hour+32*time.Second))
+	s.Take(ctx, "another", t0.Add(2*time.Hour))
+	if _, ok := s.Snapshot("old-again"); ok {
+		t.Error("old-again kept past the next look")
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// MemoryStore is the in-process [Store]: the default state of a [Throttle]. It keeps at most a fixed
+// MemoryStore is the in-process [Store]: the default state of a [Throttle]. A bucket that has gone
+// unused for a minute, with no request in flight or waiting and its reset passed, is dropped (looked for
+// at most once a minute, by a request that passes the store's lock, as the first of a window does). The store keeps at most a fixed
 // number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
 // dropped first, then the idle ones least recently used.
 //
@@ -27,6 +29,7 @@ type MemoryStore struct {
 	mu      sync.RWMutex
 	buckets map[string]*memBucket
 	hints   laneHints
+	sweepAt atomic.Int64 // Unix nanoseconds: the earliest time of the next look for unused buckets
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -72,6 +75,9 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Ver
 	// in the lane's window (the lane's timer may not have closed it yet).
 	if b := s.peek(bucket); b != nil && b.takeLane(now, &s.hints) {
 		return Verdict{OK: true}, nil
+	}
+	if now.UnixNano() >= s.sweepAt.Load() {
+		s.sweep(now)
 	}
 	return s.get(bucket, now).take(now, &s.hints), nil
 }
@@ -171,10 +177,39 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 			s.evict(now)
 		}
 		b = &memBucket{name: name, stripes: s.hints.n}
+		b.touch(now)
 		s.buckets[name] = b
 	}
 	s.last.Store(b)
 	return b
+}
+
+// unusedFor is how long a bucket must have gone unused, its reset passed, before the store drops it
+// without being short of room; the store looks for such buckets at most once in that time.
+const unusedFor = time.Minute
+
+// sweep drops the buckets unused for unusedFor whose reset has passed, if no other take has looked for
+// them within unusedFor. Buckets used since are passed over without their lock.
+func (s *MemoryStore) sweep(now time.Time) {
+	at := s.sweepAt.Load()
+	if now.UnixNano() < at || !s.sweepAt.CompareAndSwap(at, now.Add(unusedFor).UnixNano()) {
+		return
+	}
+	cutoff := now.Add(-unusedFor).UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, b := range s.buckets {
+		if b.lastUse.Load() > cutoff {
+			continue
+		}
+		b.mu.Lock()
+		if b.closeLane(); b.lastUse.Load() <= cutoff && b.expired(now) {
+			s.dropLocked(name, b)
+		} else {
+			b.openLane(now)
+		}
+		b.mu.Unlock()
+	}
 }
 
 // evict drops idle buckets whose reset has passed, and if that frees nothing, the idle bucket least
@@ -188,7 +223,7 @@ func (s *MemoryStore) evict(now time.Time) {
 		b.closeLane() // no request passes while the bucket is judged; the next one through the lock reopens it
 		idle := b.idle(now)
 		switch {
-		case idle && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset)):
+		case b.expired(now):
 			s.dropLocked(name, b)
 			freed = true
 		case idle && (lru == nil || b.lastUse.Load() < lru.lastUse.Load()):
@@ -213,6 +248,13 @@ func (s *MemoryStore) evict(now time.Time) {
 // its second ask keeps no one waiting). b.mu is held and the lane closed.
 func (b *memBucket) idle(now time.Time) bool {
 	return b.inflight == 0 && (b.wake == nil || b.ready(now))
+}
+
+// expired reports whether the bucket is idle at now and its window, and any hold the server asked for,
+// have passed: dropping it loses nothing a new bucket would not learn again. b.mu is held and the lane
+// closed.
+func (b *memBucket) expired(now time.Time) bool {
+	return b.idle(now) && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
 }
 
 // dropLocked forgets bucket b, waking whoever still waits on it to ask again. s.mu and b.mu are held.
