@@ -209,7 +209,10 @@ type Learned struct {
 	Key    string // the throttle key (see WithKey)
 	Route  string // the route, as DefaultRoute or RouteKey names it; "*" for the key's shared bucket
 	Bucket string // the server's name for the bucket, "(shared)" for the key's, "#N" for the key's bucket of limit N, "@" for the route's own
-	// What the bucket last learned, when the Store can tell (MemoryStore can).
+	// Known reports that a response has described the bucket and the Store can tell what it said
+	// (MemoryStore and redisquota's Store can): Limit, Remaining and Reset are zero otherwise.
+	Known bool
+	// What the bucket last learned, when Known.
 	Limit, Remaining int
 	Reset            time.Time
 	// BlockedUntil is when a sublimit 429 of the route ends; zero if none.
@@ -219,6 +222,11 @@ type Learned struct {
 // snapshotter is implemented by stores that can report a bucket's state, such as MemoryStore.
 type snapshotter interface {
 	Snapshot(bucket string) (RateLimit, bool)
+}
+
+// bucketLister is implemented by stores that can list the buckets they hold, such as MemoryStore.
+type bucketLister interface {
+	Buckets() []string
 }
 
 // Learned lists what the throttle has learned: each key's shared bucket, and each route that has a
@@ -281,21 +289,19 @@ func (th *Throttle) fill(l *Learned, bucket string) {
 	}
 	if s, ok := th.store.(snapshotter); ok {
 		if rl, ok := s.Snapshot(bucket); ok {
-			l.Limit, l.Remaining, l.Reset = rl.Limit, rl.Remaining, rl.Reset
+			l.Known, l.Limit, l.Remaining, l.Reset = true, rl.Limit, rl.Remaining, rl.Reset
 		}
 	}
 }
 
 // keys lists the throttle keys whose shared bucket the store holds, when the store can tell.
 func (th *Throttle) keys() []string {
-	ms, ok := th.store.(*MemoryStore)
+	bl, ok := th.store.(bucketLister)
 	if !ok {
 		return nil
 	}
-	ms.mu.RLock()
-	defer ms.mu.RUnlock()
 	var out []string
-	for name := range ms.buckets {
+	for _, name := range bl.Buckets() {
 		if !containsNUL(name) {
 			out = append(out, name)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/politehttp/polite/politetest"
 )
 
@@ -496,5 +497,31 @@ func getter(t *testing.T, rt http.RoundTripper, url string) func() {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// Learned asks any Store for its buckets and what they hold, not only a MemoryStore; of a Store that
+// cannot tell, it lists the routes it knows, as not heard from.
+func TestLearnedFromAnyStore(t *testing.T) {
+	type listing struct{ *MemoryStore } // Take, Done, Buckets and Snapshot, under another type
+	type opaque struct{ Store }         // Take and Done only
+	for _, tt := range []struct {
+		name  string
+		store Store
+		want  []Learned
+	}{
+		{"listing", listing{NewMemoryStore(0)}, []Learned{{Key: "api.test", Route: "*", Bucket: "(shared)", Known: true, Limit: 10, Remaining: 7}}},
+		{"opaque", opaque{NewMemoryStore(0)}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			th := NewThrottle(ThrottleStore(tt.store))
+			rt := Throttled(th)(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				return response(r, 200, "", "Ratelimit-Limit", "10", "Ratelimit-Remaining", "7", "Ratelimit-Reset", "30"), nil
+			}))
+			get(t, rt, context.Background())
+			if diff := cmp.Diff(tt.want, th.Learned(), cmpopts.IgnoreFields(Learned{}, "Reset")); diff != "" {
+				t.Errorf("Learned (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

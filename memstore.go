@@ -2,8 +2,10 @@ package polite
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +104,15 @@ func (s *MemoryStore) Snapshot(bucket string) (rl RateLimit, ok bool) {
 	defer b.mu.Unlock()
 	remaining := b.remainingNow()
 	return RateLimit{Limit: b.limit, Remaining: remaining, Reset: b.reset, Window: b.window}, b.known
+}
+
+// Buckets lists the names of the buckets the store holds, in no order: a throttle key for a key's shared
+// bucket, the key and a bucket name joined by a NUL byte for the others (see [Store]).
+// [Throttle.Learned] lists the keys of a Throttle's store from it.
+func (s *MemoryStore) Buckets() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Collect(maps.Keys(s.buckets))
 }
 
 // Len reports how many buckets the store holds.

@@ -14,6 +14,10 @@ import (
 // Implementations must be safe for concurrent use, and should drop a bucket's state once it is idle and
 // its reset has passed, so that state does not pile up.
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
+//
+// Two methods beyond the interface let [Throttle.Learned] show what a Store holds, as [MemoryStore]'s do:
+// Snapshot(bucket string) (RateLimit, bool), what a bucket last learned and whether it has learned
+// anything, and Buckets() []string, the buckets it holds (the keys' shared buckets are listed from it).
 type Store interface {
 	// Take asks for one request slot in bucket at now, the clock's time. When the verdict is OK the
 	// slot is held until Done is called for it. (A MemoryStore's lanes give most slots without Take.)

@@ -3,6 +3,7 @@ module github.com/politehttp/polite/redisquota
 go 1.26.0
 
 require (
+	github.com/google/go-cmp v0.7.0
 	github.com/politehttp/polite v0.0.0
 	github.com/redis/go-redis/v9 v9.23.0
 )

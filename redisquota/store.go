@@ -222,6 +222,11 @@ func (s *Store) Snapshot(bucket string) (rl polite.RateLimit, ok bool) {
 	return s.fallback.Snapshot(bucket)
 }
 
+// Buckets lists the buckets this process has heard of, from its in-process fallback, which learns from
+// every response: it lets [polite.Throttle.Learned] list the Throttle's keys. What it shows of each comes
+// from [Store.Snapshot], that is from Redis, as the whole fleet learned it.
+func (s *Store) Buckets() []string { return s.fallback.Buckets() }
+
 // giveBackLate waits for the answer to a Take the Store stopped waiting for, and gives the slot back
 // if Redis granted it after all: the caller went on with the fallback's verdict, so no request holds
 // it. (A late answer that never comes, with a client that honours deadlines, leaves the slot to lapse

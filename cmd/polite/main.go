@@ -4,7 +4,7 @@
 //
 //	polite demo  [-workers N] [-duration D] [-seed S]
 //	polite get   [-H 'Name: value']... [-X METHOD] [-d body] [-timeout D] URL
-//	polite probe [-n N] [-c C] URL
+//	polite probe [-n N] [-c C] URL [URL...]
 //
 // The verbs:
 //
@@ -17,7 +17,8 @@
 //     its status and rate-limit headers, each wait and why) and the response body to stdout.
 //   - probe sends a batch of requests with some concurrency through the stack and reports how the
 //     server's rate-limit headers evolved, how many 429s reached the caller against how many waits the
-//     throttle made instead, the retries, the achieved rate and the status counts.
+//     throttle made instead, the retries, the achieved rate, the status counts, and the buckets the
+//     throttle learned; with several URLs, the requests go to each in turn.
 //
 // Each verb prints its own help with -h. Exit status: 0 on success; 1 when get's final response is a
 // 4xx or 5xx; 2 on a usage error, a bad URL or header, or a request that got no response at all.

@@ -16,12 +16,14 @@ import (
 )
 
 // probeUsage is the probe verb's synopsis.
-const probeUsage = `[-n N] [-c C] URL`
+const probeUsage = `[-n N] [-c C] URL [URL...]`
 
 // probeDescription is the probe verb's help text.
 const probeDescription = `Sends N GET requests to URL, C at a time, through the polite stack, and reports how the server's
 rate-limit headers evolved, how many 429s reached the caller against how many waits the throttle
-made instead, the retries, the achieved rate and the status counts.
+made instead, the retries, the achieved rate, the status counts, and the buckets the throttle learned
+(route, bucket, limit, remaining, reset). With several URLs the requests go to each in turn, so that
+the table shows how the server's routes share or split its limits.
 `
 
 // probeSamples is the most lines the series of rate-limit headers takes.
@@ -39,26 +41,28 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) == 0:
 		return failf(stderr, "probe: no URL (see 'polite probe -h')")
-	case len(pos) > 1:
-		return failf(stderr, "probe: unexpected argument %q after the URL", pos[1])
 	case *n < 1:
 		return failf(stderr, "probe: -n must be at least 1, got %d", *n)
 	case *c < 1:
 		return failf(stderr, "probe: -c must be at least 1, got %d", *c)
 	}
-	target, err := parseTarget(pos[0])
-	if err != nil {
-		return failf(stderr, "probe: %v", err)
+	var urls, shown []string
+	for _, arg := range pos {
+		target, err := parseTarget(arg)
+		if err != nil {
+			return failf(stderr, "probe: %v", err)
+		}
+		urls, shown = append(urls, target.String()), append(shown, target.Redacted())
 	}
 
-	p := newProber(target.String(), *c)
+	p := newProber(urls, *c)
 	defer p.close()
 	p.run(*n, *c)
 	if p.responses == 0 {
 		// Nothing answered: the host is unreachable, or the URL wrong. One line says so.
-		return failf(stderr, "probe: no response from %s: %v", target.Redacted(), p.firstErr)
+		return failf(stderr, "probe: no response from %s: %v", strings.Join(shown, ", "), p.firstErr)
 	}
-	p.report(stdout, target.Redacted(), *n, *c)
+	p.report(stdout, strings.Join(shown, ", "), *n, *c)
 	return exitOK
 }
 
@@ -72,7 +76,7 @@ type probeSample struct {
 
 // prober sends the probe's requests and gathers what the server and the stack said.
 type prober struct {
-	url    string
+	urls   []string        // sent to in turn
 	ctx    context.Context // ends the probe early when nothing answers
 	cancel context.CancelFunc
 	netT   *http.Transport
@@ -96,9 +100,9 @@ type prober struct {
 	elapsed    time.Duration
 }
 
-// newProber returns a prober for url, with a transport of its own for conns connections.
-func newProber(url string, conns int) *prober {
-	p := &prober{url: url, netT: newNetTransport(conns), serverSaid: map[int]int{}, callerSaw: map[int]int{}}
+// newProber returns a prober for urls, with a transport of its own for conns connections.
+func newProber(urls []string, conns int) *prober {
+	p := &prober{urls: urls, netT: newNetTransport(conns), serverSaid: map[int]int{}, callerSaw: map[int]int{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	base := &tap{next: p.netT, after: p.observe}
 	p.stack = polite.New(base, polite.WithHook(p.hook))
@@ -151,8 +155,8 @@ func (p *prober) run(n, c int) {
 	var wg sync.WaitGroup
 	for range min(c, n) {
 		wg.Go(func() {
-			for p.ctx.Err() == nil && next.Add(1) <= int64(n) {
-				p.one()
+			for i := next.Add(1); p.ctx.Err() == nil && i <= int64(n); i = next.Add(1) {
+				p.one(p.urls[(i-1)%int64(len(p.urls))])
 			}
 		})
 	}
@@ -160,9 +164,9 @@ func (p *prober) run(n, c int) {
 	p.elapsed = time.Since(p.start)
 }
 
-// one sends one request and records what the caller got.
-func (p *prober) one() {
-	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, p.url, nil)
+// one sends one request to url and records what the caller got.
+func (p *prober) one(url string) {
+	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, url, nil)
 	status := 0
 	if err == nil {
 		var resp *http.Response
@@ -246,7 +250,11 @@ func (p *prober) report(w io.Writer, url string, n, c int) {
 		fmt.Fprintln(w, "  none")
 	}
 	for _, l := range learned {
-		fmt.Fprintf(w, "  %-28s → %-10s %s", l.Route, l.Bucket, fmtRateLimit(polite.RateLimit{Limit: l.Limit, Remaining: l.Remaining, Reset: l.Reset}, time.Now()))
+		said := "not heard from yet"
+		if l.Known {
+			said = fmtRateLimit(polite.RateLimit{Limit: l.Limit, Remaining: l.Remaining, Reset: l.Reset}, time.Now())
+		}
+		fmt.Fprintf(w, "  %-28s → %-10s %s", l.Route, l.Bucket, said)
 		if !l.BlockedUntil.IsZero() {
 			fmt.Fprintf(w, ", route held until %s", l.BlockedUntil.Format(time.TimeOnly))
 		}

@@ -73,3 +73,40 @@ func TestProbeThrottled(t *testing.T) {
 		t.Errorf("the throttle never waited:\n%s", stdout)
 	}
 }
+
+func TestProbeSeveralRoutes(t *testing.T) {
+	// An unnamed server whose search route has a limit of its own: probing both routes in turn shows the
+	// throttle moving search to a bucket of its own (named by its limit) while the users route stays in
+	// the host's shared bucket.
+	srv := politetest.NewServer(politetest.WithQuota(100, time.Minute),
+		politetest.WithRouteQuota("/v2/search", "", 50, time.Minute, false))
+	defer srv.Close()
+	code, stdout, stderr := runCmd(t, "probe", "-n", "6", "-c", "1", srv.URL+"/v2/users/1", srv.URL+"/v2/search")
+	if code != exitOK {
+		t.Fatalf("exit status %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"probe: 6 GET " + srv.URL + "/v2/users/1, " + srv.URL + "/v2/search, 1 at a time",
+		"*                            → (shared)   remaining 97/100",
+		"GET /v2/search               → #50        remaining 47/50",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestProbeUnknownBucket(t *testing.T) {
+	// Only the named search route is probed: the host's shared bucket has not been heard from, which the
+	// table says rather than showing zeros.
+	srv := politetest.NewServer(politetest.WithQuota(100, time.Minute), politetest.WithBucketNames(true),
+		politetest.WithRouteQuota("/v2/search", "search", 50, time.Minute, false))
+	defer srv.Close()
+	code, stdout, stderr := runCmd(t, "probe", "-n", "2", "-c", "1", srv.URL+"/v2/search")
+	if code != exitOK {
+		t.Fatalf("exit status %d, stderr %q", code, stderr)
+	}
+	if want := "*                            → (shared)   not heard from yet"; !strings.Contains(stdout, want) {
+		t.Errorf("report lacks %q:\n%s", want, stdout)
+	}
+}
