@@ -252,6 +252,27 @@ func TestUnusedBucketsDroppedAfterReset(t *testing.T) {
 	}
 }
 
+// A bucket used once a window keeps what it learned, though each use comes a window after the last: it
+// is dropped only once a whole window has passed unused after its reset.
+func TestBucketUsedOnceAWindowIsKept(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := NewMemoryStore(0)
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		s.Take(ctx, "polled", at)
+		s.Done(ctx, "polled", Observation{Now: at, Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 9, Reset: at.Add(time.Minute)}})
+		s.Take(ctx, fmt.Sprint("other-", i), at.Add(time.Minute)) // a new bucket: looks for unused ones as polled's reset passes
+		if rl, ok := s.Snapshot("polled"); !ok || (i > 0 && rl.Window != time.Minute) {
+			t.Fatalf("after %d polls: snapshot %+v, %v; want the bucket kept with its window of a minute", i+1, rl, ok)
+		}
+	}
+	s.Take(ctx, "another", t0.Add(4*time.Minute)) // polled's last reset was t0+3m: a window unused since
+	if _, ok := s.Snapshot("polled"); ok {
+		t.Error("polled kept a window after its reset, unused")
+	}
+}
+
 // Requests find their route through a cache in front of the route table: it follows the table when a
 // route is learned again (replaced) and when one is evicted.
 func TestRouteCacheFollowsTheTable(t *testing.T) {

@@ -13,9 +13,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// MemoryStore is the in-process [Store]: the default state of a [Throttle]. A bucket that has gone
-// unused for a minute, with no request in flight or waiting and its reset passed, is dropped (looked for
-// at most once a minute, by a request that passes the store's lock, as the first of a window does). The store keeps at most a fixed
+// MemoryStore is the in-process [Store]: the default state of a [Throttle]. A bucket with no request in
+// flight or waiting that has gone unused for a whole window (and at least a minute) since its last use
+// and since its reset is dropped (looked for at most once a minute, by a request that passes the store's
+// lock, as the first of a window does). The store keeps at most a fixed
 // number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
 // dropped first, then the idle ones least recently used.
 //
@@ -195,12 +196,13 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 	return b
 }
 
-// unusedFor is how long a bucket must have gone unused, its reset passed, before the store drops it
-// without being short of room; the store looks for such buckets at most once in that time.
+// unusedFor is how long at least a bucket must have gone unused, after its last use and after its reset,
+// before the store drops it without being short of room; a bucket whose window is longer must have gone
+// unused for a window. The store looks for such buckets at most once in unusedFor.
 const unusedFor = time.Minute
 
-// sweep drops the buckets unused for unusedFor whose reset has passed, if no other take has looked for
-// them within unusedFor. Buckets used since are passed over without their lock.
+// sweep drops the unused buckets (see unused), if no other take has looked for them within unusedFor.
+// Buckets used within unusedFor are passed over without their lock.
 func (s *MemoryStore) sweep(now time.Time) {
 	at := s.sweepAt.Load()
 	if now.UnixNano() < at || !s.sweepAt.CompareAndSwap(at, now.Add(unusedFor).UnixNano()) {
@@ -214,7 +216,7 @@ func (s *MemoryStore) sweep(now time.Time) {
 			continue
 		}
 		b.mu.Lock()
-		if b.closeLane(); b.lastUse.Load() <= cutoff && b.expired(now) {
+		if b.closeLane(); b.unused(now) {
 			s.dropLocked(name, b)
 		} else {
 			b.openLane(now)
@@ -266,6 +268,17 @@ func (b *memBucket) idle(now time.Time) bool {
 // closed.
 func (b *memBucket) expired(now time.Time) bool {
 	return b.idle(now) && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
+}
+
+// unused reports whether the bucket has expired and gone unused for a window (at least unusedFor) since
+// its reset and its last use, so that a bucket used once a window keeps what it learned. b.mu is held
+// and the lane closed.
+func (b *memBucket) unused(now time.Time) bool {
+	since := time.Unix(0, b.lastUse.Load())
+	if b.reset.After(since) {
+		since = b.reset
+	}
+	return b.expired(now) && !now.Before(since.Add(max(b.window, unusedFor)))
 }
 
 // dropLocked forgets bucket b, waking whoever still waits on it to ask again. s.mu and b.mu are held.
