@@ -180,7 +180,7 @@ func TestBucketFits(t *testing.T) {
 		{"a refusal of another limit once the window passed", RateLimit{Limit: 5, Remaining: 0, Reset: t0.Add(70 * time.Second)}, 429, t0.Add(31 * time.Second), false},
 	}
 	for _, tt := range tests {
-		if got := b.fits(tt.rl, tt.status, tt.now); got != tt.want {
+		if got := b.fits(tt.rl, 0, tt.status, tt.now); got != tt.want {
 			t.Errorf("%s: fits = %v, want %v", tt.name, got, tt.want)
 		}
 	}

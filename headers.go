@@ -495,6 +495,29 @@ func hdrParseReset(s string, now time.Time, dates *dateCache) (time.Time, bool) 
 	return hdrTrustedReset(t, now)
 }
 
+// hdrRelativeReset reports whether a reset header of the given values, which gave a reset, gave it as
+// seconds from now rather than as a time (an HTTP-date or a Unix time; see hdrParseReset). known is
+// false when it cannot tell without parsing: for more than one value or member.
+func hdrRelativeReset(values []string) (relative, known bool) {
+	if len(values) != 1 {
+		return false, false
+	}
+	s, rest := hdrCutListMember(values[0])
+	if rest != "" || s == "" {
+		return false, false
+	}
+	if !hdrIsDigit(s[0]) {
+		return false, true // an HTTP-date
+	}
+	sec, _, ok := hdrParseDecimal(s, hdrMaxEpoch)
+	if !ok {
+		return false, false
+	}
+	// A delay, unless it is a Unix time, or too long to be trusted as a delay (then it was read as a Unix
+	// time, or not at all; see hdrNumericReset).
+	return sec < hdrEpochThreshold && time.Duration(sec)*time.Second <= hdrMaxResetAhead, true
+}
+
 // hdrNumericReset interprets a numeric reset: a Unix time if sec is at
 // least hdrEpochThreshold, else a delay from now. A delay too long to be
 // trusted is read as a Unix time instead when that is within a day of now,

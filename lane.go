@@ -218,17 +218,20 @@ func (l *memLane) take(i int) (ok, met bool) {
 // done records o in the lane if it is open and o changes nothing but its counts: no Retry-After, and a
 // rate limit, if any, of the lane's window. A slot o gives back goes to stripe i.
 func (l *memLane) done(o *Observation, i int) bool {
-	return o.RetryAt.IsZero() && l.record(i, o.Took, o.HasRateLimit, &o.RateLimit)
+	return o.RetryAt.IsZero() && l.record(i, o.Took, o.HasRateLimit, &o.RateLimit, o.ResetSpread)
 }
 
 // record is done for an answer without Retry-After: took frees a slot of stripe i, and rl, when has is
-// set, is the answer's rate limit. When it reports false, the answer is the lock's to record whole; what
-// record changed before it found that out (a lower remaining count) the lock records again.
-func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
+// set, is the answer's rate limit, whose reset may be up to spread late (see Observation.ResetSpread).
+// When it reports false, the answer is the lock's to record whole; what record changed before it found
+// that out (a lower remaining count) the lock records again.
+func (l *memLane) record(i int, took, has bool, rl *RateLimit, spread time.Duration) bool {
 	if has {
 		// The lane's window: a reset within sameWindowSlack of its own, as servers that send delta-seconds
-		// round it (the bucket's lock reads such an answer as of the same window too).
-		if l.unknown || rl.Reset.IsZero() || !rl.Reset.Equal(l.reset) && !withinSlack(rl.Reset, l.reset) ||
+		// round it, or up to spread later (the bucket's lock reads such an answer as of the same window
+		// too). One that says the window ends earlier goes to the lock, which may learn it (see
+		// memBucket.learn).
+		if l.unknown || rl.Reset.IsZero() || !rl.Reset.Equal(l.reset) && !withinSlack(rl.Reset, l.reset, spread) ||
 			rl.Limit != 0 && rl.Limit != l.limit || rl.Window != 0 && rl.Window != l.window {
 			return false
 		}
@@ -283,10 +286,11 @@ func (l *memLane) record(i int, took, has bool, rl *RateLimit) bool {
 	return true
 }
 
-// withinSlack reports whether resets a and b are at most sameWindowSlack apart.
-func withinSlack(a, b time.Time) bool {
+// withinSlack reports whether reset a is at most sameWindowSlack before b, and at most sameWindowSlack
+// plus spread after it.
+func withinSlack(a, b time.Time, spread time.Duration) bool {
 	d := a.Sub(b)
-	return -sameWindowSlack <= d && d <= sameWindowSlack
+	return -sameWindowSlack <= d && d <= sameWindowSlack+spread
 }
 
 // expire closes the lane, at its reset. Its counts stay in the words until the bucket takes them back:

@@ -405,7 +405,7 @@ func TestLaneStripesNeverPassTheRemainingCount(t *testing.T) {
 		rem := limit
 		for range 30 {
 			rem--
-			if !l.record(1, true, true, &RateLimit{Limit: limit, Remaining: rem, Reset: reset}) {
+			if !l.record(1, true, true, &RateLimit{Limit: limit, Remaining: rem, Reset: reset}, 0) {
 				t.Fatal("the lane refused an answer of its window")
 			}
 			inflight[1]--

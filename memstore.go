@@ -320,10 +320,11 @@ const slidingPace = 0.98
 type memBucket struct {
 	name      string
 	mu        sync.Mutex
-	known     bool      // a response has described this bucket
-	limit     int       // last reported limit (0: unknown)
-	remaining int       // last reported remaining in the current window
-	reset     time.Time // when the current window ends (zero: unknown)
+	known     bool          // a response has described this bucket
+	limit     int           // last reported limit (0: unknown)
+	remaining int           // last reported remaining in the current window
+	reset     time.Time     // when the current window ends (zero: unknown)
+	spread    time.Duration // the window may end up to this much before reset (see Observation.ResetSpread)
 	window    time.Duration
 	inflight  int
 	probing   bool          // the window passed and a probe is out
@@ -516,7 +517,7 @@ func (b *memBucket) done(o *Observation) bool {
 	if o.Took && b.inflight > 0 {
 		b.inflight--
 	}
-	fits := !o.HasRateLimit || b.fits(o.RateLimit, o.Status, o.Now)
+	fits := !o.HasRateLimit || b.fits(o.RateLimit, o.ResetSpread, o.Status, o.Now)
 	if o.Status >= 200 && o.Status < 300 {
 		b.blocked = time.Time{} // the server is answering again: whatever hold it asked for is over
 	}
@@ -526,7 +527,7 @@ func (b *memBucket) done(o *Observation) bool {
 			b.setSliding(false, o.Now) // a refused request proves the bucket is not refilling as paced
 		}
 		if o.HasRateLimit {
-			b.learn(o.RateLimit, o.Now)
+			b.learn(o.RateLimit, o.ResetSpread, o.Now)
 		}
 	}
 	if !o.HasRateLimit && o.Took {
@@ -557,12 +558,17 @@ func (b *memBucket) ready(now time.Time) bool {
 	return !b.probing || b.inflight == 0
 }
 
-// fits reports whether rl, from an answer of the given status, can describe this bucket's counter. While
-// the bucket's window runs, a different limit, or a reset that is not this window's nor a whole number of
-// windows from it, is another counter's. Once the window has passed, anything fits (it is the best word
-// there is, and a plan's limit may change) except a refusal reporting another limit: another counter,
-// spent while this one was not, refused it.
-func (b *memBucket) fits(rl RateLimit, status int, now time.Time) bool {
+// fits reports whether rl, from an answer of the given status whose reset may be up to spread late (see
+// Observation.ResetSpread), can describe this bucket's counter. While the bucket's window runs, a
+// different limit, or a reset that is not this window's nor a whole number of windows from it, is another
+// counter's. Once the window has passed, anything fits (it is the best word there is, and a plan's limit
+// may change) except a refusal reporting another limit: another counter, spent while this one was not,
+// refused it.
+//
+// A reset is this window's when it is within sameWindowSlack of the bucket's, or later by up to the
+// answer's spread, or earlier by up to the bucket's own (its reset was read from a late answer too): an
+// answer that took its time is no evidence of another counter.
+func (b *memBucket) fits(rl RateLimit, spread time.Duration, status int, now time.Time) bool {
 	otherLimit := rl.Limit > 0 && b.limit > 0 && rl.Limit != b.limit
 	if !b.known || b.reset.IsZero() {
 		return true
@@ -580,12 +586,19 @@ func (b *memBucket) fits(rl RateLimit, status int, now time.Time) bool {
 	if off < 0 {
 		off += b.window
 	}
-	return off <= sameWindowSlack || b.window-off <= sameWindowSlack
+	return off <= sameWindowSlack+spread || b.window-off <= sameWindowSlack+b.spread
 }
 
-// learn folds one response's rate-limit headers into the bucket.
-func (b *memBucket) learn(rl RateLimit, now time.Time) {
-	if !rl.Reset.IsZero() && !b.reset.IsZero() && rl.Reset.Before(b.reset.Add(-sameWindowSlack)) {
+// learn folds one response's rate-limit headers into the bucket. The answer's reset may be up to spread
+// late, and the bucket's up to b.spread (see Observation.ResetSpread): only a reset later than the
+// bucket's by more than sameWindowSlack once the answer's spread is taken off starts a new window, only
+// one earlier than the bucket's by more than sameWindowSlack and b.spread is of a window before, and
+// between the two an earlier reset tells when the window ends more closely.
+func (b *memBucket) learn(rl RateLimit, spread time.Duration, now time.Time) {
+	if rl.Reset.IsZero() {
+		spread = 0
+	}
+	if !rl.Reset.IsZero() && !b.reset.IsZero() && rl.Reset.Before(b.reset.Add(-sameWindowSlack-b.spread)) {
 		return // a response from an earlier window, overtaken by newer ones: nothing to learn
 	}
 	if !rl.Reset.IsZero() && !rl.Reset.After(now) {
@@ -600,10 +613,16 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 	}
 	switch {
 	case rl.Reset.IsZero() || b.reset.IsZero():
-		b.remaining, b.reset = rl.Remaining, rl.Reset
-	case rl.Reset.After(b.reset.Add(sameWindowSlack)):
-		// A new window. The spacing of successive resets measures the window when the server does not say it.
-		if gap := rl.Reset.Sub(b.reset); rl.Window == 0 && (b.window == 0 || gap < b.window) {
+		b.remaining, b.reset, b.spread = rl.Remaining, rl.Reset, spread
+	case rl.Reset.After(b.reset.Add(sameWindowSlack)) && !rl.Reset.Add(-spread).Before(b.reset.Add(sameWindowSlack)):
+		// A new window: even read from when the request went, the reset is past this window's (by more than
+		// sameWindowSlack; or exactly by it, once spread is taken off: a request sent as the window ended).
+		// The spacing of successive resets measures the window when the server does not say it, if both
+		// are about as late: a server counts a request when it takes it, or when it answers, so a reset is
+		// late by about all of its answer's spread or by about none. The larger of the two readings is
+		// taken: a window measured short would pace a sliding window too fast.
+		gap := rl.Reset.Sub(b.reset) + max(b.spread-spread, 0)
+		if rl.Window == 0 && (b.spread-spread).Abs() <= sameWindowSlack && (b.window == 0 || gap < b.window) {
 			b.window = gap
 		}
 		if b.probing && b.limit > 0 && b.pace == nil {
@@ -613,12 +632,23 @@ func (b *memBucket) learn(rl RateLimit, now time.Time) {
 			// window too reports nearly its whole limit.
 			b.refills = b.refills || sliding || b.remaining <= b.reserve()
 		}
-		b.remaining, b.reset, b.probing = rl.Remaining, rl.Reset, false
-	case b.pace != nil:
-		b.remaining = rl.Remaining // a sliding window refills: the newest word counts
+		b.remaining, b.reset, b.spread, b.probing = rl.Remaining, rl.Reset, spread, false
 	default:
-		// Responses of one window may arrive out of order: the lowest remaining is the newest.
-		b.remaining = min(b.remaining, rl.Remaining)
+		if rl.Reset.Before(b.reset.Add(-sameWindowSlack)) {
+			// Within the bucket's spread: the window ends no later than this answer says, and no earlier
+			// than either of the two could.
+			lo := b.reset.Add(-b.spread)
+			if l := rl.Reset.Add(-spread); l.After(lo) {
+				lo = l
+			}
+			b.reset, b.spread = rl.Reset, max(rl.Reset.Sub(lo), 0)
+		}
+		if b.pace != nil {
+			b.remaining = rl.Remaining // a sliding window refills: the newest word counts
+		} else {
+			// Responses of one window may arrive out of order: the lowest remaining is the newest.
+			b.remaining = min(b.remaining, rl.Remaining)
+		}
 	}
 }
 

@@ -26,8 +26,9 @@ func bucketsOf(key string, r *route) [2]string {
 // fits one), gives back the slots in held, and learns the request's route when the response shows that
 // it counts against another bucket (see buckets.go).
 //
-// pre, when not nil, is resp's rate limit as settleInLane read it.
-func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response, pre *reading) {
+// pre, when not nil, is resp's rate limit as settleInLane read it. sent is when req went, or a time before
+// (see reading.spread).
+func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key string, r *route, spent, held [2]string, resp *http.Response, pre *reading, sent time.Time) {
 	s := settle{l: l, ctx: ctx, held: held}
 	o := &s.o // o.Now is read from the clock only when something needs it: most answers need not
 	if resp != nil {
@@ -37,6 +38,7 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 			pre.read(l, resp.Header)
 		}
 		o.RateLimit, o.HasRateLimit, o.Now = pre.rl, pre.has, pre.now
+		o.ResetSpread = pre.spread(l, resp.Header, sent)
 		if st := resp.StatusCode; st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable {
 			o.RetryAt = serverRetryAt(resp, s.now())
 		}
@@ -82,15 +84,44 @@ func (l *throttleLayer) observe(ctx context.Context, req *http.Request, key stri
 
 // reading is what the throttle read of one answer's rate-limit headers.
 type reading struct {
-	rl   RateLimit
-	has  bool      // rl is valid
-	now  time.Time // the time it was read with; zero when it needed none
-	done bool
+	rl    RateLimit
+	has   bool      // rl is valid
+	now   time.Time // the time it was read with; zero when it needed none
+	shape hdrShape  // the headers it was read from, when they have a shape (see hdrShape)
+	done  bool
+}
+
+// spread returns how much earlier than the reset it read from h the window may end (see
+// Observation.ResetSpread), for an answer to a request that went at sent or later: the time from sent to
+// when a reset given in seconds from now was read. The server counts those seconds from when it counted
+// the request, which may be as early as its sending: a rate-limit middleware admits a request and a slow
+// handler answers it seconds later, so its reset, read on arrival, is that much late, though it is the
+// same counter's and window's. Zero for a reset the server gave as a time (a date, a Unix time), or
+// when sent is not known.
+func (p *reading) spread(l *throttleLayer, h http.Header, sent time.Time) time.Duration {
+	if p.now.IsZero() || sent.IsZero() || !p.has || p.rl.Reset.IsZero() || !p.now.After(sent) {
+		return 0
+	}
+	relative, known := false, false
+	if p.shape != 0 {
+		relative, known = hdrRelativeReset(h[hdrRateLimitReset]) // the reset is Ratelimit-Reset's
+	}
+	if !known {
+		// Read again a second later: a reset given as a time stays where it was, one given in seconds
+		// moves. (Only answers of other shapes whose reset needed the time get here, and of those on the
+		// lane only the ones whose reset is not the lane's.)
+		again, ok := parseRateLimit(h, p.now.Add(time.Second), &l.th.dates)
+		relative = ok && !again.Reset.Equal(p.rl.Reset)
+	}
+	if !relative {
+		return 0
+	}
+	return p.now.Sub(sent)
 }
 
 // read reads h, without the clock when it can (see parseRateLimitLazy).
 func (p *reading) read(l *throttleLayer, h http.Header) {
-	p.has, p.now, _ = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
+	p.has, p.now, p.shape = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
 	p.done = true
 }
 
@@ -104,14 +135,14 @@ func (p *reading) readIn(l *throttleLayer, lane *memLane, h http.Header) {
 	if shape := hdrShape(lane.shape.Load()); shape != 0 {
 		var fits bool
 		if p.has, p.now, fits = parseRateLimitShaped(&p.rl, h, &l.th.dates, l.th.clock.now, shape); fits {
+			p.shape = shape
 			return
 		}
 	}
 	p.done = true
-	var shape hdrShape
-	p.has, p.now, shape = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
-	if uint32(shape) != lane.shape.Load() {
-		lane.shape.Store(uint32(shape))
+	p.has, p.now, p.shape = parseRateLimitLazy(&p.rl, h, &l.th.dates, l.th.clock.now)
+	if uint32(p.shape) != lane.shape.Load() {
+		lane.shape.Store(uint32(p.shape))
 	}
 }
 

@@ -28,9 +28,10 @@ type Store interface {
 	// e.g. under context.WithoutCancel with a short timeout of its own. It reports false, recording
 	// nothing of o's rate limit and Retry-After, when o describes another counter than the bucket's:
 	// while the bucket's window is running, a different limit, or a reset that is neither this window's
-	// nor a whole number of windows away; once it has passed, a 429 reporting a different limit (another
-	// counter refused the request). The Throttle then offers o to another bucket, and learns that the
-	// request's route spends it. A Store that cannot tell reports true.
+	// nor a whole number of windows away (allowing for o.ResetSpread); once it has passed, a 429
+	// reporting a different limit (another counter refused the request). The Throttle then offers o to
+	// another bucket, and learns that the request's route spends it. A Store that cannot tell reports
+	// true.
 	Done(ctx context.Context, bucket string, o Observation) (fits bool, err error)
 }
 
@@ -60,6 +61,12 @@ type Observation struct {
 	// RateLimit is what the response's rate-limit headers said; valid when HasRateLimit is set.
 	RateLimit    RateLimit
 	HasRateLimit bool
+	// ResetSpread is how much earlier than RateLimit.Reset the window may end: a reset given in seconds
+	// from when the server counted the request (at any time between its sending and its answer) is read
+	// from when the answer arrived, so it is late by up to the request's round trip. It is that round
+	// trip for a reset that needed the time to be read, and zero for one given as a date. A Store should
+	// not take a reset up to ResetSpread later than a window's for another window or another counter.
+	ResetSpread time.Duration
 	// RetryAt, if not zero, is the time before which the server asked for no further request
 	// (a 429 or 503 with Retry-After, plus one second).
 	RetryAt time.Time

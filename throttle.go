@@ -185,15 +185,19 @@ func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id 
 	r := l.th.routes.lookup(id, l.th.clock)
 	spent := bucketsOf(key, r)
 	if out&noThrottle == 0 && spent[1] == "" && l.th.mem != nil && (r == nil || r.blocked.Load() == 0) {
-		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go).
-		if lane, stripe := l.th.mem.tryTakeLane(spent[0], l.th.clock.recently()); lane != nil {
+		// The happy path: one bucket, whose lane takes the slot and the answer (see lane.go). The clock's
+		// recent time, at most about clockAnchorEvery old, stands for when the request went: an answer
+		// whose reset needs the time reads it on arrival, and their difference bounds the round trip
+		// from above (see reading.spread).
+		sent := l.th.clock.recently()
+		if lane, stripe := l.th.mem.tryTakeLane(spent[0], sent); lane != nil {
 			if first != nil {
 				l.th.disc.sent(first, l.th.first)
 			}
 			resp, err := l.next.RoundTrip(req)
 			var pre reading
-			if !l.settleInLane(lane, stripe, r, resp, &pre) {
-				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp, &pre)
+			if !l.settleInLane(lane, stripe, r, resp, &pre, sent) {
+				l.observe(ctx, req, key, r, spent, [2]string{spent[0]}, resp, &pre, sent)
 			}
 			return resp, err
 		}
@@ -226,17 +230,20 @@ func (l *throttleLayer) roundTrip(req *http.Request, out optOut, key string, id 
 	if first != nil {
 		l.th.disc.sent(first, l.th.first)
 	}
+	// Off the lane, the time the request goes is read: it may be the probe of a new window, whose answer
+	// tells the window apart from the one before by its reset less its round trip (see memBucket.learn).
+	sent := l.th.clock.now()
 	resp, err := l.next.RoundTrip(req)
-	l.observe(ctx, req, key, r, spent, held, resp, nil)
+	l.observe(ctx, req, key, r, spent, held, resp, nil, sent)
 	return resp, err
 }
 
 // settleInLane gives back the slot a request took in lane's stripe and records what resp said there, if
 // resp changes nothing but the lane's counts and names no bucket the request's route r does not already
-// spend first. It reports false otherwise, having given nothing back (it may have lowered the lane's
+// spend first. sent is about when the request went (see reading.spread). It reports false otherwise, having given nothing back (it may have lowered the lane's
 // remaining count, which the lock does again): observe must see resp, and pre holds what was read of it,
 // if anything.
-func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *http.Response, pre *reading) bool {
+func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *http.Response, pre *reading, sent time.Time) bool {
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		return false
 	}
@@ -244,7 +251,11 @@ func (l *throttleLayer) settleInLane(lane *memLane, stripe int, r *route, resp *
 	if pre.has && pre.rl.Bucket != "" && (r == nil || r.names[0] != pre.rl.Bucket) {
 		return false
 	}
-	return lane.record(stripe, true, pre.has, &pre.rl)
+	var spread time.Duration
+	if pre.has && !pre.now.IsZero() && !withinSlack(pre.rl.Reset, lane.reset, 0) {
+		spread = pre.spread(l, resp.Header, sent) // needed only for a reset that is not the lane's
+	}
+	return lane.record(stripe, true, pre.has, &pre.rl, spread)
 }
 
 // holdRoute waits out a sublimit of route r, if it has one.

@@ -11,6 +11,7 @@ import "github.com/redis/go-redis/v9"
 //	l   limit (0: unknown)
 //	r   remaining, as the server last said it
 //	rs  reset (0: unknown)
+//	sp  how much earlier than rs the window may end (ms; see polite.Observation.ResetSpread)
 //	w   window (ms, 0: unknown)
 //	pr  probing: the window passed and a probe is out (0/1)
 //	b   blocked: the server asked for no request before this (0: no hold)
@@ -37,7 +38,7 @@ local reserveMin = 10
 local b = {}
 local h = redis.call('HGETALL', st)
 for i = 1, #h, 2 do b[h[i]] = tonumber(h[i + 1]) end
-for _, f in ipairs({'k', 'l', 'r', 'rs', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pb', 'pt', 'pl', 'u', 'n'}) do
+for _, f in ipairs({'k', 'l', 'r', 'rs', 'sp', 'w', 'pr', 'rf', 'b', 'pc', 'pq', 'pb', 'pt', 'pl', 'u', 'n'}) do
   if b[f] == nil then b[f] = 0 end
 end
 
@@ -67,7 +68,7 @@ local function tokens()
 end
 
 local function save()
-  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'w', b.w, 'pr', b.pr, 'rf', b.rf, 'b', b.b,
+  redis.call('HSET', st, 'k', b.k, 'l', b.l, 'r', b.r, 'rs', b.rs, 'sp', b.sp, 'w', b.w, 'pr', b.pr, 'rf', b.rf, 'b', b.b,
     'pc', b.pc, 'pq', b.pq, 'pb', b.pb, 'pt', b.pt, 'pl', b.pl, 'u', b.u, 'n', b.n)
   local exp = math.max(b.rs, b.b, b.u, now) + keep
   local top = redis.call('ZRANGE', ls, -1, -1, 'WITHSCORES')
@@ -117,14 +118,16 @@ save()
 return {1, 0, ''}
 `)
 
-// doneScript: ARGV now, keep, took, status, hasRL, limit, remaining, reset, window, retryAt.
+// doneScript: ARGV now, keep, took, status, hasRL, limit, remaining, reset, window, retryAt, spread.
 // Returns 1 when the observation fits the bucket, else 0.
 var doneScript = redis.NewScript(prelude + `
 local took = ARGV[3] == '1'
 local status = tonumber(ARGV[4])
 local hasRL = ARGV[5] == '1'
-local rl = {l = tonumber(ARGV[6]), r = tonumber(ARGV[7]), rs = tonumber(ARGV[8]), w = tonumber(ARGV[9])}
+local rl = {l = tonumber(ARGV[6]), r = tonumber(ARGV[7]), rs = tonumber(ARGV[8]), w = tonumber(ARGV[9]),
+  sp = tonumber(ARGV[11]) or 0}
 local retryAt = tonumber(ARGV[10])
+if rl.rs == 0 then rl.sp = 0 end
 
 local function fits()
   local otherLimit = rl.l > 0 and b.l > 0 and rl.l ~= b.l
@@ -133,12 +136,13 @@ local function fits()
   if now >= b.rs then return not (otherLimit and status == 429) end
   if otherLimit then return false end
   if rl.rs == 0 or b.w <= 0 then return true end
+  -- This window's: within slack, or later by up to the answer's spread, or earlier by up to the bucket's.
   local off = (rl.rs - b.rs) % b.w
-  return off <= slack or b.w - off <= slack
+  return off <= slack + rl.sp or b.w - off <= slack + b.sp
 end
 
 local function learn()
-  if rl.rs ~= 0 and b.rs ~= 0 and rl.rs < b.rs - slack then
+  if rl.rs ~= 0 and b.rs ~= 0 and rl.rs < b.rs - slack - b.sp then
     return -- a response from an earlier window, overtaken by newer ones
   end
   if rl.rs ~= 0 and rl.rs <= now then
@@ -148,11 +152,12 @@ local function learn()
   if rl.l > 0 then b.l = rl.l end
   if rl.w > 0 then b.w = rl.w end
   if rl.rs == 0 or b.rs == 0 then
-    b.r, b.rs = rl.r, rl.rs
-  elseif rl.rs > b.rs + slack then
-    -- A new window; the spacing of resets measures it when the server does not say.
-    local gap = rl.rs - b.rs
-    if rl.w == 0 and (b.w == 0 or gap < b.w) then b.w = gap end
+    b.r, b.rs, b.sp = rl.r, rl.rs, rl.sp
+  elseif rl.rs > b.rs + slack and rl.rs - rl.sp >= b.rs + slack then
+    -- A new window; the spacing of resets measures it when the server does not say, if both are about as
+    -- late (the larger reading: a window measured short would pace a sliding window too fast).
+    local gap = rl.rs - b.rs + math.max(b.sp - rl.sp, 0)
+    if rl.w == 0 and math.abs(b.sp - rl.sp) <= slack and (b.w == 0 or gap < b.w) then b.w = gap end
     if b.pr == 1 and b.l > 0 and b.pc == 0 then
       local slide = rl.r < math.floor(b.l / 2)
       -- Only a window spent down to the reserve tells the kinds apart.
@@ -160,11 +165,18 @@ local function learn()
       sliding(slide)
       if slide or spent then b.rf = 1 end
     end
-    b.r, b.rs, b.pr = rl.r, rl.rs, 0
-  elseif b.pc == 1 then
-    b.r = rl.r -- a sliding window refills: the newest word counts
+    b.r, b.rs, b.sp, b.pr = rl.r, rl.rs, rl.sp, 0
   else
-    b.r = math.min(b.r, rl.r) -- answers of one window arrive out of order: the lowest is the newest
+    if rl.rs < b.rs - slack then
+      -- Within the bucket's spread: the window ends no later than this answer says.
+      local lo = math.max(b.rs - b.sp, rl.rs - rl.sp)
+      b.rs, b.sp = rl.rs, math.max(rl.rs - lo, 0)
+    end
+    if b.pc == 1 then
+      b.r = rl.r -- a sliding window refills: the newest word counts
+    else
+      b.r = math.min(b.r, rl.r) -- answers of one window arrive out of order: the lowest is the newest
+    end
   end
 end
 

@@ -364,7 +364,7 @@ func verdictOf(v any) (polite.Verdict, error) {
 func doneArgs(o polite.Observation) []any {
 	rl := o.RateLimit
 	return []any{flag(o.Took), o.Status, flag(o.HasRateLimit), rl.Limit, rl.Remaining, millis(rl.Reset),
-		rl.Window.Milliseconds(), millis(o.RetryAt)}
+		rl.Window.Milliseconds(), millis(o.RetryAt), o.ResetSpread.Milliseconds()}
 }
 
 func flag(b bool) int {

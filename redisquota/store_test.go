@@ -243,6 +243,51 @@ func TestFitsFalseOnAnotherCounter(t *testing.T) {
 	}
 }
 
+// TestResetSpread walks a bucket through answers whose resets are late by their round trips
+// (polite.Observation.ResetSpread), on Redis and in memory alike: late answers of one window are that
+// window, an earlier reset within the bucket's own spread tells when it ends more closely, and resets
+// beyond the spreads still tell another window or another counter.
+func TestResetSpread(t *testing.T) {
+	p := newPair(t)
+	t0 := base()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	seen := func(now, reset, remaining, spread int) polite.Observation {
+		return polite.Observation{Now: at(now), Status: 200, HasRateLimit: true, ResetSpread: time.Duration(spread) * time.Millisecond,
+			RateLimit: polite.RateLimit{Limit: 40, Remaining: remaining, Reset: at(reset)}}
+	}
+	steps := []struct {
+		name string
+		o    polite.Observation
+		fits bool
+	}{
+		{"a fast answer", seen(20, 10000, 39, 20), true},
+		{"one 2.5 s late: the same window", seen(2500, 12500, 38, 2500), true},
+		{"the next window", seen(10020, 20000, 39, 20), true},
+		{"one 2.5 s late, after the window's reset: the same window", seen(20500, 22500, 1, 2500), true},
+		{"a probe of the next window, slow", seen(22500, 32500, 39, 2500), true},
+		{"a fast answer: the window ends earlier", seen(23000, 30500, 37, 20), true},
+		{"late by more than its round trip: another counter", seen(24000, 33000, 20, 1000), false},
+		{"early by more than the bucket's spread: another counter", seen(24000, 29000, 20, 0), false},
+		{"the window after, late by its round trip", seen(24000, 42500, 36, 2000), true},
+	}
+	for _, st := range steps {
+		if got := p.done(st.o); got != st.fits {
+			t.Errorf("%s: fits %v, want %v", st.name, got, st.fits)
+		}
+	}
+	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 36 || !rl.Reset.Equal(at(42500)) || rl.Window != 10*time.Second {
+		t.Errorf("at the end: %+v, want 36 remaining, reset at +42.5s, window 10s", rl)
+	}
+	// A request sent just as a window of a second ended, answered "1" (seconds) 20 ms later: the next
+	// window's.
+	p = newPair(t)
+	p.done(seen(500, 1000, 5, 20))
+	p.done(seen(1020, 2020, 9, 20))
+	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 9 || !rl.Reset.Equal(at(2020)) || rl.Window != 1020*time.Millisecond {
+		t.Errorf("a window of a second: %+v, want 9 remaining, reset at +2.02s, window 1.02s", rl)
+	}
+}
+
 // pacedPair returns a pair whose bucket of the given limit per 10 s has just been found to be a sliding
 // window, and the time the probe's answer came (the pacing starts then, empty).
 func pacedPair(t *testing.T, limit int) (*pair, time.Time) {
