@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -461,4 +462,47 @@ func TestRouteSplitByResetAlone(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestBurstAfterIdleKeepsTheLimit: a bucket dropped after going unused (see MemoryStore) is made again
+// from its seed when its key comes back, so a burst after the idle spell meets the limit the throttle
+// had learned: its first request goes alone, the others wait for its answer, and none is refused.
+func TestBurstAfterIdleKeepsTheLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		c := newLearnCounter(t0, 10, time.Minute, 0)
+		var refused atomic.Int64
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			time.Sleep(50 * time.Millisecond) // the burst's requests are all in flight at once
+			c.mu.Lock()
+			over := c.used[c.resetAt(time.Now())] >= c.limit
+			c.mu.Unlock()
+			remaining, reset := c.count(time.Now())
+			if over {
+				refused.Add(1)
+				return response(r, http.StatusTooManyRequests, "", append(contractHeaders(10, remaining, reset), "Retry-After", "1")...), nil
+			}
+			return response(r, http.StatusOK, "", contractHeaders(10, remaining, reset)...), nil
+		})
+		ms := NewMemoryStore(0)
+		rt := Throttled(NewThrottle(ThrottleStore(ms)))(base)
+		learnGet(t, rt, "/a")
+		time.Sleep(5 * time.Minute)
+		// Another host's request: the store looks for unused buckets, and drops the key's.
+		req, _ := http.NewRequest("GET", "http://other.test/", nil)
+		if resp, err := rt.RoundTrip(req); err == nil {
+			resp.Body.Close()
+		}
+		if _, ok := ms.Snapshot(learnKey); ok {
+			t.Fatal("the key's bucket was kept through the idle spell")
+		}
+		var wg sync.WaitGroup
+		for range 15 {
+			wg.Go(func() { learnGet(t, rt, "/a") })
+		}
+		wg.Wait()
+		if n := refused.Load(); n != 0 {
+			t.Errorf("%d of the burst after the idle spell refused, want none", n)
+		}
+	})
 }

@@ -16,7 +16,9 @@ import (
 // MemoryStore is the in-process [Store]: the default state of a [Throttle]. A bucket with no request in
 // flight or waiting that has gone unused for a whole window (and at least a minute) since its last use
 // and since its reset is dropped (looked for at most once a minute, by a request that passes the store's
-// lock, as the first of a window does). The store keeps at most a fixed
+// lock, as the first of a window does, or by an answer given to Done). Of a dropped bucket the store keeps its limit and window, a few
+// words, so that when it is used again its first request goes alone, as after any reset, rather than a
+// burst that knows no limit. The store keeps at most a fixed
 // number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
 // dropped first, then the idle ones least recently used.
 //
@@ -32,7 +34,19 @@ type MemoryStore struct {
 	mu      sync.RWMutex
 	buckets map[string]*memBucket
 	hints   laneHints
-	sweepAt atomic.Int64 // Unix nanoseconds: the earliest time of the next look for unused buckets
+	sweepAt atomic.Int64    // Unix nanoseconds: the earliest time of the next look for unused buckets
+	seeds   map[string]seed // what dropped buckets had learned, under mu (see seed)
+}
+
+// seed is what a dropped bucket had learned of its counter, kept so that the bucket, made again, starts
+// where a bucket whose window has passed starts: its first request goes alone and the others wait for
+// its answer. A new bucket that knew nothing would let a burst go unthrottled, to be refused past the
+// limit the dropped bucket knew. A seed costs its name and three words; the store keeps as many as
+// buckets at the most.
+type seed struct {
+	limit   int
+	window  time.Duration
+	refills bool
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -49,7 +63,7 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 	if maxBuckets == 0 {
 		maxBuckets = DefaultMaxBuckets
 	}
-	s := &MemoryStore{max: maxBuckets, buckets: make(map[string]*memBucket)}
+	s := &MemoryStore{max: maxBuckets, buckets: make(map[string]*memBucket), seeds: make(map[string]seed)}
 	s.hints.n = min(runtime.GOMAXPROCS(0), maxLaneStripes)
 	return s
 }
@@ -87,6 +101,9 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Ver
 
 // Done implements [Store]. It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
+	if !o.Now.IsZero() && o.Now.UnixNano() >= s.sweepAt.Load() {
+		s.sweep(o.Now) // for a store that only hears answers, as redisquota's fallback does while Redis is up
+	}
 	return s.done(bucket, &o), nil
 }
 
@@ -189,6 +206,10 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 			s.evict(now)
 		}
 		b = &memBucket{name: name, stripes: s.hints.n}
+		if sd, ok := s.seeds[name]; ok {
+			delete(s.seeds, name)
+			b.known, b.limit, b.window, b.refills = true, sd.limit, sd.window, sd.refills
+		}
 		b.touch(now)
 		s.buckets[name] = b
 	}
@@ -264,8 +285,8 @@ func (b *memBucket) idle(now time.Time) bool {
 }
 
 // expired reports whether the bucket is idle at now and its window, and any hold the server asked for,
-// have passed: dropping it loses nothing a new bucket would not learn again. b.mu is held and the lane
-// closed.
+// have passed: dropping it loses nothing that its seed and the next answer do not tell again. b.mu is
+// held and the lane closed.
 func (b *memBucket) expired(now time.Time) bool {
 	return b.idle(now) && !now.Before(b.blocked) && (b.reset.IsZero() || !now.Before(b.reset))
 }
@@ -283,6 +304,15 @@ func (b *memBucket) unused(now time.Time) bool {
 
 // dropLocked forgets bucket b, waking whoever still waits on it to ask again. s.mu and b.mu are held.
 func (s *MemoryStore) dropLocked(name string, b *memBucket) {
+	if b.known && b.limit > 0 {
+		for other := range s.seeds {
+			if len(s.seeds) < s.max {
+				break
+			}
+			delete(s.seeds, other)
+		}
+		s.seeds[name] = seed{b.limit, b.window, b.refills}
+	}
 	delete(s.buckets, name)
 	s.last.CompareAndSwap(b, nil)
 	b.closeLane()
@@ -613,6 +643,9 @@ func (b *memBucket) learn(rl RateLimit, spread time.Duration, now time.Time) {
 	}
 	switch {
 	case rl.Reset.IsZero() || b.reset.IsZero():
+		if !rl.Reset.IsZero() {
+			b.probing = false // a window's reset, the first the bucket knows: the probe of a seeded bucket is answered
+		}
 		b.remaining, b.reset, b.spread = rl.Remaining, rl.Reset, spread
 	case rl.Reset.After(b.reset.Add(sameWindowSlack)) && !rl.Reset.Add(-spread).Before(b.reset.Add(sameWindowSlack)):
 		// A new window: even read from when the request went, the reset is past this window's (by more than
