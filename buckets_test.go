@@ -546,3 +546,49 @@ func TestLearnedFromAnyStore(t *testing.T) {
 		})
 	}
 }
+
+// A store that only hears answers (as redisquota's fallback does while Redis is up) counts each answer as
+// a use, so the sweep keeps the buckets the answers speak of.
+func TestAnswersKeepABucket(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := NewMemoryStore(0)
+	for sec := 0; sec <= 180; sec += 10 {
+		at := t0.Add(time.Duration(sec) * time.Second)
+		s.Done(ctx, fmt.Sprint("other-", sec), Observation{Now: at}) // a new bucket's answer looks for unused ones
+		if _, ok := s.Snapshot("k"); !ok && sec > 0 {
+			t.Fatalf("at %ds: k dropped; want it kept, answered every 10 s", sec)
+		}
+		// No reset: the server says only what remains.
+		s.Done(ctx, "k", Observation{Now: at, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 5}})
+	}
+}
+
+// A request that looked a bucket up just before the store dropped it is not counted on the dropped
+// bucket: take and done report it, and the store's Take and Done go to the bucket of that name it holds.
+func TestDroppedBucketSendsTakesOn(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	s := NewMemoryStore(0)
+	s.Take(ctx, "k", t0)
+	s.Done(ctx, "k", Observation{Now: t0, Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 9, Reset: t0.Add(time.Minute)}})
+	old := s.peek("k")
+	s.mu.Lock()
+	old.mu.Lock()
+	s.dropLocked("k", old)
+	old.mu.Unlock()
+	s.mu.Unlock()
+	if _, live := old.take(t0.Add(time.Hour), nil); live {
+		t.Error("a take on the dropped bucket was decided there")
+	}
+	if _, live := old.done(&Observation{Now: t0.Add(time.Hour), Took: true}); live {
+		t.Error("an answer on the dropped bucket was recorded there")
+	}
+	if v, _ := s.Take(ctx, "k", t0.Add(time.Hour)); !v.OK {
+		t.Fatalf("the store's Take after the drop: %+v, want the seeded bucket's probe", v)
+	}
+	b := s.peek("k")
+	if b == old || b.inflight != 1 || !b.probing || b.limit != 10 {
+		t.Errorf("bucket after the drop: same %v, inflight %d, probing %v, limit %d; want a new one from the seed, its probe out", b == old, b.inflight, b.probing, b.limit)
+	}
+}

@@ -96,7 +96,11 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Ver
 	if now.UnixNano() >= s.sweepAt.Load() {
 		s.sweep(now)
 	}
-	return s.get(bucket, now).take(now, &s.hints), nil
+	for {
+		if v, live := s.get(bucket, now).take(now, &s.hints); live {
+			return v, nil
+		}
+	}
 }
 
 // Done implements [Store]. It never fails.
@@ -107,7 +111,13 @@ func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (boo
 	return s.done(bucket, &o), nil
 }
 
-func (s *MemoryStore) done(bucket string, o *Observation) bool { return s.get(bucket, o.Now).done(o) }
+func (s *MemoryStore) done(bucket string, o *Observation) bool {
+	for {
+		if fits, live := s.get(bucket, o.Now).done(o); live {
+			return fits
+		}
+	}
+}
 
 // Snapshot reports what bucket last learned: the limit, the remaining count as the server said it, the
 // reset, and the window. ok is false for a bucket the store does not hold or has not heard of yet.
@@ -304,6 +314,7 @@ func (b *memBucket) unused(now time.Time) bool {
 
 // dropLocked forgets bucket b, waking whoever still waits on it to ask again. s.mu and b.mu are held.
 func (s *MemoryStore) dropLocked(name string, b *memBucket) {
+	b.dropped = true
 	if b.known && b.limit > 0 {
 		for other := range s.seeds {
 			if len(s.seeds) < s.max {
@@ -358,6 +369,7 @@ type memBucket struct {
 	window    time.Duration
 	inflight  int
 	probing   bool          // the window passed and a probe is out
+	dropped   bool          // the store no longer holds it (see take)
 	refills   bool          // a probe after a window spent to the reserve has shown how the bucket refills
 	pace      *rate.Limiter // set while the bucket is taken for a sliding window
 	blocked   time.Time     // the server asked for no request before this
@@ -394,10 +406,19 @@ func (b *memBucket) touch(now time.Time) {
 // herd (thousands of waiters woken at once) each such pass would send the lane's other users to the
 // lock in turn, where they would close it again. Only a take whose now is in the lane's window is served
 // so: one at or after the reset is the new window's probe, or waits for it. hints, if not nil, picks the
-// lane's stripe.
-func (b *memBucket) take(now time.Time, hints *laneHints) Verdict {
+// lane's stripe. It reports live false, deciding nothing, when the store has dropped the bucket since it
+// was looked up: the take is then the bucket's of that name that the store holds now.
+func (b *memBucket) take(now time.Time, hints *laneHints) (v Verdict, live bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.dropped {
+		return Verdict{}, false
+	}
+	return b.takeLocked(now, hints), true
+}
+
+// takeLocked is take for a bucket the store holds. b.mu is held.
+func (b *memBucket) takeLocked(now time.Time, hints *laneHints) Verdict {
 	if hints != nil && b.takeLane(now, hints) {
 		return Verdict{OK: true}
 	}
@@ -539,9 +560,22 @@ func (b *memBucket) rang(gen uint64) {
 	b.wakeAll()
 }
 
-func (b *memBucket) done(o *Observation) bool {
+// done records what an answer said. Like take, it reports live false, recording nothing, for a bucket the
+// store has dropped since it was looked up.
+func (b *memBucket) done(o *Observation) (fits, live bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.dropped {
+		return false, false
+	}
+	if n := o.Now.UnixNano(); !o.Now.IsZero() && n > b.lastUse.Load() {
+		b.lastUse.Store(n) // an answer is a use: a store that only hears answers keeps the buckets they speak of
+	}
+	return b.doneLocked(o), true
+}
+
+// doneLocked is done for a bucket the store holds. b.mu is held.
+func (b *memBucket) doneLocked(o *Observation) bool {
 	b.closeLane()
 	defer b.openLane(o.Now)
 	if o.Took && b.inflight > 0 {

@@ -359,7 +359,7 @@ func TestMemoryStoreLearning(t *testing.T) {
 		if got := b.pace.Burst(); got != 2 {
 			t.Fatalf("burst %d, want 2", got)
 		}
-		take := func(sec float64) bool { return b.take(at(sec), nil).OK }
+		take := func(sec float64) bool { v, _ := b.take(at(sec), nil); return v.OK }
 		var got []bool
 		for _, sec := range []float64{
 			0,                   // the pacer starts empty
