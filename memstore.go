@@ -16,11 +16,11 @@ import (
 // MemoryStore is the in-process [Store]: the default state of a [Throttle]. A bucket with no request in
 // flight or waiting that has gone unused for a whole window (and at least a minute) since its last use
 // and since its reset is dropped (looked for at most once a minute, by a request that passes the store's
-// lock, as the first of a window does, or by an answer given to Done). Of a dropped bucket the store keeps its limit and window, a few
-// words, so that when it is used again its first request goes alone, as after any reset, rather than a
-// burst that knows no limit. The store keeps at most a fixed
-// number of buckets: when a new one would pass the cap, buckets that are idle and past their reset are
-// dropped first, then the idle ones least recently used.
+// lock, as the first of a window does, or by an answer given to Done). Of a dropped bucket the store
+// keeps its limit and window, a few words, so that when it is used again its first request goes alone,
+// as after any reset, rather than a burst that knows no limit. The store keeps at most a fixed number of
+// buckets: when a new one would pass the cap, buckets that are idle and past their reset are dropped
+// first, then the idle ones least recently used.
 //
 // While a bucket's window runs with nothing but its counts changing, requests take and give back its
 // slots without its lock or a clock read, with an atomic compare-and-swap each on a word of the
@@ -232,7 +232,8 @@ func (s *MemoryStore) get(name string, now time.Time) *memBucket {
 // unused for a window. The store looks for such buckets at most once in unusedFor.
 const unusedFor = time.Minute
 
-// sweep drops the unused buckets (see unused), if no other take has looked for them within unusedFor.
+// sweep drops the unused buckets (see unused), unless another take or answer looked for them within
+// unusedFor.
 // Buckets used within unusedFor are passed over without their lock.
 func (s *MemoryStore) sweep(now time.Time) {
 	at := s.sweepAt.Load()
