@@ -174,26 +174,14 @@ func (h *hostCounter) count(hostPath string) int {
 	return h.sent[hostPath]
 }
 
-// sendURL makes one request through rt and returns its status (0 for an error) and error.
-func sendURL(t *testing.T, rt http.RoundTripper, ctx context.Context, url string) (int, error) {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return 0, err
-	}
-	drainClose(resp.Body)
-	return resp.StatusCode, nil
-}
-
 func TestRetryBudgetIsPerKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := NewRetryBudget(1, 0.1, 0)
 		base := &hostCounter{}
 		rt := Chain(base, Retry(WithRetryBudget(b), WithMaxAttempts(2), constantBackoff(time.Second)))
-		sendURL(t, rt, context.Background(), "http://a.test/fail") // spends a.test's only retry
-		sendURL(t, rt, context.Background(), "http://a.test/fail/again")
-		sendURL(t, rt, context.Background(), "http://b.test/fail")
+		getURL(t, rt, context.Background(), "http://a.test/fail") // spends a.test's only retry
+		getURL(t, rt, context.Background(), "http://a.test/fail/again")
+		getURL(t, rt, context.Background(), "http://b.test/fail")
 		got := []int{base.count("a.test/fail"), base.count("a.test/fail/again"), base.count("b.test/fail")}
 		if diff := cmp.Diff([]int{2, 1, 2}, got); diff != "" {
 			t.Errorf("attempts per request (-want +got): a.test's spent budget must not stop b.test's retry\n%s", diff)
@@ -210,8 +198,8 @@ func TestRetryBudgetIsAShareOfRequests(t *testing.T) {
 		rt := Chain(base, Retry(WithRetryBudget(b), WithMaxAttempts(2), constantBackoff(time.Millisecond)))
 		const n = 1000
 		for range n {
-			sendURL(t, rt, context.Background(), "http://api.test/ok")
-			sendURL(t, rt, context.Background(), "http://api.test/fail")
+			getURL(t, rt, context.Background(), "http://api.test/ok")
+			getURL(t, rt, context.Background(), "http://api.test/fail")
 		}
 		retries := base.count("api.test/fail") - n
 		// 10 tokens to start, then 0.1 back for each of the n requests that went well (the first finds
@@ -275,7 +263,7 @@ func TestRetryBudgetSpentTellsHookAndLog(t *testing.T) {
 				base := &hostCounter{err: tt.fail}
 				rt := Chain(base, Retry(WithRetryBudget(b), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))),
 					WithHook(func(e Event) { events = append(events, e) })))
-				code, err := sendURL(t, rt, context.Background(), "http://api.test/fail")
+				code, err := getURL(t, rt, context.Background(), "http://api.test/fail")
 				if code != tt.wantCode || !errors.Is(err, tt.fail) {
 					t.Errorf("got %d, %v; want %d, %v: the attempt's own outcome", code, err, tt.wantCode, tt.fail)
 				}

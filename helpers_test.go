@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,4 +85,17 @@ func (m *runtimeMem) read() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	m.heap = ms.HeapAlloc
+}
+
+// getURL sends a GET of url through rt and returns its status (0 for an error) and error; the body is
+// drained and closed.
+func getURL(t *testing.T, rt http.RoundTripper, ctx context.Context, url string) (int, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	drainClose(resp.Body)
+	return resp.StatusCode, nil
 }

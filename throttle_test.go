@@ -64,13 +64,7 @@ func (f *fixedWindow) stats() (refused int, arrivals []time.Duration) {
 
 func get(t *testing.T, rt http.RoundTripper, ctx context.Context) (int, error) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://api.test/x", nil)
-	resp, err := rt.RoundTrip(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	return getURL(t, rt, ctx, "http://api.test/x")
 }
 
 func TestThrottleNoHeadersNoWait(t *testing.T) {
