@@ -109,7 +109,8 @@ type StatusError struct {
 
 	// Errors holds the "errors" member of a JSON body for 409 and 422
 	// responses: the non-empty strings of an array (other elements are
-	// skipped), or a single non-empty string. It is nil otherwise.
+	// skipped; the first 100 are kept), or a single non-empty string. It is
+	// nil otherwise.
 	Errors []string
 
 	// RetryAfter is the Retry-After header as parsed by ParseRetryAfter,
@@ -350,11 +351,13 @@ func firstNonSpace(b []byte) int {
 }
 
 // parseErrorBody fills e.Message, and e.Errors when withErrors is set, from a
-// JSON object body. Anything else leaves e untouched.
+// JSON object body. Anything else leaves e untouched. It reads the body in
+// one pass: the errors array is split by bodyErrors, not decoded element by
+// element.
 func parseErrorBody(e *StatusError, body []byte, withErrors bool) {
 	var payload struct {
 		Message json.RawMessage `json:"message"`
-		Errors  json.RawMessage `json:"errors"`
+		Errors  bodyErrors      `json:"errors"`
 	}
 	if json.Unmarshal(body, &payload) != nil {
 		return
@@ -362,32 +365,94 @@ func parseErrorBody(e *StatusError, body []byte, withErrors bool) {
 	if msg, ok := jsonString(payload.Message); ok {
 		e.Message = msg
 	}
-	if !withErrors {
-		return
-	}
-	if one, ok := jsonString(payload.Errors); ok {
-		if one != "" {
-			e.Errors = []string{one}
-		}
-		return
-	}
-	var many []json.RawMessage
-	if json.Unmarshal(payload.Errors, &many) != nil {
-		return
-	}
-	for _, raw := range many {
-		if s, ok := jsonString(raw); ok && s != "" {
-			e.Errors = append(e.Errors, s)
-		}
+	if withErrors && len(payload.Errors) > 0 {
+		e.Errors = payload.Errors
 	}
 }
 
-// jsonString decodes raw when it is a JSON string; null, numbers, arrays and
-// objects report false.
-func jsonString(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 || raw[0] != '"' {
+// maxBodyErrors is the most messages a StatusError keeps from a body's
+// "errors" array: enough for a person, and a bound on what a hostile body of
+// a million one-letter strings can make the client hold.
+const maxBodyErrors = 100
+
+// bodyErrors is the "errors" member of an error body: the non-empty strings
+// of an array (other elements are skipped), at most maxBodyErrors of them,
+// or a single non-empty string.
+type bodyErrors []string
+
+// UnmarshalJSON collects the strings of b, a JSON value that json.Unmarshal
+// has already checked, without decoding the elements it skips.
+func (e *bodyErrors) UnmarshalJSON(b []byte) error {
+	*e = nil
+	b = bytes.TrimSpace(b)
+	if one, ok := jsonString(b); ok {
+		if one != "" {
+			*e = bodyErrors{one}
+		}
+		return nil
+	}
+	if len(b) == 0 || b[0] != '[' {
+		return nil
+	}
+	for rest := b[1:]; rest != nil && len(*e) < maxBodyErrors; {
+		var elem []byte
+		elem, rest = nextElement(rest)
+		if s, ok := jsonString(elem); ok && s != "" {
+			*e = append(*e, s)
+		}
+	}
+	return nil
+}
+
+// nextElement splits b, the valid JSON that follows an array's '[' or one of
+// its commas, into the next element and what follows that element's comma;
+// rest is nil after the last element.
+func nextElement(b []byte) (elem, rest []byte) {
+	depth := 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i)
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return b[:i], nil
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return b[:i], b[i+1:]
+			}
+		}
+	}
+	return b, nil
+}
+
+// stringEnd returns the index of the quote that closes the JSON string
+// opening at b[i], or len(b).
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return len(b)
+}
+
+// jsonString decodes raw, valid JSON, when it is a string; null, numbers,
+// arrays and objects report false. A string without escapes is taken as it
+// stands.
+func jsonString(raw []byte) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
+	}
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) != nil {

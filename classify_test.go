@@ -2,14 +2,17 @@ package polite
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -791,6 +794,37 @@ func TestDrainClose(t *testing.T) {
 	t.Run("nil", func(t *testing.T) {
 		drainClose(nil) // must not panic
 	})
+	t.Run("stalled", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			body := &stalledBody{closed: make(chan struct{})}
+			start := time.Now()
+			drainClose(body)
+			if waited := time.Since(start); waited != maxDrainTime {
+				t.Errorf("drainClose of a stalled body returned after %v, want %v", waited, maxDrainTime)
+			}
+			if body.closes.Load() != 1 {
+				t.Errorf("body closed %d times, want 1", body.closes.Load())
+			}
+		})
+	})
+}
+
+// stalledBody yields nothing until it is closed, then fails its reads, as net/http's bodies do.
+type stalledBody struct {
+	closed chan struct{}
+	closes atomic.Int32
+}
+
+func (b *stalledBody) Read([]byte) (int, error) {
+	<-b.closed
+	return 0, errors.New("read on closed body")
+}
+
+func (b *stalledBody) Close() error {
+	if b.closes.Add(1) == 1 {
+		close(b.closed)
+	}
+	return nil
 }
 
 func FuzzCheckResponse(f *testing.F) {
@@ -894,4 +928,43 @@ func TestStatusErrorsBodyOutlivesClientCancel(t *testing.T) {
 	if rerr != nil || string(got) != body {
 		t.Errorf("read %d bytes, err %v; want the whole %d-byte body", len(got), rerr, len(body))
 	}
+}
+
+// FuzzBodyErrors checks bodyErrors, which splits an errors array without decoding its elements, against
+// decoding every element.
+func FuzzBodyErrors(f *testing.F) {
+	for _, s := range []string{
+		`["a", "", "b"]`, `"one"`, `[1, "a", {}, [], null, true]`, `[{"x": ["y,]", "z"]}, "after"]`,
+		`["\n", "\u00e9", "\"quoted\"", "back\\slash"]`, ` [ "a" , "b" ] `, `[]`, `{}`, `"\ud800"`, `["\xff"]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !json.Valid(data) {
+			return
+		}
+		var got bodyErrors
+		if err := json.Unmarshal(data, &got); err != nil {
+			t.Fatalf("Unmarshal: %v", err)
+		}
+		var want bodyErrors
+		var one string
+		var many []json.RawMessage
+		switch {
+		case json.Unmarshal(data, &one) == nil:
+			if one != "" {
+				want = bodyErrors{one}
+			}
+		case json.Unmarshal(data, &many) == nil:
+			for _, raw := range many {
+				var s string
+				if json.Unmarshal(raw, &s) == nil && s != "" && len(want) < maxBodyErrors {
+					want = append(want, s)
+				}
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("bodyErrors of %q (-want +got):\n%s", data, diff)
+		}
+	})
 }

@@ -8,3 +8,8 @@ require (
 	go.uber.org/goleak v1.3.0
 	golang.org/x/time v0.16.0
 )
+
+require (
+	golang.org/x/net v0.63.0
+	golang.org/x/text v0.44.0 // indirect
+)

@@ -301,9 +301,10 @@ func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, limitK
 // relative to the time now at which the response was received. ok is false
 // when the header is absent or holds nothing usable.
 //
-// The value is either delay-seconds (a non-negative integer, at most 1<<31)
-// or an HTTP-date in any format accepted by [http.ParseTime]; a date in the
-// past yields 0 with ok true, and a date more than 1<<31 seconds ahead is
+// The value is either delay-seconds (a non-negative integer) or an
+// HTTP-date in any format accepted by [http.ParseTime]; a date in the past
+// yields 0 with ok true. A well-formed value longer than 1<<31 seconds
+// (about 68 years) yields 1<<31 seconds: longer than any wait, never
 // garbage. Fractions, signs and other garbage are ignored. When the header
 // repeats or holds a comma-separated list, the largest valid delay wins.
 //
@@ -331,20 +332,26 @@ func hdrParseRetryAfterValue(s string, now time.Time) (time.Duration, bool) {
 	}
 	if hdrIsDigit(s[0]) {
 		n, ok := hdrParseDigits(s, hdrMaxSeconds)
+		if !ok && hdrAllDigits(s) {
+			n, ok = hdrMaxSeconds, true // well formed, and longer than any wait
+		}
 		return time.Duration(n) * time.Second, ok
 	}
 	t, err := http.ParseTime(s)
 	if err != nil {
 		return 0, false
 	}
-	d := t.Sub(now)
-	switch {
-	case d < 0:
-		return 0, true
-	case d > hdrMaxSeconds*time.Second:
-		return 0, false
+	return min(max(t.Sub(now), 0), hdrMaxSeconds*time.Second), true
+}
+
+// hdrAllDigits reports whether s is a non-empty run of ASCII digits.
+func hdrAllDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !hdrIsDigit(s[i]) {
+			return false
+		}
 	}
-	return d, true
+	return s != ""
 }
 
 // hdrMoreRestrictive reports whether a leaves the caller less room than b:

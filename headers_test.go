@@ -844,15 +844,16 @@ func TestParseRetryAfter(t *testing.T) {
 		{"date and seconds", hdrTestHeader("Retry-After", "30", "Retry-After", hdrTestDate), time.Minute, true},
 		{"garbage duplicate", hdrTestHeader("Retry-After", "soon", "Retry-After", "5"), 5 * time.Second, true},
 		{"empty list member", hdrTestHeader("Retry-After", ", 5"), 5 * time.Second, true},
-		{"year 9999", hdrTestHeader("Retry-After", hdrTestFarDate), 0, false},
+		{"year 9999: longer than any wait", hdrTestHeader("Retry-After", hdrTestFarDate), (1 << 31) * time.Second, true},
 		{"absent", http.Header{}, 0, false},
 		{"nil header", nil, 0, false},
-		{"too large", hdrTestHeader("Retry-After", "2147483649"), 0, false},
+		{"past 1<<31: longer than any wait", hdrTestHeader("Retry-After", "2147483649"), (1 << 31) * time.Second, true},
+		{"20 digits: longer than any wait", hdrTestHeader("Retry-After", "99999999999999999999"), (1 << 31) * time.Second, true},
 		{"date without weekday", hdrTestHeader("Retry-After", "20 Jan 2020 20:00:00 GMT"), 0, false},
 	}
 	for _, v := range hdrTestGarbage {
-		if v == "2147483648" {
-			continue // 1<<31 seconds is the largest accepted delay
+		if hdrAllDigits(v) {
+			continue // well-formed delay-seconds: a large one is longer than any wait (above)
 		}
 		tests = append(tests, struct {
 			name   string

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -27,7 +28,9 @@ const DefaultMaxRedirects = 5
 //   - a hop from https to http, with [ErrInsecureRedirect].
 //
 // On a hop to an origin other than the first request's, it removes the credentialHeaders (default
-// [DefaultCredentialHeaders]) from a clone of the request; the caller's request is never modified.
+// [DefaultCredentialHeaders]) from a clone of the request, under whatever case their keys are written
+// in (net/http sends a key set directly in the map, such as req.Header["authorization"], as it is); the
+// caller's request is never modified.
 // max must not be negative (0 forbids redirects). The returned layer is safe for concurrent use.
 func LimitRedirects(max int, credentialHeaders ...string) Middleware {
 	if max < 0 {
@@ -36,10 +39,7 @@ func LimitRedirects(max int, credentialHeaders ...string) Middleware {
 	if len(credentialHeaders) == 0 {
 		credentialHeaders = DefaultCredentialHeaders()
 	}
-	names := make([]string, len(credentialHeaders))
-	for i, h := range credentialHeaders {
-		names[i] = http.CanonicalHeaderKey(h)
-	}
+	names := slices.Clone(credentialHeaders)
 	return func(next http.RoundTripper) http.RoundTripper {
 		return &redirectLimiter{next: next, max: max, credentials: names}
 	}
@@ -48,7 +48,7 @@ func LimitRedirects(max int, credentialHeaders ...string) Middleware {
 type redirectLimiter struct {
 	next        http.RoundTripper
 	max         int
-	credentials []string // canonical header names
+	credentials []string // header names, compared without regard to case
 }
 
 var _ http.RoundTripper = (*redirectLimiter)(nil)
@@ -65,8 +65,10 @@ func (r *redirectLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
 		return r.next.RoundTrip(req)
 	}
 	clone := req.Clone(req.Context())
-	for _, h := range r.credentials {
-		delete(clone.Header, h)
+	for k := range clone.Header {
+		if r.isCredential(k) {
+			delete(clone.Header, k)
+		}
 	}
 	return r.next.RoundTrip(clone)
 }
@@ -117,9 +119,21 @@ func (r *redirectLimiter) crossesOrigin(req *http.Request) bool {
 	return false
 }
 
+// hasCredentials reports whether h holds a credential header under any spelling of its key: net/http
+// sends a key set directly in the map (h["authorization"]) as it is written.
 func (r *redirectLimiter) hasCredentials(h http.Header) bool {
+	for k := range h {
+		if r.isCredential(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// isCredential reports whether the header key k names a credential header, whatever its case.
+func (r *redirectLimiter) isCredential(k string) bool {
 	for _, name := range r.credentials {
-		if _, ok := h[name]; ok {
+		if strings.EqualFold(k, name) {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"syscall"
 	"time"
 )
@@ -21,7 +22,8 @@ type RetryPolicy func(req *http.Request, resp *http.Response, err error) bool
 //   - 429: retry, whatever the method (the server did not process the request);
 //   - 503: retry an idempotent request; any other only when the response carries a valid Retry-After
 //     (the server is shedding load and says when to come back);
-//   - 500, 502, 504 and connection errors: retry only idempotent requests;
+//   - 500, 502, 504 and connection errors (a reset or closed connection, an HTTP/2 stream reset or
+//     GOAWAY): retry only idempotent requests;
 //   - anything else, including a cancelled or expired context: do not retry.
 //
 // A request is idempotent when its method is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or when it
@@ -67,7 +69,35 @@ func retryableError(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		isHTTP2Reset(err)
+}
+
+// isHTTP2Reset reports whether err is, or wraps, an HTTP/2 stream reset (RST_STREAM) or the error of a
+// connection closed after GOAWAY, as net/http (or golang.org/x/net/http2) returns them. net/http exports
+// neither type, so they are known by their fields, the way net/http's own StreamError.As converts its
+// error to x/net's: StreamID, Code and Cause; LastStreamID, ErrCode and DebugData.
+func isHTTP2Reset(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		t := reflect.TypeOf(err)
+		if t.Kind() == reflect.Struct && (hasFields(t, "StreamID", "Code", "Cause") || hasFields(t, "LastStreamID", "ErrCode", "DebugData")) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasFields reports whether the struct type t has exactly the named fields, in that order.
+func hasFields(t reflect.Type, names ...string) bool {
+	if t.NumField() != len(names) {
+		return false
+	}
+	for i, name := range names {
+		if t.Field(i).Name != name {
+			return false
+		}
+	}
+	return true
 }
 
 // Retry returns the retry layer. Each attempt whose outcome the policy ([WithRetryPolicy], default
@@ -76,8 +106,9 @@ func retryableError(err error) bool {
 // [DefaultBackoff]) when the server gives no time; up to [WithMaxAttempts] attempts in all.
 //
 // A retry is not made — the attempt's response goes back to the caller with a nil error, or its error —
-// when the attempts are used up, when the wait would exceed [WithMaxWait] or end after the request's
-// deadline, when the request has a body that cannot be replayed (no GetBody), or when the key's
+// when the attempts are used up, when the wait would exceed [WithMaxWait] or end too close to the
+// request's deadline to make another round trip (within 100 ms of it, or within the time the attempt
+// took, if longer), when the request has a body that cannot be replayed (no GetBody), or when the key's
 // [RetryBudget] is spent ([WithRetryBudget]; on by default; a retry after a 429 that says when to come
 // back is exempt; the event's reason is then [ReasonBudgetSpent]). A replayed body comes from GetBody on
 // a clone; the caller's request is never modified. Each response it discards is drained (at most 64 KiB)
@@ -102,8 +133,13 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return l.next.RoundTrip(req)
 	}
 	bo := lazyBackoff{ctx: ctx, factory: l.cfg.newBackoff}
+	_, timed := ctx.Deadline() // the round trip is timed only when a deadline needs it
 	attempt := req
 	for n := 1; ; n++ {
+		var sent time.Time
+		if timed {
+			sent = time.Now()
+		}
 		resp, err := l.next.RoundTrip(attempt)
 		if !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
@@ -118,7 +154,11 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp != nil {
 			ev.StatusCode = resp.StatusCode
 		}
-		wait, reason := l.plan(ctx, req, resp, n, &bo)
+		var took time.Duration
+		if timed {
+			took = time.Since(sent)
+		}
+		wait, reason := l.plan(ctx, req, resp, n, &bo, took)
 		var again *http.Request
 		if reason == "" {
 			if again, err = replay(req); err != nil {
@@ -143,8 +183,9 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// plan returns how long to wait before attempt n+1, or why there is to be none.
-func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, n int, bo *lazyBackoff) (time.Duration, string) {
+// plan returns how long to wait before attempt n+1, or why there is to be none. took is how long
+// attempt n took, when the request has a deadline: the next attempt will need about as long.
+func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, n int, bo *lazyBackoff, took time.Duration) (time.Duration, string) {
 	if n >= l.cfg.maxAttempts {
 		return 0, fmt.Sprintf("%d attempts made", n)
 	}
@@ -159,8 +200,8 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	if wait > l.cfg.maxWait {
 		return 0, fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
 	}
-	if dl, ok := ctx.Deadline(); ok && now.Add(wait).After(dl) {
-		return 0, fmt.Sprintf("wait of %v (%s) would outlast the deadline", wait, why)
+	if endsTooLate(ctx, now.Add(wait), took) {
+		return 0, fmt.Sprintf("wait of %v (%s) would leave no time before the deadline", wait, why)
 	}
 	// A 429 was not processed, and when the server said when to come back it set the pace itself: such a
 	// retry spends nothing. A bare 429 is retried on the backoff, like a 503, and spends a retry.

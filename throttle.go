@@ -133,7 +133,7 @@ func (e *ThrottleError) Unwrap() error { return e.Err }
 // Throttled returns the throttle layer on th: before each request it takes a slot in the request's
 // bucket, waiting while the quota is spent; after it, it records what the response said. Of opts it uses
 // [WithKey], [WithMaxWait], [WithHook] and [WithLogger]. A wait longer than the maximum, or one that
-// would outlast the request's deadline, is not started: the request fails at once with a
+// would end within 100 ms of the request's deadline, is not started: the request fails at once with a
 // [*ThrottleError], without being sent. (The wait for a route's first answer is bounded instead: see
 // [ThrottleFirstWait].) The layer is safe for concurrent use.
 func Throttled(th *Throttle, opts ...Option) Middleware {
@@ -289,13 +289,13 @@ func (l *throttleLayer) holdRoute(ctx context.Context, req *http.Request, r *rou
 	}
 }
 
-// admissible refuses a wait until the given time that is longer than the maximum or would outlast the
-// request's deadline.
+// admissible refuses a wait until the given time that is longer than the maximum or would end too close
+// to the request's deadline to send it (see endsTooLate).
 func (l *throttleLayer) admissible(ctx context.Context, bucket string, until time.Time, wait time.Duration, reason string) error {
 	if wait > l.cfg.maxWait {
 		return &ThrottleError{Bucket: bucket, Wait: wait, Reason: reason}
 	}
-	if dl, ok := ctx.Deadline(); ok && until.After(dl) {
+	if endsTooLate(ctx, until, 0) {
 		return &ThrottleError{Bucket: bucket, Wait: wait, Reason: reason, Err: context.DeadlineExceeded}
 	}
 	return nil

@@ -68,6 +68,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return t.stack.RoundTrip(req)
 }
 
+// CloseIdleConnections closes the idle connections of the base transport, if it has such a method (as
+// *http.Transport does), so that http.Client.CloseIdleConnections reaches through the stack.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // Throttle returns the Transport's throttle, or nil when throttling is off. Pass it to another Transport
 // with [WithThrottle] to have both spend one quota.
 func (t *Transport) Throttle() *Throttle { return t.throttle }

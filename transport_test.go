@@ -227,3 +227,20 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	srv.Client().Transport.(*http.Transport).CloseIdleConnections()
 }
+
+// idleCloser is a base transport that counts CloseIdleConnections calls.
+type idleCloser struct {
+	http.RoundTripper
+	closes int
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.closes++ }
+
+func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
+	base := &idleCloser{}
+	(&http.Client{Transport: New(base)}).CloseIdleConnections()
+	if base.closes != 1 {
+		t.Errorf("base's CloseIdleConnections called %d times, want 1", base.closes)
+	}
+	New(roundTripFunc(nil)).CloseIdleConnections() // a base without the method: nothing to do
+}
