@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,7 +310,7 @@ func readErrorBody(r io.Reader, sniff bool) (buf []byte, complete bool, rerr err
 	buf = make([]byte, 0, sniffLen)
 	for len(buf) < maxErrorBody {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			buf = slices.Grow(buf, min(len(buf), maxErrorBody-len(buf))) // doubling: a 1 MiB body allocates about 2 MiB
 		}
 		start := len(buf)
 		n, err := r.Read(buf[start:min(cap(buf), maxErrorBody)])

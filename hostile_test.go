@@ -416,7 +416,7 @@ func TestHostileValidationBodyAllocation(t *testing.T) {
 		t.Errorf("Message %q, %d errors (first %q); want Validation failed, %d errors, a", se.Message, len(se.Errors), firstOr(se.Errors), maxBodyErrors)
 	}
 	allocated := after.TotalAlloc - before.TotalAlloc
-	if limit := uint64(8 * body.Len()); allocated > limit {
+	if limit := uint64(4 * body.Len()); allocated > limit {
 		t.Errorf("CheckResponse allocated %d bytes for a %d-byte body, want at most %d", allocated, body.Len(), limit)
 	}
 	t.Logf("CheckResponse allocated %.1fx the body's %d bytes", float64(allocated)/float64(body.Len()), body.Len())
