@@ -1,0 +1,496 @@
+package polite
+
+import (
+	"math"
+	"net/http"
+	"time"
+)
+
+// quota is the throttle's model of one bucket: what the server's answers said of it and what this
+// process has in flight against it, and from these whether a request may go now. It is a plain value
+// driven by explicit times, in the manner of x/time/rate's *At methods: no goroutine, timer, lock or
+// clock inside. Its owner serialises the calls, parks the requests it refuses, and asks again for them
+// when an answer comes or at the time the refusal names.
+//
+// It tells four kinds of bucket apart by what their answers do:
+//   - unknown: no answer has carried rate-limit headers or refused; requests go.
+//   - window, a fixed window: the budget is Remaining less the requests in flight (the server has not
+//     counted those yet) until the window ends; then one request probes the next window and the others
+//     wait for its answer. Until an end has shown how the bucket refills, a window of at least
+//     keepBackMin keeps its last request back, so that a sliding window too admits the probe after it.
+//   - refill: the server gives quota back continuously, as a sliding-window counter or a token bucket
+//     (GCRA) does. It shows as Remaining rising within a window, or as a probe after a window spent to
+//     its last request finding little. The budget is the newest Remaining, plus what the refill rate
+//     seen in the answers has given back since, less one request kept back and those in flight.
+//   - silent: refusals without rate-limit headers. Requests are paced at a rate learned from what got
+//     through: cut on a refusal, raised on success (additive increase, multiplicative decrease).
+//
+// Whatever the kind, a refusal (a 429, or a 503 with Retry-After) holds the whole bucket: no request
+// goes until Retry-After plus one second, else the window's end, else a backoff that doubles with each
+// refusal of a request sent since the last hold began and starts again after a success. Then one
+// request probes and the others wait for its answer.
+//
+// Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
+// answer to a request sent at or after that time still shows the window spent, with the reset passed:
+// from then on the bucket's windows are taken to end resetRounding later. And once the turn of a window
+// has been seen, the next is known to end within a window of that answer: its own start, or the start
+// of the one before, came before the answer.
+type quota struct {
+	kind      quotaKind
+	heard     bool          // its first request has gone (as a probe)
+	limit     int           // the server's limit (the burst of a token bucket); 0: unknown
+	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
+	remaining int           // the newest word on what remains (the least of one window's answers)
+	remAt     time.Time     // when the answer that said remaining arrived
+	reset     time.Time     // the current window's reset as the server said it; zero: unknown
+	end       time.Time     // when the current window has surely ended (kind window)
+	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
+	classed   bool          // an end has shown whether a window bucket refills
+	tested    bool          // a spent window has been tested for refilling before its end (see refillTestDue)
+	inflight  int           // requests taken and not answered
+	probing   bool          // a probe is out: the others wait for its answer
+	probeDue  bool          // the next request to go probes
+	hold      time.Time     // no request before this
+	heldAt    time.Time     // when the hold began: refusals of requests sent before it are of the same burst
+	refusals  int           // refusals since the last success, for the backoff of a refusal that names no time
+	rate      float64       // requests per second: the refill rate (refill), the send rate (silent)
+	tokens    float64       // silent: the send rate's bucket (at most one request), at tokAt
+	tokAt     time.Time
+	ceiling   float64   // silent: the rate that got through before the last refusal
+	climbAt   time.Time // silent: when the rate last climbed
+	step      float64   // silent: how much the rate climbs a second past the ceiling
+	meter     rateMeter // successes, for the silent rate
+	refFrom   time.Time // refill: the start of the stretch the rate is being measured over
+	refN      int       // refill: successes since refFrom
+	refRem    int       // refill: Remaining at refFrom
+}
+
+// quotaKind is what a bucket's answers have shown it to be (see quota).
+type quotaKind uint8
+
+const (
+	kindUnknown quotaKind = iota
+	kindWindow
+	kindRefill
+	kindSilent
+)
+
+func (k quotaKind) String() string {
+	return [...]string{"no headers seen", "fixed window", "refilling (sliding window or token bucket)", "no headers, refusing"}[k]
+}
+
+// Tuning of the model.
+const (
+	// resetRounding is how much later than its reset a window may end: resets come in whole seconds, and
+	// some servers round them down.
+	resetRounding = time.Second
+	// keepBackMin is the smallest limit whose window keeps its last request back until an end has shown
+	// how the bucket refills: below it, one request is too large a share of a window.
+	keepBackMin = 10
+	// firstBackoff is the hold after a refusal that names no time; each further refusal doubles it, up
+	// to maxBackoff.
+	firstBackoff = 250 * time.Millisecond
+	maxBackoff   = 30 * time.Second
+	// silentCut is the share of the rate that got through (the ceiling) that a silent bucket is paced
+	// at after a refusal. Below the ceiling the rate climbs back by silentClimb of it each second; past
+	// it, by silentProbe of it in the first second, twice as much in the next, and so on.
+	silentCut   = 0.8
+	silentClimb = 0.25
+	silentProbe = 0.02
+	minRate     = 0.5 // requests per second: the slowest pace
+)
+
+// Why a request waits.
+const (
+	whyHeld    = "held: the server refused a request"
+	whyProbe   = "waiting for the probe's answer"
+	whySpent   = "quota spent until the window ends"
+	whyRefill  = "paced at the rate the bucket refills"
+	whySilent  = "paced at the rate the server let through"
+	whyUnknown = "quota spent, waiting for an answer"
+)
+
+// decision is quota.take's answer.
+type decision struct {
+	ok    bool      // the request may go; its answer must be given to quota.answer
+	probe bool      // it goes alone: the bucket's others wait for its answer
+	until time.Time // when !ok: when to ask again; zero: when an answer comes
+	why   string    // when !ok: why it waits
+}
+
+// reply is what quota.answer is told of one request it let go.
+type reply struct {
+	sent, now     time.Time // when the request went and when its answer came
+	status        int       // 0 when it got no response
+	rl            RateLimit
+	hasRL         bool
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	probe         bool // the request was the bucket's probe
+	relative      bool // the reset was given in seconds from now, not as a time
+}
+
+// take decides whether a request may go at now, and if so counts it in flight.
+func (q *quota) take(now time.Time) decision {
+	switch {
+	case now.Before(q.hold):
+		return decision{until: q.hold, why: whyHeld}
+	case q.probing:
+		return decision{why: whyProbe}
+	case !q.heard || q.probeDue || q.ended(now):
+		// A bucket not heard from yet sends one request first too: a burst that knows no limit would
+		// spend more than the server allows and be refused, each refusal costing a hold.
+		q.heard = true
+		return q.probe()
+	}
+	switch q.kind {
+	case kindWindow:
+		if q.remaining-q.inflight <= q.keepBack() {
+			switch {
+			case !q.end.IsZero() && q.refillTestDue():
+				// Once, a quarter of the way to the end, one request finds out whether the bucket refills.
+				if test := q.remAt.Add(q.end.Sub(q.remAt) / 4); now.Before(test) {
+					return decision{until: test, why: whySpent}
+				}
+				q.tested = true
+				return q.probe()
+			case !q.end.IsZero():
+				return decision{until: q.end, why: whySpent}
+			case q.inflight > 0:
+				return decision{why: whyUnknown} // no end known: the answers in flight will tell
+			}
+			return q.probe() // no end known and nothing in flight: one request finds out
+		}
+	case kindRefill:
+		if avail := q.refilled(now) - float64(q.inflight+1); avail < 1 {
+			return decision{until: q.after(now, 1-avail), why: whyRefill}
+		}
+	case kindSilent:
+		if q.rate == 0 {
+			break // refused before anything got through: no rate to pace at yet
+		}
+		q.tokens, q.tokAt = min(1, q.tokens+q.rate*now.Sub(q.tokAt).Seconds()), now
+		if q.tokens < 1 {
+			return decision{until: q.after(now, 1-q.tokens), why: whySilent}
+		}
+		q.tokens--
+	}
+	q.inflight++
+	return decision{ok: true}
+}
+
+// probe lets one request go alone: the others wait for its answer. It is the one way a bucket finds out
+// what it does not know: when it is new, when a hold is over, when a window has ended, when a spent window
+// has no end, and whether a window refills.
+func (q *quota) probe() decision {
+	q.probeDue, q.probing = false, true
+	q.inflight++
+	return decision{ok: true, probe: true}
+}
+
+// ended reports whether the window of a window bucket has surely ended at now: its next request probes.
+func (q *quota) ended(now time.Time) bool {
+	return q.kind == kindWindow && !q.end.IsZero() && !now.Before(q.end)
+}
+
+// refillTestDue reports whether a spent window is still to be tested for refilling before its end: once per
+// bucket, after its first end has told sliding windows apart (or at once, for a limit too small to keep a
+// request back). A token bucket whose reset is rounded up to a second when it fills in a fraction of one
+// reads as a fixed window of its burst per second: the test finds it refilled. A fixed window refuses
+// the test, once.
+func (q *quota) refillTestDue() bool {
+	return !q.tested && q.inflight == 0 && (q.classed || q.limit < keepBackMin)
+}
+
+// keepBack is how many requests of a window are kept back (see quota): none until an end is known.
+func (q *quota) keepBack() int {
+	if q.classed || q.limit < keepBackMin || q.end.IsZero() {
+		return 0
+	}
+	return 1
+}
+
+// refilled is what a refill bucket has at now: the newest Remaining plus what the rate gave back since.
+func (q *quota) refilled(now time.Time) float64 {
+	r := float64(q.remaining) + q.rate*now.Sub(q.remAt).Seconds()
+	if q.limit > 0 {
+		r = min(r, float64(q.limit))
+	}
+	return r
+}
+
+// after returns when n more requests will have come due at the bucket's rate (a millisecond from now at
+// the soonest, so that a rounding error cannot make a waiter spin); the zero time (when an answer comes)
+// if it has none.
+func (q *quota) after(now time.Time, n float64) time.Time {
+	if q.rate <= 0 {
+		return time.Time{}
+	}
+	return now.Add(max(time.Duration(n/q.rate*float64(time.Second)), time.Millisecond))
+}
+
+// answer records what the answer to a request that take let go said. A request that got no response
+// has status 0: it only gives its place back.
+func (q *quota) answer(r reply) {
+	if q.inflight > 0 {
+		q.inflight--
+	}
+	if r.probe {
+		q.probing = false
+	}
+	refused := r.status == http.StatusTooManyRequests || (r.status == http.StatusServiceUnavailable && r.hasRetryAfter)
+	if r.status >= 200 && r.status < 300 {
+		q.admitted(r)
+	}
+	if r.hasRL {
+		q.learn(r, refused)
+	}
+	if refused {
+		q.refuse(r)
+	}
+}
+
+// admitted records a success.
+func (q *quota) admitted(r reply) {
+	q.meter.count(r.now)
+	if !r.sent.Before(q.heldAt) {
+		q.refusals = 0
+		q.hold = time.Time{} // a request sent during the hold (one that opted out) got through: it is over
+	}
+	if q.kind == kindSilent && q.rate > 0 {
+		// Back to the ceiling quickly; past it, by a step that doubles each second without a refusal.
+		dt := min(max(r.now.Sub(q.climbAt), 0), time.Second).Seconds()
+		if q.rate < q.ceiling {
+			q.rate = min(q.rate+q.ceiling*silentClimb*dt, q.ceiling)
+		} else {
+			q.rate += q.step * dt
+			q.step *= math.Pow(2, dt)
+		}
+		q.climbAt = r.now
+	}
+}
+
+// refuse holds the bucket after a refusal (see quota).
+func (q *quota) refuse(r reply) {
+	fresh := !r.sent.Before(q.heldAt) // not one of a burst already held for
+	if fresh {
+		q.refusals++
+	}
+	var until time.Time
+	switch {
+	case r.hasRetryAfter:
+		until = r.now.Add(min(r.retryAfter+retryAfterSlack, maxHold))
+	case q.kind == kindWindow && q.end.After(r.now):
+		until = q.end
+	default:
+		until = r.now.Add(min(firstBackoff<<min(q.refusals-1, 20), maxBackoff))
+	}
+	if until.After(q.hold) {
+		q.hold = until
+	}
+	q.probeDue = true
+	if !fresh {
+		return
+	}
+	q.heldAt = r.now
+	switch {
+	case !r.hasRL && (q.kind == kindUnknown || q.kind == kindSilent):
+		// No headers to count by: pace at a share of what got through.
+		got := q.meter.rate(r.now)
+		if q.kind == kindSilent {
+			got = min(got, q.rate)
+		}
+		q.kind, q.ceiling, q.rate, q.step = kindSilent, got, silentCut*got, max(silentProbe*got, minRate)
+		if got > 0 {
+			q.rate, q.tokens, q.tokAt, q.climbAt = max(q.rate, minRate), 0, q.hold, q.hold
+		}
+	case q.kind == kindRefill:
+		q.rate = max(q.rate*silentCut, minRate) // paced too fast
+	}
+}
+
+// learn folds an answer's rate-limit headers into the model.
+func (q *quota) learn(r reply, refused bool) {
+	rl := r.rl
+	if rl.Limit > 0 {
+		q.limit = rl.Limit
+	}
+	if rl.Window > 0 {
+		q.window = rl.Window
+	}
+	if q.kind == kindUnknown || q.kind == kindSilent {
+		q.kind, q.rate = kindWindow, 0
+	}
+	if !rl.Reset.IsZero() && !r.relative && !rl.Reset.After(r.sent) {
+		// Counted in a window whose reset had passed when the request went: this server rounds its resets
+		// down, and its windows end up to a second after them.
+		q.lag = resetRounding
+	}
+	// A reset given as a time names its window exactly. Two readings of one window's reset given in
+	// seconds differ by the rounding, and by up to the round trip: the server counts them from when it
+	// counted the request.
+	var slack time.Duration
+	if r.relative {
+		slack = resetRounding + r.now.Sub(r.sent)
+	}
+	switch {
+	case rl.Reset.IsZero():
+		q.sameWindow(r)
+		if rl.Remaining == 0 && q.kind == kindWindow && !refused {
+			// Spent, and no readable time: hold on the backoff, then probe.
+			q.refuse(reply{sent: r.sent, now: r.now})
+		}
+	case q.reset.IsZero() || rl.Reset.After(q.reset.Add(slack)):
+		q.newWindow(r)
+	case rl.Reset.Before(q.reset.Add(-slack)):
+		// An answer from an earlier window, overtaken by newer ones: nothing to learn.
+	default:
+		q.sameWindow(r)
+	}
+	if q.kind == kindWindow && !q.end.IsZero() && !r.sent.Before(q.end) && !rl.Reset.After(q.reset) {
+		// Sent when the window should have ended, and counted in it all the same.
+		q.end = q.reset.Add(q.lag)
+		if !q.end.After(r.now) {
+			q.end = r.now.Add(firstBackoff)
+		}
+	}
+}
+
+// sameWindow records an answer of the current window.
+func (q *quota) sameWindow(r reply) {
+	rem := r.rl.Remaining
+	switch {
+	case q.kind == kindRefill:
+		q.remaining, q.remAt = rem, r.now // it refills: the newest word counts
+		q.meterRefill(r)
+	case q.remAt.IsZero() || rem < q.remaining:
+		// Answers of one window may arrive out of order: the least remaining is the newest.
+		q.remaining, q.remAt = rem, r.now
+	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
+		// Counted after the answer that said less, and admitted with as much or more left: the bucket
+		// gave quota back meanwhile, at least this fast.
+		given := float64(rem+1-q.remaining) / r.sent.Sub(q.remAt).Seconds()
+		q.kind, q.classed = kindRefill, true
+		q.remaining, q.remAt = rem, r.now
+		q.startRefill(r.now)
+		q.rate = max(q.rate, given)
+	}
+}
+
+// newWindow records the first answer of a window that is not the current one.
+func (q *quota) newWindow(r reply) {
+	rl := r.rl
+	if rl.Window == 0 {
+		// The spacing of resets is a whole number of windows. A probe sent as the last window ended also
+		// bounds it: the next reset is at most a window after the probe, and more than a window less the
+		// rounding after it when the window started with the probe. So the whole seconds from the probe to
+		// the reset, plus one, are a window or more.
+		if w := rl.Reset.Sub(q.reset); !q.reset.IsZero() && w >= resetRounding && (q.window == 0 || w < q.window) {
+			q.window = w
+		}
+	}
+	if q.kind == kindWindow && !q.classed && !q.reset.IsZero() && q.limit >= keepBackMin && q.remaining <= q.keepBack() {
+		// The first window spent to its last request has ended: a fixed window gives its whole limit back,
+		// a sliding one little of it.
+		q.classed = true
+		if rl.Remaining < q.limit/2 {
+			q.kind = kindRefill
+			q.remaining, q.remAt = rl.Remaining, r.now
+			q.startRefill(r.now)
+		}
+	}
+	q.reset = rl.Reset
+	if q.kind == kindRefill {
+		q.remaining, q.remAt = rl.Remaining, r.now
+		q.meterRefill(r)
+		return
+	}
+	q.remaining, q.remAt = rl.Remaining, r.now
+	q.end = rl.Reset.Add(q.lag)
+	if q.window > 0 && !q.reset.IsZero() {
+		// This window, or the one before, began before this answer came.
+		q.end = minTime(q.end, r.now.Add(q.window))
+	}
+	if r.probe && rl.Remaining == q.limit-1 && !r.relative {
+		// The probe may have opened the window, as limiters that start a window at its first request do:
+		// then it ends a whole number of seconds after the probe came, and its reset, rounded down to the
+		// second, says how many.
+		sent, came := r.sent.Sub(r.sent.Truncate(resetRounding)), r.now.Sub(r.now.Truncate(resetRounding))
+		if sent <= came {
+			q.end = minTime(q.end, rl.Reset.Add(came))
+		}
+	}
+}
+
+// startRefill starts pacing a bucket just found to refill, at limit per window if both are known, else at
+// one request a second, until the answers show its rate.
+func (q *quota) startRefill(now time.Time) {
+	q.rate = 2 * minRate
+	if q.limit > 0 && q.window > 0 {
+		q.rate = float64(q.limit) / q.window.Seconds()
+	}
+	q.refFrom, q.refN, q.refRem = now, 0, q.remaining
+}
+
+// meterRefill measures a refill bucket's rate: over a stretch of answers, what it gave back is the rise
+// in Remaining plus the successes it counted meanwhile.
+func (q *quota) meterRefill(r reply) {
+	if r.status < 200 || r.status >= 300 {
+		return
+	}
+	q.refN++
+	span := r.now.Sub(q.refFrom)
+	if span < refillSpan {
+		return
+	}
+	given := float64(r.rl.Remaining-q.refRem+q.refN) / span.Seconds()
+	if r.rl.Remaining >= q.limit-1 {
+		q.rate = max(q.rate, given) // full: it may give back more than it could show
+	} else if given > 0 {
+		q.rate = (q.rate + given) / 2
+	}
+	q.refFrom, q.refN, q.refRem = r.now, 0, r.rl.Remaining
+}
+
+// refillSpan is the shortest stretch over which a refill rate is measured.
+const refillSpan = 250 * time.Millisecond
+
+// rateMeter measures a rate of events over stretches of meterSpan.
+type rateMeter struct {
+	from time.Time // the start of the current stretch
+	n    int       // events in it
+	last float64   // the rate of the stretch before, per second
+}
+
+const meterSpan = time.Second
+
+func (m *rateMeter) count(now time.Time) {
+	if m.n > 0 && now.Sub(m.from) >= meterSpan {
+		m.last, m.n = float64(m.n)/now.Sub(m.from).Seconds(), 0
+	}
+	if m.n == 0 {
+		m.from = now
+	}
+	m.n++
+}
+
+// rate is the events per second of the current stretch once it is half a span long, else of the one
+// before; with neither, what the current one has seen as if over a whole span (a first burst says
+// nothing of a rate).
+func (m *rateMeter) rate(now time.Time) float64 {
+	el := now.Sub(m.from)
+	switch {
+	case m.n >= 2 && el >= meterSpan/2:
+		return float64(m.n) / el.Seconds()
+	case m.last > 0:
+		return m.last
+	}
+	return float64(m.n) / max(el, meterSpan).Seconds()
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,320 @@
+package polite
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// The quota model is driven by explicit times: each test replays a sequence of takes and answers, in
+// the header forms real limiters send, at chosen instants, and checks each decision.
+
+// quotaT0 is a whole second of the epoch, so that resets in epoch seconds are exact.
+var quotaT0 = time.Unix(1_765_000_000, 0)
+
+// qt is one test's quota and its clock.
+type qt struct {
+	t *testing.T
+	q quota
+}
+
+func at(d time.Duration) time.Time { return quotaT0.Add(d) }
+
+func epoch(d time.Duration) string { return strconv.FormatInt(at(d).Unix(), 10) }
+
+// take asks at d and checks the decision: "go", "probe", "wait" (for an answer) or "wait until" u.
+func (m *qt) take(d time.Duration, want string, until ...time.Duration) {
+	m.t.Helper()
+	got := m.q.take(at(d))
+	var kind string
+	switch {
+	case got.ok && got.probe:
+		kind = "probe"
+	case got.ok:
+		kind = "go"
+	case got.until.IsZero():
+		kind = "wait"
+	default:
+		kind = "wait until"
+	}
+	if kind != want {
+		m.t.Fatalf("take at %v: %s (until %v, %s), want %s", d, kind, got.until.Sub(quotaT0), got.why, want)
+	}
+	if len(until) > 0 && !got.until.Equal(at(until[0])) {
+		m.t.Fatalf("take at %v: wait until %v (%s), want until %v", d, got.until.Sub(quotaT0), got.why, until[0])
+	}
+}
+
+// open sends a bucket's first request, which goes alone, and answers it at 0 with a 200 and no headers.
+func (m *qt) open() {
+	m.t.Helper()
+	m.take(0, "probe")
+	m.take(0, "wait")
+	m.answer(0, 0, true, 200)
+}
+
+// takeN takes n times at d, each wanting want.
+func (m *qt) takeN(n int, d time.Duration, want string) {
+	m.t.Helper()
+	for range n {
+		m.take(d, want)
+	}
+}
+
+// answer gives the answer, at d, to a request sent at sent, with the status and headers (name, value
+// pairs) given; probe says it was the probe.
+func (m *qt) answer(sent, d time.Duration, probe bool, status int, kv ...string) {
+	m.t.Helper()
+	h := http.Header{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		h.Add(kv[i], kv[i+1])
+	}
+	r := reply{sent: at(sent), now: at(d), status: status, probe: probe}
+	r.rl, r.hasRL = ParseRateLimit(h, r.now)
+	r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, r.now)
+	r.relative = resetIsRelative(h, r.now)
+	m.q.answer(r)
+}
+
+// xrl returns X-RateLimit-* headers: limit, remaining and an epoch reset at reset.
+func xrl(limit, remaining int, reset time.Duration) []string {
+	return []string{"X-RateLimit-Limit", strconv.Itoa(limit), "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", epoch(reset)}
+}
+
+// A bucket's first request goes alone; once answered without rate-limit headers, everything goes.
+func TestQuotaUnknownBucketLetsEverythingGo(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.takeN(100, 0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200)
+	m.take(20*time.Millisecond, "go")
+}
+
+// A fixed window of 5 per 2 s (ulule/limiter's shape: X-RateLimit-* with an epoch reset): the budget is
+// Remaining less what is in flight; at the end one request probes and the others wait for its answer.
+func TestQuotaFixedWindow(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(5, 4, 2*time.Second)...)
+	m.takeN(4, 20*time.Millisecond, "go")
+	m.take(20*time.Millisecond, "wait until", 2*time.Second)
+	for range 4 {
+		m.answer(20*time.Millisecond, 30*time.Millisecond, false, 200, xrl(5, 0, 2*time.Second)...)
+	}
+	// Once, a quarter of the way to the end, one request tests whether the bucket refills meanwhile: a
+	// fixed window refuses it, and the bucket holds until the end.
+	m.take(100*time.Millisecond, "wait until", 522500*time.Microsecond)
+	m.take(522500*time.Microsecond, "probe")
+	m.answer(522500*time.Microsecond, 530*time.Millisecond, true, 429, xrl(5, 0, 2*time.Second)...)
+	m.take(time.Second, "wait until", 2*time.Second)
+	m.take(2*time.Second, "probe")
+	m.takeN(3, 2*time.Second, "wait")
+	m.answer(2*time.Second, 2*time.Second+10*time.Millisecond, true, 200, xrl(5, 4, 4*time.Second)...)
+	m.takeN(4, 2*time.Second+20*time.Millisecond, "go")
+	m.take(2*time.Second+20*time.Millisecond, "wait until", 4*time.Second)
+	if m.q.kind != kindWindow || m.q.window != 2*time.Second {
+		t.Errorf("kind %v, window %v; want a fixed window of 2s", m.q.kind, m.q.window)
+	}
+}
+
+// A reset in epoch seconds rounded down: the window really ends within the second after it. A probe sent
+// at the reset lands in the old window and is told Remaining 0 with the reset passed: the window has not
+// turned, so the bucket holds until a second after the reset instead of hammering, and later windows are
+// taken to end a second after their resets (or a window after the turn was seen, if sooner).
+func TestQuotaResetRoundedDown(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(3, 0, 2*time.Second)...)
+	m.take(507500*time.Microsecond, "probe") // the test for refilling, refused
+	m.answer(507500*time.Microsecond, 510*time.Millisecond, true, 429, xrl(3, 0, 2*time.Second)...)
+	m.take(time.Second+20*time.Millisecond, "wait until", 2*time.Second)
+	m.take(2*time.Second, "probe")
+	m.answer(2*time.Second, 2*time.Second+10*time.Millisecond, true, 429, xrl(3, 0, 2*time.Second)...)
+	m.take(2*time.Second+20*time.Millisecond, "wait until", 3*time.Second)
+	m.take(3*time.Second, "probe")
+	m.answer(3*time.Second, 3*time.Second+10*time.Millisecond, true, 200, xrl(3, 2, 4*time.Second)...)
+	m.takeN(2, 3*time.Second+20*time.Millisecond, "go")
+	// The probe may have opened this window, as a limiter that starts a window at its first request
+	// does: it then ends as far past its reset as the probe came past a whole second.
+	m.take(3*time.Second+20*time.Millisecond, "wait until", 4*time.Second+10*time.Millisecond)
+	// Spent again and not opened by a probe: windows are taken to end a second after their resets, or a
+	// window (2 s, the spacing of resets) after the answer that saw this one begin, if sooner.
+	m.take(4*time.Second+10*time.Millisecond, "probe")
+	m.answer(4*time.Second+10*time.Millisecond, 4*time.Second+20*time.Millisecond, true, 200, xrl(3, 1, 6*time.Second)...)
+	m.take(4*time.Second+30*time.Millisecond, "wait until", 6*time.Second+20*time.Millisecond)
+}
+
+// After a 429 with Retry-After, no request of the bucket goes, retried or new, until Retry-After + 1 s;
+// then one probes and the others wait for its answer.
+func TestQuotaRefusalHoldsTheBucket(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.takeN(3, 0, "go")
+	m.answer(0, 10*time.Millisecond, false, 429, "Retry-After", "2")
+	m.take(20*time.Millisecond, "wait until", 3010*time.Millisecond)
+	// The others of the burst, refused too, do not lengthen the hold.
+	m.answer(0, 15*time.Millisecond, false, 429, "Retry-After", "2")
+	m.answer(0, 16*time.Millisecond, false, 429, "Retry-After", "2")
+	m.take(2*time.Second, "wait until", 3016*time.Millisecond)
+	m.take(3016*time.Millisecond, "probe")
+	m.takeN(5, 3016*time.Millisecond, "wait")
+	m.answer(3016*time.Millisecond, 3030*time.Millisecond, true, 200)
+	// With no rate-limit headers to count by, the bucket is now paced at a share of what got through.
+	if m.q.kind != kindSilent {
+		t.Errorf("kind %v after a refusal with no rate-limit headers, want silent", m.q.kind)
+	}
+	m.take(3030*time.Millisecond, "wait until")
+}
+
+// A 429 that names no time holds the bucket on a backoff that doubles with each refusal of a request
+// sent since the hold began, and starts again after a success.
+func TestQuotaBareRefusalBacksOff(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 0, false, 429)
+	m.take(0, "wait until", 250*time.Millisecond)
+	m.take(250*time.Millisecond, "probe")
+	m.answer(250*time.Millisecond, 250*time.Millisecond, true, 429)
+	m.take(250*time.Millisecond, "wait until", 750*time.Millisecond)
+	m.take(750*time.Millisecond, "probe")
+	m.answer(750*time.Millisecond, 750*time.Millisecond, true, 429)
+	m.take(750*time.Millisecond, "wait until", 1750*time.Millisecond)
+	m.take(1750*time.Millisecond, "probe")
+	m.answer(1750*time.Millisecond, 1750*time.Millisecond, true, 200)
+	if m.q.refusals != 0 {
+		t.Errorf("refusals %d after a success, want 0", m.q.refusals)
+	}
+}
+
+// A server that refuses with bare 429s: after the first, the bucket is paced at a share of the rate that
+// got through, which climbs again while requests succeed.
+func TestQuotaSilentServerIsPaced(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	// 20 successes a second for two seconds, then a refusal.
+	var d time.Duration
+	for i := range 40 {
+		d = time.Duration(i) * 50 * time.Millisecond
+		m.take(d, "go")
+		m.answer(d, d, false, 200)
+	}
+	m.take(d, "go")
+	m.answer(d, d, false, 429)
+	if m.q.kind != kindSilent || m.q.rate < 15 || m.q.rate > 17 {
+		t.Fatalf("kind %v at %.1f/s, want silent at 0.8 × 20/s", m.q.kind, m.q.rate)
+	}
+	held := d + firstBackoff
+	m.take(held, "probe")
+	m.answer(held, held, true, 200)
+	// Paced: one request per 1/rate, not a burst.
+	m.take(held, "wait until")
+	gap := time.Duration(float64(time.Second) / m.q.rate)
+	m.take(held+gap+time.Millisecond, "go")
+	m.take(held+gap+2*time.Millisecond, "wait until")
+	before := m.q.rate
+	for i := range 20 {
+		d := held + time.Second + time.Duration(i)*100*time.Millisecond
+		m.q.take(at(d))
+		m.answer(d, d, false, 200)
+	}
+	if m.q.rate <= before {
+		t.Errorf("rate %.2f/s after successes, want it above %.2f/s", m.q.rate, before)
+	}
+}
+
+// A token bucket (throttled/throttled's GCRA: Limit is the burst, Reset the seconds until it is full,
+// rounded up): Remaining rises within what reads as one window. The bucket is taken to refill, and the
+// budget counts what it gives back at the rate its answers show.
+func TestQuotaTokenBucketRefills(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	gcra := func(remaining int) []string {
+		return []string{"X-RateLimit-Limit", "6", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
+	}
+	m.takeN(6, 0, "go")
+	for i := range 6 {
+		m.answer(0, time.Duration(i+1)*time.Millisecond, false, 200, gcra(5-i)...)
+	}
+	// Spent, it reads as a fixed window of 6 a second; a quarter of the way to that end one request
+	// tests it, and is admitted with tokens to spare: the bucket refills.
+	m.take(10*time.Millisecond, "wait until", 254750*time.Microsecond)
+	m.take(254750*time.Microsecond, "probe")
+	m.answer(254750*time.Microsecond, 510*time.Millisecond, true, 200, gcra(5)...)
+	if m.q.kind != kindRefill {
+		t.Fatalf("kind %v, want refill", m.q.kind)
+	}
+	m.takeN(4, 520*time.Millisecond, "go")     // 5 left, one kept back
+	m.take(520*time.Millisecond, "wait until") // paced
+}
+
+// A sliding window counter (go-chi/httprate) looks fixed in its first window. Spent to its last request,
+// its first answer after the reset shows little given back: it refills. A fixed window shows its whole
+// limit and is known fixed, keeping nothing back from then on.
+func TestQuotaFirstEndTellsSlidingFromFixed(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		afterEnd  int
+		want      quotaKind
+		keepsBack int
+	}{
+		{"sliding", 1, kindRefill, 0},
+		{"fixed", 9, kindWindow, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &qt{t: t}
+			m.open()
+			m.take(0, "go")
+			m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 9, 2*time.Second)...)
+			m.takeN(8, 20*time.Millisecond, "go")
+			m.take(20*time.Millisecond, "wait until", 2*time.Second) // the last one is kept back
+			for i := range 8 {
+				m.answer(20*time.Millisecond, 30*time.Millisecond, false, 200, xrl(10, 8-i, 2*time.Second)...)
+			}
+			m.take(2*time.Second, "probe")
+			m.answer(2*time.Second, 2010*time.Millisecond, true, 200, xrl(10, tc.afterEnd, 4*time.Second)...)
+			if m.q.kind != tc.want || m.q.keepBack() != tc.keepsBack {
+				t.Errorf("kind %v keeping %d back, want %v keeping %d", m.q.kind, m.q.keepBack(), tc.want, tc.keepsBack)
+			}
+		})
+	}
+}
+
+// Answers of one fixed window arrive out of order: a higher Remaining from a request sent before the
+// lower one was answered is no sign of refilling.
+func TestQuotaOutOfOrderAnswersAreNotRefill(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.takeN(3, 0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 7, 2*time.Second)...)
+	m.answer(0, 11*time.Millisecond, false, 200, xrl(10, 9, 2*time.Second)...)
+	m.answer(0, 12*time.Millisecond, false, 200, xrl(10, 8, 2*time.Second)...)
+	if m.q.kind != kindWindow || m.q.remaining != 7 {
+		t.Errorf("kind %v, remaining %d; want a window with 7 left", m.q.kind, m.q.remaining)
+	}
+}
+
+// A window spent, with no readable reset (a garbage date): hold on the backoff, then probe one at a time.
+func TestQuotaSpentWithoutResetProbes(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 0, false, 200, "Ratelimit-Limit", "10", "Ratelimit-Remaining", "0", "Ratelimit-Reset", "tomorrow-ish")
+	m.take(0, "wait until", firstBackoff)
+	m.take(firstBackoff, "probe")
+	m.take(firstBackoff, "wait")
+}
+
+// A success of a request sent during the hold (one that opted out of the throttle) ends the hold.
+func TestQuotaSuccessDuringHoldEndsIt(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 0, false, 429, "Retry-After", "30")
+	m.take(time.Second, "wait until", 31*time.Second)
+	m.answer(2*time.Second, 2*time.Second, false, 200)
+	m.take(2*time.Second, "probe")
+}
