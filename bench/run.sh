@@ -29,6 +29,7 @@ go run ./cmd/quota | tee "$out/quota.md"
 go run ./cmd/quota -outage | tee "$out/outage.md"
 go run ./cmd/quota -routes | tee "$out/routes.md"
 go run ./cmd/quota -routes -q 40 -d 20s | tee "$out/routes-small.md"
+go run ./cmd/limiters | tee "$out/limiters.md"
 
 PATH=$PATH:$(go env GOPATH)/bin
 if ! command -v benchstat >/dev/null; then

@@ -1,0 +1,169 @@
+package main
+
+// This file builds the servers' rate limiters: middleware from the Go ecosystem, each set up with its own
+// constructors as its README or godoc shows and with the headers it sends by default, and one written
+// here that answers bare 429s.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-chi/httprate"
+	"github.com/sethvargo/go-limiter/httplimit"
+	"github.com/sethvargo/go-limiter/memorystore"
+	"github.com/throttled/throttled/v2"
+	"github.com/throttled/throttled/v2/store/memstore"
+	ulule "github.com/ulule/limiter/v3"
+	ululestdlib "github.com/ulule/limiter/v3/drivers/middleware/stdlib"
+	ululememory "github.com/ulule/limiter/v3/drivers/store/memory"
+)
+
+// A limiter is one kind of rate-limit middleware. build returns a fresh instance wrapped around next,
+// with nothing counted yet, and a function that releases what the instance holds.
+type limiter struct {
+	name   string
+	module string // the Go module it comes from, whose version the report shows; empty if written here
+	quota  string // what it allows, for the report
+	build  func(next http.Handler) (http.Handler, func())
+}
+
+// Every limiter allows 20 requests a second in the long run; they differ in how they count and in what
+// they tell the client.
+var limiters = []limiter{
+	{
+		name:   "httprate",
+		module: "github.com/go-chi/httprate",
+		quota:  "40 per 2s, sliding window counter, keyed by client IP",
+		build: func(next http.Handler) (http.Handler, func()) {
+			// The README's LimitBy with a KeyFunc on the client IP; a server reached directly (no
+			// proxy) takes it from RemoteAddr. Headers are the library's defaults.
+			mw := httprate.LimitBy(40, 2*time.Second, func(r *http.Request) (string, error) {
+				return httprate.CanonicalizeIP(remoteIP(r)), nil
+			})
+			return mw(next), func() {}
+		},
+	},
+	{
+		name:   "ulule",
+		module: "github.com/ulule/limiter/v3",
+		quota:  "20 per 1s (\"20-S\"), fixed window from a key's first request, keyed by client IP",
+		build: func(next http.Handler) (http.Handler, func()) {
+			rate, err := ulule.NewRateFromFormatted("20-S")
+			if err != nil {
+				panic(err)
+			}
+			// The memory store's sweeper goroutine is stopped by a finalizer when the store is dropped.
+			mw := ululestdlib.NewMiddleware(ulule.New(ululememory.NewStore(), rate))
+			return mw.Handler(next), func() {}
+		},
+	},
+	{
+		name:   "throttled",
+		module: "github.com/throttled/throttled/v2",
+		quota:  "20 per 1s, burst 5 (GCRA), keyed by client IP",
+		build: func(next http.Handler) (http.Handler, func()) {
+			store, err := memstore.NewCtx(65536)
+			if err != nil {
+				panic(err)
+			}
+			rl, err := throttled.NewGCRARateLimiterCtx(store, throttled.RateQuota{MaxRate: throttled.PerSec(20), MaxBurst: 5})
+			if err != nil {
+				panic(err)
+			}
+			h := &throttled.HTTPRateLimiterCtx{RateLimiter: rl, VaryBy: &throttled.VaryBy{RemoteAddr: true}}
+			return h.RateLimit(next), func() {}
+		},
+	},
+	{
+		name:   "go-limiter",
+		module: "github.com/sethvargo/go-limiter",
+		quota:  "20 per 1s, tokens refilled each interval, keyed by client IP",
+		build: func(next http.Handler) (http.Handler, func()) {
+			store, err := memorystore.New(&memorystore.Config{Tokens: 20, Interval: time.Second})
+			if err != nil {
+				panic(err)
+			}
+			mw, err := httplimit.NewMiddleware(store, httplimit.IPKeyFunc())
+			if err != nil {
+				panic(err)
+			}
+			return mw.Handle(next), func() { _ = store.Close(context.Background()) }
+		},
+	},
+	{
+		name:  "bare429",
+		quota: "20 per 1s, fixed windows from the first request, 429 with no headers",
+		build: func(next http.Handler) (http.Handler, func()) {
+			return newBare429(20, time.Second, next), func() {}
+		},
+	},
+}
+
+// remoteIP returns the host part of r.RemoteAddr.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// bare429 is the plainest limiter there is: fixed windows of per, the first starting with the first
+// request, each allowing limit requests from all clients together; past that, a 429 that says nothing
+// else, not even a Date.
+type bare429 struct {
+	limit int
+	per   time.Duration
+	next  http.Handler
+
+	mu     sync.Mutex
+	window time.Time // the start of the current window; zero before the first request
+	used   int       // requests let through in it
+}
+
+func newBare429(limit int, per time.Duration, next http.Handler) *bare429 {
+	return &bare429{limit: limit, per: per, next: next}
+}
+
+func (b *bare429) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !b.admit(time.Now()) {
+		w.Header()["Date"] = nil // net/http adds a Date unless told not to
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
+	b.next.ServeHTTP(w, r)
+}
+
+// admit counts a request arriving at now against its window and reports whether it is within the limit.
+func (b *bare429) admit(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.window.IsZero() {
+		b.window = now
+	}
+	if elapsed := now.Sub(b.window); elapsed >= b.per {
+		b.window = b.window.Add(elapsed.Truncate(b.per))
+		b.used = 0
+	}
+	if b.used >= b.limit {
+		return false
+	}
+	b.used++
+	return true
+}
+
+// describe returns a limiter's name with the version of its module as this binary was built with it.
+func (l limiter) describe(versions map[string]string) string {
+	if l.module == "" {
+		return l.name + " (written here)"
+	}
+	v := versions[l.module]
+	if v == "" {
+		v = "version unknown"
+	}
+	return fmt.Sprintf("%s (%s %s)", l.name, l.module, v)
+}
