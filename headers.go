@@ -82,8 +82,8 @@ func (c *dateCache) parseReset(s string, now time.Time) (time.Time, bool) {
 	if p := c.lookup(s); p != nil {
 		return hdrTrustedReset(p.t, now)
 	}
-	t, err := http.ParseTime(s)
-	if err != nil {
+	t, ok := hdrParseDate(s)
+	if !ok {
 		return time.Time{}, false
 	}
 	t, trusted := t.In(now.Location()), true
@@ -142,10 +142,11 @@ const (
 //     dictionary form `RateLimit: limit=100, remaining=50, reset=30` is also
 //     accepted (reset in seconds from now).
 //
-// In dialects 1 and 2 a reset is an HTTP-date (any format accepted by
-// [http.ParseTime]) or a number of seconds, with an optional decimal
-// fraction: values of at least 1e9 are Unix times, smaller ones are delays
-// from now. A smaller value that is too long a delay to trust (over 24
+// In dialects 1 and 2 a reset is a date (an HTTP-date in any format accepted
+// by [http.ParseTime], also with the zone written UTC or as a numeric offset,
+// or RFC 3339), a Go duration from now ("6m0s", "20ms"), or a number of
+// seconds, with an optional decimal fraction: values of at least 1e9 are
+// Unix times, smaller ones are delays from now. A smaller value that is too long a delay to trust (over 24
 // hours) but a Unix time within 24 hours of now is read as a Unix time;
 // this only matters when now is before September 2001, as under
 // testing/synctest. Signs, exponents, NaN and Inf are rejected.
@@ -301,9 +302,10 @@ func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, limitK
 // relative to the time now at which the response was received. ok is false
 // when the header is absent or holds nothing usable.
 //
-// The value is either delay-seconds (a non-negative integer) or an
-// HTTP-date in any format accepted by [http.ParseTime]; a date in the past
-// yields 0 with ok true. A well-formed value longer than 1<<31 seconds
+// The value is either delay-seconds (a non-negative integer) or a date: an
+// HTTP-date in any format accepted by [http.ParseTime], also with the zone
+// written UTC or as a numeric offset, or RFC 3339; a date in the past yields
+// 0 with ok true. A well-formed value longer than 1<<31 seconds
 // (about 68 years) yields 1<<31 seconds: longer than any wait, never
 // garbage. Fractions, signs and other garbage are ignored. When the header
 // repeats or holds a comma-separated list, the largest valid delay wins.
@@ -330,18 +332,39 @@ func hdrParseRetryAfterValue(s string, now time.Time) (time.Duration, bool) {
 	if s == "" {
 		return 0, false
 	}
-	if hdrIsDigit(s[0]) {
+	if hdrAllDigits(s) {
 		n, ok := hdrParseDigits(s, hdrMaxSeconds)
-		if !ok && hdrAllDigits(s) {
-			n, ok = hdrMaxSeconds, true // well formed, and longer than any wait
+		if !ok {
+			n = hdrMaxSeconds // well formed, and longer than any wait
 		}
-		return time.Duration(n) * time.Second, ok
+		return time.Duration(n) * time.Second, true
 	}
-	t, err := http.ParseTime(s)
-	if err != nil {
+	t, ok := hdrParseDate(s)
+	if !ok {
 		return 0, false
 	}
 	return min(max(t.Sub(now), 0), hdrMaxSeconds*time.Second), true
+}
+
+// hdrParseDate parses a date as servers send it: an HTTP-date in any of the three forms of
+// [http.ParseTime], the same with the zone written UTC (Go's time.RFC1123) or as a numeric offset
+// (time.RFC1123Z), or RFC 3339 (with or without a fraction of a second). A zone named by any other
+// abbreviation is refused: Go would read it as UTC.
+func hdrParseDate(s string) (time.Time, bool) {
+	if t, err := http.ParseTime(s); err == nil {
+		return t, true
+	}
+	for _, layout := range [...]string{time.RFC1123, time.RFC1123Z, time.RFC3339} {
+		t, err := time.Parse(layout, s)
+		if err != nil {
+			continue
+		}
+		if name, offset := t.Zone(); layout == time.RFC1123 && (offset != 0 || (name != "UTC" && name != "GMT")) {
+			continue
+		}
+		return t, true
+	}
+	return time.Time{}, false
 }
 
 // hdrAllDigits reports whether s is a non-empty run of ASCII digits.
@@ -489,17 +512,23 @@ func hdrParseReset(s string, now time.Time, dates *dateCache) (time.Time, bool) 
 	if s == "" {
 		return time.Time{}, false
 	}
-	var t time.Time
-	if hdrIsDigit(s[0]) {
-		sec, nsec, ok := hdrParseDecimal(s, hdrMaxEpoch)
-		if !ok {
-			return time.Time{}, false
-		}
-		t = hdrNumericReset(sec, nsec, now)
-	} else {
+	if !hdrIsDigit(s[0]) {
 		return dates.parseReset(s, now)
 	}
-	return hdrTrustedReset(t, now)
+	if sec, nsec, ok := hdrParseDecimal(s, hdrMaxEpoch); ok {
+		return hdrTrustedReset(hdrNumericReset(sec, nsec, now), now)
+	}
+	if d, ok := hdrParseDuration(s); ok {
+		return hdrTrustedReset(now.Add(d), now)
+	}
+	return dates.parseReset(s, now) // RFC 3339
+}
+
+// hdrParseDuration parses a reset given as a Go duration from now, such as "6m0s", "1s" or "20ms" (as
+// OpenAI sends). Negative durations are refused.
+func hdrParseDuration(s string) (time.Duration, bool) {
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= 0 && s[0] != '+'
 }
 
 // hdrRelativeReset reports whether a reset header of the given values, which gave a reset, gave it as
@@ -518,7 +547,8 @@ func hdrRelativeReset(values []string) (relative, known bool) {
 	}
 	sec, _, ok := hdrParseDecimal(s, hdrMaxEpoch)
 	if !ok {
-		return false, false
+		_, isDuration := hdrParseDuration(s)
+		return isDuration, true // a duration is from now; anything else that gave a reset is a date
 	}
 	// A delay, unless it is a Unix time, or too long to be trusted as a delay (then it was read as a Unix
 	// time, or not at all; see hdrNumericReset).

@@ -819,6 +819,43 @@ func TestParseRateLimitLocation(t *testing.T) {
 	}
 }
 
+// TestParseResetForms reads one reset in each form servers send it, dates in other zones and durations
+// among them.
+func TestParseResetForms(t *testing.T) {
+	for _, tc := range []struct {
+		reset    string
+		want     time.Duration // from hdrTestNow
+		relative bool
+	}{
+		{hdrTestDate, time.Minute, false},
+		{"Mon, 20 Jan 2020 20:00:00 UTC", time.Minute, false},
+		{"Mon, 20 Jan 2020 21:00:00 +0100", time.Minute, false},
+		{"2020-01-20T20:00:00Z", time.Minute, false},
+		{"2020-01-20T20:00:00.25+00:00", time.Minute + 250*time.Millisecond, false},
+		{hdrTestEpoch, time.Minute, false},
+		{"60", time.Minute, true},
+		{"1m0s", time.Minute, true},
+		{"20ms", 20 * time.Millisecond, true},
+		{"6m0s", 6 * time.Minute, true},
+	} {
+		t.Run(tc.reset, func(t *testing.T) {
+			h := hdrTestHeader("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", tc.reset)
+			rl, ok := ParseRateLimit(h, hdrTestNow)
+			if !ok || !rl.Reset.Equal(hdrTestNow.Add(tc.want)) {
+				t.Errorf("reset %q: %v, %v; want now+%v", tc.reset, rl.Reset.Sub(hdrTestNow), ok, tc.want)
+			}
+			if relative, known := hdrRelativeReset(h[hdrXRateLimitReset]); !known || relative != tc.relative {
+				t.Errorf("reset %q: relative %v (known %v), want %v", tc.reset, relative, known, tc.relative)
+			}
+		})
+	}
+	for _, garbage := range []string{"-1s", "+5s", "1h5", "Mon, 20 Jan 2020 20:00:00 PST", "2020-01-20 20:00:00"} {
+		if rl, ok := ParseRateLimit(hdrTestHeader("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", garbage), hdrTestNow); !rl.Reset.IsZero() {
+			t.Errorf("reset %q read as %v (ok %v), want none", garbage, rl.Reset, ok)
+		}
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -832,6 +869,11 @@ func TestParseRetryAfter(t *testing.T) {
 		{"whitespace", hdrTestHeader("Retry-After", " 5 "), 5 * time.Second, true},
 		{"largest", hdrTestHeader("Retry-After", "2147483648"), (1 << 31) * time.Second, true},
 		{"IMF-fixdate", hdrTestHeader("Retry-After", hdrTestDate), time.Minute, true},
+		{"RFC 1123 with UTC (sethvargo/go-limiter)", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 20:00:00 UTC"), time.Minute, true},
+		{"RFC 1123 with a numeric zone", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 21:00:00 +0100"), time.Minute, true},
+		{"RFC 3339", hdrTestHeader("Retry-After", "2020-01-20T20:00:00Z"), time.Minute, true},
+		{"RFC 3339 with a fraction and an offset", hdrTestHeader("Retry-After", "2020-01-20T15:00:00.5-05:00"), time.Minute + 500*time.Millisecond, true},
+		{"zone abbreviation Go would read as UTC", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 12:00:00 PST"), 0, false},
 		{"RFC 850", hdrTestHeader("Retry-After", "Monday, 20-Jan-20 20:00:00 GMT"), time.Minute, true},
 		{"ANSI C", hdrTestHeader("Retry-After", "Mon Jan 20 20:00:00 2020"), time.Minute, true},
 		{"date now", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 19:59:00 GMT"), 0, true},
