@@ -1136,3 +1136,11 @@ func hdrIsTokenChar(c byte) bool {
 func hdrIsBase64Char(c byte) bool {
 	return hdrIsAlpha(c) || hdrIsDigit(c) || c == '+' || c == '/' || c == '='
 }
+
+// hdrResetIsRelative reports whether the reset ParseRateLimit reads from h at now was given in seconds
+// from now rather than as a time: read a second later, it moves.
+func hdrResetIsRelative(h http.Header, now time.Time) bool {
+	a, _ := ParseRateLimit(h, now)
+	b, _ := ParseRateLimit(h, now.Add(time.Second))
+	return !a.Reset.Equal(b.Reset)
+}

@@ -99,3 +99,21 @@ func getURL(t *testing.T, rt http.RoundTripper, ctx context.Context, url string)
 	drainClose(resp.Body)
 	return resp.StatusCode, nil
 }
+
+// send starts n GETs of path on api.test through rt and returns a function that waits for them and
+// returns their errors.
+func send(rt http.RoundTripper, ctx context.Context, path string, n int) func() []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://api.test"+path, nil)
+			resp, err := rt.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errs[i] = err
+		})
+	}
+	return func() []error { wg.Wait(); return errs }
+}

@@ -76,14 +76,12 @@ func TestHerdAtResets(t *testing.T) {
 					t.Errorf("%d of %d requests refused, want at most 6", refused, sent)
 				}
 				mu.Unlock()
-				b := th.mem.peek("api.test")
-				if b == nil {
+				e := th.store.(*MemoryStore).buckets["api.test"]
+				if e == nil {
 					t.Fatal("no bucket for the host")
 				}
-				b.mu.Lock()
-				defer b.mu.Unlock()
-				if b.closeLane(); b.inflight != 0 {
-					t.Errorf("%d requests in flight at the end", b.inflight)
+				if q := e.Value.(*storedBucket).snapshot(); q.inflight != 0 {
+					t.Errorf("%d requests in flight at the end", q.inflight)
 				}
 			})
 		})

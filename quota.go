@@ -42,11 +42,13 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived
+	remSent   time.Time     // when its request went
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kind window)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
 	classed   bool          // an end has shown whether a window bucket refills
 	tested    bool          // a spent window has been tested for refilling before its end (see refillTestDue)
+	relative  bool          // the newest reset was given in seconds from now
 	inflight  int           // requests taken and not answered
 	probing   bool          // a probe is out: the others wait for its answer
 	probeDue  bool          // the next request to go probes
@@ -128,6 +130,7 @@ type reply struct {
 	hasRetryAfter bool
 	probe         bool // the request was the bucket's probe
 	relative      bool // the reset was given in seconds from now, not as a time
+	untaken       bool // the request went without take (it opted out of the throttle): nothing to give back
 }
 
 // take decides whether a request may go at now, and if so counts it in flight.
@@ -194,12 +197,14 @@ func (q *quota) ended(now time.Time) bool {
 }
 
 // refillTestDue reports whether a spent window is still to be tested for refilling before its end: once per
-// bucket, after its first end has told sliding windows apart (or at once, for a limit too small to keep a
-// request back). A token bucket whose reset is rounded up to a second when it fills in a fraction of one
+// bucket whose resets are given as a second or two from now, as a token bucket gives the time until it
+// is full, rounded up, after its first end has told sliding windows apart (or at once, for a limit too
+// small to keep a request back). A token bucket whose reset is rounded up to a second when it fills in a fraction of one
 // reads as a fixed window of its burst per second: the test finds it refilled. A fixed window refuses
 // the test, once.
 func (q *quota) refillTestDue() bool {
-	return !q.tested && q.inflight == 0 && (q.classed || q.limit < keepBackMin)
+	return !q.tested && q.relative && q.end.Sub(q.remAt) <= 2*resetRounding && q.inflight == 0 &&
+		(q.classed || q.limit < keepBackMin)
 }
 
 // keepBack is how many requests of a window are kept back (see quota): none until an end is known.
@@ -232,7 +237,8 @@ func (q *quota) after(now time.Time, n float64) time.Time {
 // answer records what the answer to a request that take let go said. A request that got no response
 // has status 0: it only gives its place back.
 func (q *quota) answer(r reply) {
-	if q.inflight > 0 {
+	q.heard = true
+	if q.inflight > 0 && !r.untaken {
 		q.inflight--
 	}
 	if r.probe {
@@ -248,6 +254,38 @@ func (q *quota) answer(r reply) {
 	if refused {
 		q.refuse(r)
 	}
+}
+
+// fits reports whether r's rate limit can be this bucket's counter. While a window runs, a different
+// limit, or a reset that is neither this window's nor a whole number of windows from it, is another
+// counter's (the route that got it spends another bucket too). Once the window has ended, anything fits
+// but a refusal reporting another limit. A bucket that is not a window takes any answer.
+func (q *quota) fits(r reply) bool {
+	rl := r.rl
+	if !r.hasRL || q.kind != kindWindow || q.reset.IsZero() {
+		return true
+	}
+	otherLimit := rl.Limit > 0 && q.limit > 0 && rl.Limit != q.limit
+	if !r.now.Before(q.end) {
+		return !otherLimit || r.status != http.StatusTooManyRequests
+	}
+	if otherLimit {
+		return false
+	}
+	if rl.Reset.IsZero() || q.window <= 0 {
+		return true
+	}
+	// A reset a second off, or a round trip more if given in seconds from now, is no evidence of another
+	// counter: servers round their resets either way.
+	slack := resetRounding
+	if r.relative {
+		slack += r.now.Sub(r.sent)
+	}
+	off := rl.Reset.Sub(q.reset) % q.window
+	if off < 0 {
+		off += q.window
+	}
+	return off <= slack || q.window-off <= slack
 }
 
 // admitted records a success.
@@ -321,6 +359,9 @@ func (q *quota) learn(r reply, refused bool) {
 	if q.kind == kindUnknown || q.kind == kindSilent {
 		q.kind, q.rate = kindWindow, 0
 	}
+	if !rl.Reset.IsZero() {
+		q.relative = r.relative
+	}
 	if !rl.Reset.IsZero() && !r.relative && !rl.Reset.After(r.sent) {
 		// Counted in a window whose reset had passed when the request went: this server rounds its resets
 		// down, and its windows end up to a second after them.
@@ -361,20 +402,35 @@ func (q *quota) sameWindow(r reply) {
 	rem := r.rl.Remaining
 	switch {
 	case q.kind == kindRefill:
-		q.remaining, q.remAt = rem, r.now // it refills: the newest word counts
+		// It refills: the word of the request sent last is the newest, whatever order the answers
+		// arrive in.
+		if !r.sent.Before(q.remSent) {
+			q.setRemaining(r)
+		}
 		q.meterRefill(r)
 	case q.remAt.IsZero() || rem < q.remaining:
 		// Answers of one window may arrive out of order: the least remaining is the newest.
-		q.remaining, q.remAt = rem, r.now
+		q.setRemaining(r)
 	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
-		// Counted after the answer that said less, and admitted with as much or more left: the bucket
-		// gave quota back meanwhile, at least this fast.
+		// Counted after the answer that said less, and admitted with as much or more left: the window
+		// has turned, if the request went after it was to end or it holds about its whole limit; else
+		// the bucket gave quota back meanwhile (or the probe testing it for that was admitted).
+		ended := !q.end.IsZero() && !r.sent.Before(q.end)
+		if ended || (!r.probe && rem >= q.limit-1-q.inflight) {
+			q.newWindow(r)
+			return
+		}
 		given := float64(rem+1-q.remaining) / r.sent.Sub(q.remAt).Seconds()
 		q.kind, q.classed = kindRefill, true
-		q.remaining, q.remAt = rem, r.now
+		q.setRemaining(r)
 		q.startRefill(r.now)
 		q.rate = max(q.rate, given)
 	}
+}
+
+// setRemaining takes r's remaining count as the newest.
+func (q *quota) setRemaining(r reply) {
+	q.remaining, q.remAt, q.remSent = r.rl.Remaining, r.now, r.sent
 }
 
 // newWindow records the first answer of a window that is not the current one.
@@ -395,17 +451,16 @@ func (q *quota) newWindow(r reply) {
 		q.classed = true
 		if rl.Remaining < q.limit/2 {
 			q.kind = kindRefill
-			q.remaining, q.remAt = rl.Remaining, r.now
+			q.setRemaining(r)
 			q.startRefill(r.now)
 		}
 	}
 	q.reset = rl.Reset
+	q.setRemaining(r)
 	if q.kind == kindRefill {
-		q.remaining, q.remAt = rl.Remaining, r.now
 		q.meterRefill(r)
 		return
 	}
-	q.remaining, q.remAt = rl.Remaining, r.now
 	q.end = rl.Reset.Add(q.lag)
 	if q.window > 0 && !q.reset.IsZero() {
 		// This window, or the one before, began before this answer came.

@@ -209,18 +209,10 @@ func simulate(lim simLimiter, q *quota, workers int, d, rtt time.Duration, trace
 		r := &reply{sent: e.at, now: now, status: status, probe: dec.probe}
 		r.rl, r.hasRL = ParseRateLimit(h, now)
 		r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, now)
-		r.relative = resetIsRelative(h, now)
+		r.relative = hdrResetIsRelative(h, now)
 		push(&simEvent{at: now, worker: e.worker, answer: r})
 	}
 	return res
-}
-
-// resetIsRelative reports whether the reset in h is given in seconds from now: read a second later, it
-// moves.
-func resetIsRelative(h http.Header, now time.Time) bool {
-	a, _ := ParseRateLimit(h, now)
-	b, _ := ParseRateLimit(h, now.Add(time.Second))
-	return !a.Reset.Equal(b.Reset)
 }
 
 // TestQuotaSimulatedLimiters runs each simulated limiter for 5 s with 16 workers and a 2 ms round trip,

@@ -47,12 +47,23 @@ type Verdict struct {
 	Wake <-chan struct{}
 	// Reason says why the request must wait, for hooks and logs, e.g. "quota spent until reset".
 	Reason string
+	// Probe, with OK, means the request goes alone: the bucket's other requests wait for its answer,
+	// which tells what the bucket does not know (it is new, a hold or a window has ended). Its
+	// Observation says Probe too.
+	Probe bool
 }
 
 // Observation is what one response told a Throttle about a bucket.
 type Observation struct {
 	// Now is when the response arrived.
 	Now time.Time
+	// Sent is when the request went; zero if unknown.
+	Sent time.Time
+	// Probe reports that the request was its bucket's probe (see Verdict.Probe).
+	Probe bool
+	// ResetRelative reports that RateLimit.Reset was given in seconds from when the answer came (read
+	// at Now), not as a time: two answers of one window may then read a second or a round trip apart.
+	ResetRelative bool
 	// Took reports that the request held a slot from Take, which Done gives back.
 	Took bool
 	// Status is the response's status code, or 0 when the request got no response. A 2xx ends any
@@ -70,4 +81,17 @@ type Observation struct {
 	// RetryAt, if not zero, is the time before which the server asked for no further request
 	// (a 429 or 503 with Retry-After, plus one second).
 	RetryAt time.Time
+}
+
+// reply is what the quota model is told of o (see quota.answer).
+func (o *Observation) reply() reply {
+	r := reply{sent: o.Sent, now: o.Now, status: o.Status, rl: o.RateLimit, hasRL: o.HasRateLimit,
+		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took}
+	if r.sent.IsZero() {
+		r.sent = o.Now.Add(-o.ResetSpread)
+	}
+	if !o.RetryAt.IsZero() {
+		r.retryAfter, r.hasRetryAfter = max(o.RetryAt.Sub(o.Now)-retryAfterSlack, 0), true
+	}
+	return r
 }

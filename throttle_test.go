@@ -271,137 +271,6 @@ func TestThrottleHugeRetryAfterDoesNotLockForever(t *testing.T) {
 	})
 }
 
-func TestMemoryStoreLearning(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	rl := func(limit, remaining int, reset time.Time) Observation {
-		return Observation{Took: true, HasRateLimit: true, RateLimit: RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
-	}
-	ctx := context.Background()
-
-	t.Run("out of order responses keep the lowest remaining", func(t *testing.T) {
-		s := NewMemoryStore(0)
-		for range 3 {
-			s.Take(ctx, "k", at(0))
-		}
-		for _, rem := range []int{7, 9, 8} { // 9 arrives late
-			o := rl(10, rem, at(60))
-			o.Now = at(1)
-			s.Done(ctx, "k", o)
-		}
-		var ok int
-		for range 10 {
-			if v, _ := s.Take(ctx, "k", at(2)); v.OK {
-				ok++
-			}
-		}
-		// 7 remain; one is kept back until a reset shows how the bucket refills.
-		if ok != 6 {
-			t.Errorf("%d slots, want 6", ok)
-		}
-	})
-	t.Run("a response from an earlier window changes nothing", func(t *testing.T) {
-		s := NewMemoryStore(0)
-		s.Take(ctx, "k", at(0))
-		s.Take(ctx, "k", at(0))
-		o := rl(10, 2, at(120)) // 2 remain, one kept back (see memBucket)
-		o.Now = at(61)
-		s.Done(ctx, "k", o)
-		o = rl(10, 9, at(60)) // overtaken
-		o.Now = at(61)
-		s.Done(ctx, "k", o)
-		if v, _ := s.Take(ctx, "k", at(61)); !v.OK {
-			t.Fatal("first slot refused")
-		}
-		if v, _ := s.Take(ctx, "k", at(61)); v.OK || !v.RetryAt.Equal(at(120)) {
-			t.Errorf("second take = %+v, want a wait until 120s", v)
-		}
-	})
-	t.Run("sliding window is detected and paced", func(t *testing.T) {
-		s := NewMemoryStore(0)
-		s.Take(ctx, "k", at(0))
-		o := rl(10, 0, at(10))
-		o.Now = at(0)
-		s.Done(ctx, "k", o)
-		if v, _ := s.Take(ctx, "k", at(5)); v.OK || !v.RetryAt.Equal(at(10)) {
-			t.Fatalf("take during spent window = %+v, want wait until 10s", v)
-		}
-		v, _ := s.Take(ctx, "k", at(10)) // the probe
-		if !v.OK {
-			t.Fatal("probe refused")
-		}
-		o = rl(10, 1, at(20)) // a fixed window would say 9
-		o.Now = at(10)
-		s.Done(ctx, "k", o)
-		// Window learned (10s from the reset spacing): paced at 0.98 × (10−1)/10s, one per 1.134s, starting
-		// empty (the probe spent what the window had): slots at 11.134s, 12.268s, ...
-		var got []bool
-		for _, sec := range []float64{10, 10.5, 11.2, 11.5, 12.4} {
-			v, _ := s.Take(ctx, "k", at(sec))
-			got = append(got, v.OK)
-		}
-		if diff := cmp.Diff([]bool{false, false, true, false, true}, got); diff != "" {
-			t.Errorf("paced takes (-want +got):\n%s", diff)
-		}
-	})
-	t.Run("a late take keeps the next slot on time, and a pause saves up no more than the burst", func(t *testing.T) {
-		// 200 per 10s: paced at 0.98 × 199/10s, one per 51.28ms, with a burst of 1 + 0.02 × 199/2 = 2.
-		const interval = 10.0 / (0.98 * 199)
-		b := NewMemoryStore(0).get("k", at(0))
-		b.known, b.limit, b.window = true, 200, 10*time.Second
-		b.setSliding(true, at(0))
-		if got := b.pace.Burst(); got != 2 {
-			t.Fatalf("burst %d, want 2", got)
-		}
-		take := func(sec float64) bool { v, _ := b.take(at(sec), nil); return v.OK }
-		var got []bool
-		for _, sec := range []float64{
-			0,                   // the pacer starts empty
-			interval + 0.03,     // the first slot, taken 30ms late
-			2*interval + 0.0001, // the second slot is still due on time
-			2*interval + 0.0002, // and nothing more
-			10,                  // a long pause: the burst, and no more
-			10, 10,
-		} {
-			got = append(got, take(sec))
-		}
-		if diff := cmp.Diff([]bool{false, true, true, false, true, true, false}, got); diff != "" {
-			t.Errorf("paced takes (-want +got):\n%s", diff)
-		}
-	})
-	t.Run("a late answer from a finished window changes nothing", func(t *testing.T) {
-		s := NewMemoryStore(0)
-		s.Take(ctx, "k", at(0))
-		o := rl(3, 0, at(10))
-		o.Now = at(0)
-		s.Done(ctx, "k", o)
-		s.Take(ctx, "k", at(9.9)) // sent before the reset... (slot refused: quota spent)
-		if v, _ := s.Take(ctx, "k", at(10)); !v.OK {
-			t.Fatal("probe refused")
-		}
-		o = rl(3, 2, at(10)) // a late answer about the window that ended at 10s
-		o.Took, o.Now = false, at(10.05)
-		s.Done(ctx, "k", o)
-		if v, _ := s.Take(ctx, "k", at(10.06)); v.OK {
-			t.Error("a slot was released on the word of a finished window; want the probe's answer first")
-		}
-	})
-	t.Run("a refusal stops the pacing", func(t *testing.T) {
-		s := NewMemoryStore(0)
-		b := s.get("k", at(0))
-		b.known, b.limit, b.window = true, 10, 10*time.Second
-		b.setSliding(true, at(-1))
-		s.Take(ctx, "k", at(0))
-		s.Done(ctx, "k", Observation{Took: true, Now: at(0), RetryAt: at(3), HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: at(8)}})
-		if v, _ := s.Take(ctx, "k", at(1)); v.OK || !v.RetryAt.Equal(at(3)) {
-			t.Errorf("take = %+v, want a wait until 3s", v)
-		}
-		if v, _ := s.Take(ctx, "k", at(4)); v.OK || !v.RetryAt.Equal(at(8)) {
-			t.Errorf("take = %+v, want a wait until the reset at 8s", v)
-		}
-	})
-}
-
 // timedStore records how old the times its Take is asked with are.
 type timedStore struct {
 	Store
@@ -448,90 +317,6 @@ func spentStore(t0 time.Time) *MemoryStore {
 	return s
 }
 
-// TestMemoryStoreWakesAtRetryAt: a MemoryStore closes a refused take's Wake at its RetryAt by itself (so
-// the throttle's waiters keep no timer each), re-arming for an earlier time when one comes, and a waiter
-// woken early asks again and waits anew.
-func TestMemoryStoreWakesAtRetryAt(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		t0 := time.Now()
-		s := spentStore(t0)
-
-		var mu sync.Mutex
-		var asked, went []time.Duration // after t0
-		var wg sync.WaitGroup
-		waiter := func() {
-			for {
-				v, _ := s.Take(ctx, "k", time.Now())
-				mu.Lock()
-				asked = append(asked, time.Since(t0))
-				if v.OK {
-					went = append(went, time.Since(t0))
-				}
-				mu.Unlock()
-				if v.OK {
-					return
-				}
-				if v.Wake == nil {
-					t.Error("a refused take has no Wake")
-					return
-				}
-				<-v.Wake
-			}
-		}
-		wg.Go(waiter) // waits for the reset, 10 s
-		synctest.Wait()
-		time.Sleep(time.Second)
-		// The server asks for nothing before 3 s: the store's timer moves earlier.
-		s.Done(ctx, "k", Observation{Now: time.Now(), Status: http.StatusServiceUnavailable, RetryAt: t0.Add(3 * time.Second)})
-		wg.Go(waiter)
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		// Both woke at 3 s, were refused until the reset, woke then; one went (the probe of the new window),
-		// the other waits for its answer.
-		if diff := cmp.Diff([]time.Duration{10 * time.Second}, went); diff != "" {
-			t.Errorf("let through at (-want +got):\n%s", diff)
-		}
-		s.Done(ctx, "k", Observation{Took: true, Now: time.Now(), HasRateLimit: true,
-			RateLimit: RateLimit{Limit: 10, Remaining: 8, Reset: t0.Add(20 * time.Second)}})
-		wg.Wait()
-		secs := func(s ...int) (d []time.Duration) {
-			for _, n := range s {
-				d = append(d, time.Duration(n)*time.Second)
-			}
-			return d
-		}
-		if diff := cmp.Diff(secs(0, 1, 3, 3, 10, 10, 11), asked); diff != "" {
-			t.Errorf("takes asked at (-want +got):\n%s", diff)
-		}
-	})
-}
-
-// TestMemoryStoreWakeIgnoresALaggingNow: a take whose now lags the clock (read before the caller waited
-// for the bucket's lock, say) arms the bucket's timer late; a later take with the right time and an
-// earlier instant re-arms it, so every waiter is woken by its RetryAt.
-func TestMemoryStoreWakeIgnoresALaggingNow(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		t0 := time.Now()
-		s := spentStore(t0)
-		a, _ := s.Take(ctx, "k", t0) // RetryAt 10 s
-		s.Done(ctx, "k", Observation{Now: t0, Status: http.StatusServiceUnavailable, RetryAt: t0.Add(8 * time.Second)})
-		s.Take(ctx, "k", t0.Add(-5*time.Second)) // 5 s stale: RetryAt 8 s is 13 s from its now
-		c, _ := s.Take(ctx, "k", t0)             // on time: RetryAt 8 s
-		var wg sync.WaitGroup
-		for name, v := range map[string]Verdict{"first": a, "last": c} {
-			wg.Go(func() {
-				<-v.Wake
-				if late := time.Since(v.RetryAt); late > 0 {
-					t.Errorf("%s waiter: Wake closed %v after its RetryAt (%v)", name, late, v.RetryAt.Sub(t0))
-				}
-			})
-		}
-		wg.Wait()
-	})
-}
-
 // sendLog records when requests reached a base, after t0. It is safe for concurrent use.
 type sendLog struct {
 	t0 time.Time
@@ -554,32 +339,6 @@ func (l *sendLog) times() []time.Duration {
 	return slices.Clone(l.at)
 }
 
-// TestThrottleWaitOutlastsAWallClockStep: the throttle's first take reads its own clock, whose wall reading
-// lags a forward step of the wall clock until it anchors again (see clock.go); against a reset given as a
-// Unix time, that take's wait is as long as the step too long. The waiting request still goes at the
-// reset: the take it makes once waiting, at the time, re-arms the bucket's timer.
-func TestThrottleWaitOutlastsAWallClockStep(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		t0 := time.Now()
-		reset := t0.Add(10 * time.Second)
-		sent := sendLog{t0: t0}
-		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			sent.record()
-			return response(r, 200, "ok", "X-RateLimit-Limit", "10", "X-RateLimit-Remaining", "0",
-				"X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10)), nil
-		})
-		th := NewThrottle()
-		rt := Chain(base, Throttled(th))
-		get(t, rt, context.Background()) // nothing remains until the reset
-		// The wall clock steps 5 s forward just after the clock's last anchor (an NTP step, a VM resumed).
-		th.clock.anchor.Store(&clockAnchor{mono: time.Since(th.clock.epoch), t: time.Now().Add(-5 * time.Second).Round(0)})
-		get(t, rt, context.Background())
-		if diff := cmp.Diff([]time.Duration{0, 10 * time.Second}, sent.times()); diff != "" {
-			t.Errorf("requests sent at (-want +got):\n%s", diff)
-		}
-	})
-}
-
 // TestWaitersParkOnTheProbe: requests parked until a reset all wake at it; one probes the new window and
 // the others wait for its answer (parking on the probe's channel, without the bucket's lock), then go. A
 // request that comes while the probe is out and whose context ends meanwhile gets a ThrottleError saying
@@ -598,8 +357,8 @@ func TestWaitersParkOnTheProbe(t *testing.T) {
 			return response(r, 200, "ok", "Ratelimit-Limit", "100", "Ratelimit-Remaining", "99",
 				"Ratelimit-Reset", reset.Add(time.Minute).UTC().Format(http.TimeFormat)), nil
 		})
-		rt := New(base)
-		get(t, rt, context.Background()) // the window is spent
+		rt := New(base, WithThrottle(NewThrottle(ThrottleFirstWait(5*time.Second)))) // the probe's answer is waited for
+		get(t, rt, context.Background())                                             // the window is spent
 		time.Sleep(time.Second)
 		var wg sync.WaitGroup
 		for range 20 {
@@ -615,8 +374,8 @@ func TestWaitersParkOnTheProbe(t *testing.T) {
 		defer cancel()
 		_, err := get(t, rt, ctx)
 		var te *ThrottleError
-		if !errors.As(err, &te) || te.Reason != probeReason || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("request cut off while the probe was out: %v, want a ThrottleError %q", err, probeReason)
+		if !errors.As(err, &te) || te.Reason != whyProbe || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("request cut off while the probe was out: %v, want a ThrottleError %q", err, whyProbe)
 		}
 		wg.Wait()
 		want := []time.Duration{0, 10 * time.Second} // the first request, then the probe

@@ -244,7 +244,7 @@ func (p *prober) report(w io.Writer, url string, n, c int) {
 		fmt.Fprintf(w, "  first error       %s\n", oneLine(p.firstErr.Error()))
 	}
 
-	fmt.Fprintln(w, "\nLearned buckets (route → bucket: limit, remaining, reset):")
+	fmt.Fprintln(w, "\nLearned buckets (route → bucket: limit, remaining, reset; what the answers show; pace):")
 	learned := p.stack.Throttle().Learned()
 	if len(learned) == 0 {
 		fmt.Fprintln(w, "  none")
@@ -255,8 +255,14 @@ func (p *prober) report(w io.Writer, url string, n, c int) {
 			said = fmtRateLimit(polite.RateLimit{Limit: l.Limit, Remaining: l.Remaining, Reset: l.Reset}, time.Now())
 		}
 		fmt.Fprintf(w, "  %-28s → %-10s %s", l.Route, l.Bucket, said)
-		if !l.BlockedUntil.IsZero() {
-			fmt.Fprintf(w, ", route held until %s", l.BlockedUntil.Format(time.TimeOnly))
+		if l.Kind != "" {
+			fmt.Fprintf(w, "; %s", l.Kind)
+		}
+		if l.Rate > 0 {
+			fmt.Fprintf(w, "; paced at %.1f/s", l.Rate)
+		}
+		if !l.HeldUntil.IsZero() {
+			fmt.Fprintf(w, "; held until %s", l.HeldUntil.Format(time.TimeOnly))
 		}
 		fmt.Fprintln(w)
 	}

@@ -88,7 +88,7 @@ func TestProbeSeveralRoutes(t *testing.T) {
 	for _, want := range []string{
 		"probe: 6 GET " + srv.URL + "/v2/users/1, " + srv.URL + "/v2/search, 1 at a time",
 		"*                            → (shared)   remaining 97/100",
-		"GET /v2/search               → #50        remaining 47/50",
+		"GET /v2/search               → @          remaining 47/50",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)

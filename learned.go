@@ -1,0 +1,87 @@
+package polite
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+// Learned is one bucket a [Throttle] has learned, for a key or for one of its routes.
+type Learned struct {
+	Key    string // the throttle key (see WithKey)
+	Route  string // the route, as DefaultRoute or RouteKey names it; "*" for the key's shared bucket
+	Bucket string // the server's name for the bucket, "(shared)" for the key's, "@" for the route's own
+	// Known reports that a response has described the bucket and the Store can tell what it said
+	// (MemoryStore and redisquota's Store can): Limit, Remaining and Reset are zero otherwise.
+	Known bool
+	// What the bucket last learned, when Known.
+	Limit, Remaining int
+	Reset            time.Time
+	// Kind is what the bucket's answers have shown it to be: "no headers seen", "fixed window",
+	// "refilling (sliding window or token bucket)" or "no headers, refusing"; "" when the Store cannot
+	// tell (only a MemoryStore can).
+	Kind string
+	// Rate is the pace the throttle keeps to, in requests a second, for a bucket that refills or that
+	// refuses without headers; 0 when it keeps to none.
+	Rate float64
+	// HeldUntil is when the hold after the bucket's last refusal ends; zero if it is not held.
+	HeldUntil time.Time
+}
+
+// snapshotter is implemented by stores that can report a bucket's state, such as MemoryStore.
+type snapshotter interface {
+	Snapshot(bucket string) (RateLimit, bool)
+}
+
+// bucketLister is implemented by stores that can list the buckets they hold, such as MemoryStore.
+type bucketLister interface {
+	Buckets() []string
+}
+
+// Learned lists what the throttle has learned: each key's shared bucket (when the Store can list its
+// buckets), and each route that spends a bucket of its own, sorted by key and route. It is safe for
+// concurrent use.
+func (th *Throttle) Learned() []Learned {
+	var out []Learned
+	keys := map[string]bool{}
+	th.routes.each(func(key, route, bucket string) {
+		out = append(out, th.learned(key, route, bucket))
+		keys[key] = true
+	})
+	if bl, ok := th.store.(bucketLister); ok {
+		for _, name := range bl.Buckets() {
+			if !strings.Contains(name, "\x00") {
+				keys[name] = true
+			}
+		}
+	}
+	for key := range keys {
+		out = append(out, th.learned(key, "*", key))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Route < out[j].Route
+	})
+	return out
+}
+
+// learned describes bucket, which key's route spends.
+func (th *Throttle) learned(key, route, bucket string) Learned {
+	l := Learned{Key: key, Route: route, Bucket: bucketLabel(key, bucket)}
+	if mem, ok := th.store.(*MemoryStore); ok {
+		if q, ok := mem.quotaOf(bucket); ok {
+			l.Kind, l.Rate = q.kind.String(), q.rate
+			if q.hold.After(time.Now()) {
+				l.HeldUntil = q.hold
+			}
+		}
+	}
+	if s, ok := th.store.(snapshotter); ok {
+		if rl, ok := s.Snapshot(bucket); ok {
+			l.Known, l.Limit, l.Remaining, l.Reset = true, rl.Limit, rl.Remaining, rl.Reset
+		}
+	}
+	return l
+}
