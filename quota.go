@@ -332,6 +332,8 @@ func (q *quota) refuse(r reply) {
 	}
 	q.heldAt = r.now
 	switch {
+	case r.probe && q.kind != kindUnknown:
+		// A probe refused: the hold was too short, not the pace too fast.
 	case !r.hasRL && (q.kind == kindUnknown || q.kind == kindSilent):
 		// No headers to count by: pace at a share of what got through.
 		got := q.meter.rate(r.now)
