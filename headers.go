@@ -1137,10 +1137,21 @@ func hdrIsBase64Char(c byte) bool {
 	return hdrIsAlpha(c) || hdrIsDigit(c) || c == '+' || c == '/' || c == '='
 }
 
-// hdrResetIsRelative reports whether the reset ParseRateLimit reads from h at now was given in seconds
-// from now rather than as a time: read a second later, it moves.
-func hdrResetIsRelative(h http.Header, now time.Time) bool {
-	a, _ := ParseRateLimit(h, now)
-	b, _ := ParseRateLimit(h, now.Add(time.Second))
-	return !a.Reset.Equal(b.Reset)
+// hdrResetIsRelative reports whether the reset rl, which ParseRateLimit read from h at now, was given in
+// seconds from now rather than as a time. A lone Ratelimit-Reset or X-Ratelimit-Reset value is told by
+// its form; otherwise h is read again a second later: a reset given as a time stays where it was.
+func hdrResetIsRelative(h http.Header, rl *RateLimit, now time.Time, dates *dateCache) bool {
+	if rl.Reset.IsZero() {
+		return false
+	}
+	for _, key := range [...]string{hdrRateLimitReset, hdrXRateLimitReset} {
+		if v := h[key]; v != nil {
+			if relative, known := hdrRelativeReset(v); known {
+				return relative
+			}
+			break
+		}
+	}
+	again, _ := parseRateLimit(h, now.Add(time.Second), dates)
+	return !again.Reset.Equal(rl.Reset)
 }

@@ -52,7 +52,7 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // closed when the bucket's next answer comes; its RetryAt, when not zero, is when to ask again if none
 // comes first. It never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
-	b := s.get(bucket, true)
+	b := s.get(bucket, 1)
 	d, wake := b.take(now, s.probeWait)
 	if !d.ok {
 		s.mu.Lock()
@@ -67,18 +67,16 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Ver
 // nothing but the request's end, when the answer describes another counter than the bucket's (see
 // quota.fits). It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
-	b := s.get(bucket, false)
-	s.mu.Lock()
-	if o.Took && b.inflight > 0 {
-		b.inflight--
+	var ends int
+	if o.Took {
+		ends = -1
 	}
-	s.mu.Unlock()
-	return b.answer(o), nil
+	return s.get(bucket, ends).answer(o), nil
 }
 
-// get returns the bucket named name, made if need be, moved to the front; with take set, counted in
-// flight (Take counts it back when it refuses).
-func (s *MemoryStore) get(name string, take bool) *storedBucket {
+// get returns the bucket named name, made if need be, moved to the front, with inflight added to its
+// count of requests in flight (Take counts one in, and back out when it refuses; Done counts one out).
+func (s *MemoryStore) get(name string, inflight int) *storedBucket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b *storedBucket
@@ -92,9 +90,7 @@ func (s *MemoryStore) get(name string, take bool) *storedBucket {
 		b = &storedBucket{name: name}
 		s.buckets[name] = s.lru.PushFront(b)
 	}
-	if take {
-		b.inflight++
-	}
+	b.inflight = max(b.inflight+inflight, 0)
 	return b
 }
 

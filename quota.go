@@ -418,9 +418,13 @@ func (q *quota) sameWindow(r reply) {
 		// has turned, if the request went after it was to end or it holds about its whole limit; else
 		// the bucket gave quota back meanwhile (or the probe testing it for that was admitted).
 		ended := !q.end.IsZero() && !r.sent.Before(q.end)
-		if ended || (!r.probe && rem >= q.limit-1-q.inflight) {
+		whole := !r.probe && rem >= q.limit-1-q.inflight
+		if ended || (whole && rem > q.remaining) {
 			q.newWindow(r)
 			return
+		}
+		if whole {
+			return // the window is as whole as it was: nothing new
 		}
 		given := float64(rem+1-q.remaining) / r.sent.Sub(q.remAt).Seconds()
 		q.kind, q.classed = kindRefill, true

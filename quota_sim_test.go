@@ -209,7 +209,7 @@ func simulate(lim simLimiter, q *quota, workers int, d, rtt time.Duration, trace
 		r := &reply{sent: e.at, now: now, status: status, probe: dec.probe}
 		r.rl, r.hasRL = ParseRateLimit(h, now)
 		r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, now)
-		r.relative = hdrResetIsRelative(h, now)
+		r.relative = hdrResetIsRelative(h, &r.rl, now, nil)
 		push(&simEvent{at: now, worker: e.worker, answer: r})
 	}
 	return res

@@ -73,7 +73,7 @@ func (m *qt) answer(sent, d time.Duration, probe bool, status int, kv ...string)
 	r := reply{sent: at(sent), now: at(d), status: status, probe: probe}
 	r.rl, r.hasRL = ParseRateLimit(h, r.now)
 	r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, r.now)
-	r.relative = hdrResetIsRelative(h, r.now)
+	r.relative = hdrResetIsRelative(h, &r.rl, r.now, nil)
 	m.q.answer(r)
 }
 

@@ -22,6 +22,7 @@ import (
 // [Store]: in process by default, or shared by a fleet. A Throttle is safe for concurrent use.
 type Throttle struct {
 	store     Store
+	dates     dateCache // the last reset date parsed: servers send one a window
 	routes    *routeTable
 	routeKey  func(*http.Request) string // nil: DefaultRoute
 	firstWait time.Duration              // for the MemoryStore it makes (see ThrottleFirstWait)
@@ -161,14 +162,17 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := l.cfg.key(req)
 	bucket := l.th.routes.bucketOf(key, req, l.th.routeKey)
 	var slot Verdict
+	var sent time.Time // the time take last read, when the request went at once: no need to read it again
 	if out&noThrottle == 0 {
 		var err error
-		if slot, err = l.take(ctx, req, bucket); err != nil {
+		if slot, sent, err = l.take(ctx, req, bucket); err != nil {
 			closeBody(req)
 			return nil, err
 		}
 	}
-	sent := time.Now()
+	if sent.IsZero() {
+		sent = time.Now()
+	}
 	resp, err := l.next.RoundTrip(req)
 	l.learn(ctx, req, key, bucket, slot, sent, resp)
 	return resp, err
@@ -177,10 +181,11 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 // pollInterval is how often a waiter asks a Store that cannot notify (no Wake) and names no time.
 const pollInterval = 50 * time.Millisecond
 
-// take waits until bucket lets the request go, and returns the slot. A store that fails lets the request
-// go without one (and the failure is logged). A wait longer than the maximum, or one that would end too
-// close to the deadline, fails the request with a *ThrottleError; so does the context's end.
-func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (Verdict, error) {
+// take waits until bucket lets the request go, and returns the slot, and the time it read when the slot
+// came at once (zero after a wait). A store that fails lets the request go without one (and the failure
+// is logged). A wait longer than the maximum, or one that would end too close to the deadline, fails the
+// request with a *ThrottleError; so does the context's end.
+func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (Verdict, time.Time, error) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -192,19 +197,22 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		v, err := l.th.store.Take(ctx, bucket, now)
 		if err != nil {
 			l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
-			return Verdict{}, nil
+			return Verdict{}, time.Time{}, nil
 		}
 		if v.OK {
-			return v, nil
+			if waited {
+				now = time.Time{}
+			}
+			return v, now, nil
 		}
 		var wait time.Duration
 		if !v.RetryAt.IsZero() {
 			wait = max(v.RetryAt.Sub(now), 0)
 			switch {
 			case wait > l.cfg.maxWait:
-				return v, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason}
+				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason}
 			case endsTooLate(ctx, v.RetryAt, 0):
-				return v, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}
+				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}
 			}
 		}
 		if !waited {
@@ -221,7 +229,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		case <-tick:
 		case <-v.Wake:
 		case <-ctx.Done():
-			return v, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
+			return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
 	}
 }
@@ -245,8 +253,8 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	o := Observation{Now: time.Now(), Sent: sent, Took: slot.OK, Probe: slot.Probe}
 	if resp != nil {
 		o.Status = resp.StatusCode
-		o.RateLimit, o.HasRateLimit = ParseRateLimit(resp.Header, o.Now)
-		if o.HasRateLimit && !o.RateLimit.Reset.IsZero() && hdrResetIsRelative(resp.Header, o.Now) {
+		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)
+		if o.HasRateLimit && hdrResetIsRelative(resp.Header, &o.RateLimit, o.Now, &l.th.dates) {
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}
 		o.RetryAt = serverRetryAt(resp, o.Now)
