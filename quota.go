@@ -42,7 +42,6 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived
-	remSent   time.Time     // when its request went
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kind window)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
@@ -100,6 +99,10 @@ const (
 	silentClimb = 0.25
 	silentProbe = 0.02
 	minRate     = 0.5 // requests per second: the slowest pace
+	// refillPace is the share of a refilling bucket's measured rate that the throttle counts on between
+	// answers: a refusal costs a hold of Retry-After + 1 s (a sliding window says a whole window), so
+	// the estimate must err low. The answers' Remaining corrects it at every answer.
+	refillPace = 0.9
 )
 
 // Why a request waits.
@@ -215,9 +218,10 @@ func (q *quota) keepBack() int {
 	return 1
 }
 
-// refilled is what a refill bucket has at now: the newest Remaining plus what the rate gave back since.
+// refilled is what a refill bucket has at now: the newest Remaining plus what the rate gave back since,
+// counted at refillPace of the rate.
 func (q *quota) refilled(now time.Time) float64 {
-	r := float64(q.remaining) + q.rate*now.Sub(q.remAt).Seconds()
+	r := float64(q.remaining) + refillPace*q.rate*now.Sub(q.remAt).Seconds()
 	if q.limit > 0 {
 		r = min(r, float64(q.limit))
 	}
@@ -404,9 +408,10 @@ func (q *quota) sameWindow(r reply) {
 	rem := r.rl.Remaining
 	switch {
 	case q.kind == kindRefill:
-		// It refills: the word of the request sent last is the newest, whatever order the answers
-		// arrive in.
-		if !r.sent.Before(q.remSent) {
+		// It refills, so a higher count is news only from a request sent after the answer that said the
+		// count there is came (answers of requests in flight together arrive in any order); a lower one
+		// is taken as it comes.
+		if rem < q.remaining || r.sent.After(q.remAt) {
 			q.setRemaining(r)
 		}
 		q.meterRefill(r)
@@ -426,7 +431,7 @@ func (q *quota) sameWindow(r reply) {
 		if whole {
 			return // the window is as whole as it was: nothing new
 		}
-		given := float64(rem+1-q.remaining) / r.sent.Sub(q.remAt).Seconds()
+		given := float64(rem-q.remaining) / r.sent.Sub(q.remAt).Seconds() // at least, give or take one
 		q.kind, q.classed = kindRefill, true
 		q.setRemaining(r)
 		q.startRefill(r.now)
@@ -436,7 +441,7 @@ func (q *quota) sameWindow(r reply) {
 
 // setRemaining takes r's remaining count as the newest.
 func (q *quota) setRemaining(r reply) {
-	q.remaining, q.remAt, q.remSent = r.rl.Remaining, r.now, r.sent
+	q.remaining, q.remAt = r.rl.Remaining, r.now
 }
 
 // newWindow records the first answer of a window that is not the current one.
@@ -487,8 +492,8 @@ func (q *quota) newWindow(r reply) {
 // one request a second, until the answers show its rate.
 func (q *quota) startRefill(now time.Time) {
 	q.rate = 2 * minRate
-	if q.limit > 0 && q.window > 0 {
-		q.rate = float64(q.limit) / q.window.Seconds()
+	if q.limit > 1 && q.window > 0 {
+		q.rate = float64(q.limit-1) / q.window.Seconds() // what a sliding window admits steadily
 	}
 	q.refFrom, q.refN, q.refRem = now, 0, q.remaining
 }
