@@ -19,9 +19,10 @@
 //     https→http downgrades, and removes credential headers on a hop to another origin.
 //   - The retry layer ([Retry]) retries 429 and 503, and 500/502/504 and connection errors of idempotent
 //     requests, honouring Retry-After plus one second and never waiting past the request's deadline.
-//   - The throttle ([Throttled], [Throttle]) learns each quota from the rate-limit headers of responses
-//     and holds requests back before the server has to refuse them. It learns the server's buckets
-//     (limits differ per endpoint) per route, and keeps its state in a [Store], in process by default.
+//   - The throttle ([Throttled], [Throttle]) learns each quota from the answers (rate-limit headers,
+//     Retry-After, refusals) and holds requests back before the server has to refuse them; after a
+//     refusal it holds the whole bucket until the server's time has passed. It keeps its state in a
+//     [Store], in process by default.
 //
 // The status classifier is not a layer of the default stack: [CheckResponse] turns a response into a
 // typed error when the caller asks, and [StatusErrors] is an opt-in layer that does it for every response.
@@ -37,8 +38,8 @@
 //	retry budget         10 per key, +0.1 per request not retried, floor 2/s   WithRetryBudget
 //	throttle key         request host         WithKey
 //	throttle state       in process           WithThrottle, NewThrottle, ThrottleStore
-//	learned routes       1024, by DefaultRoute ThrottleMaxRoutes, RouteKey
-//	a route's first wait 1 second             ThrottleFirstWait
+//	routes of their own  1024, by DefaultRoute ThrottleMaxRoutes, RouteKey
+//	wait for a probe     1 second             ThrottleFirstWait
 //	buckets in memory    4096                 NewMemoryStore
 //	hook, logger         none, silent         WithHook, WithLogger
 //
@@ -47,10 +48,11 @@
 // Servers count requests in buckets: one per host, or several with different limits per endpoint. The
 // throttle starts with one bucket per key (the host, by default) and moves a route to another bucket on
 // evidence: the server names the bucket (X-RateLimit-Bucket, X-RateLimit-Resource, the IETF policy
-// name), or its answers show another limit. It never overdraws a limit to win throughput.
-// [Throttle.Learned] lists what it knows. While a window runs and only its counts change, requests pass
-// a [MemoryStore] bucket with an atomic operation or two on words of the core they run on, without a
-// lock or a clock read.
+// name), or its answers show another counter. Each bucket's answers tell a fixed window, a sliding
+// window, a token bucket and a server that refuses without headers apart, and the throttle spends,
+// paces or holds accordingly. Whenever it does not know enough (a new bucket, the end of a hold or a
+// window), one request goes alone and the others wait for its answer. [Throttle.Learned] lists what it
+// knows.
 //
 // Retries multiply the load on a server exactly when it is failing. A [RetryBudget] per key lets
 // retries be at most about a tenth of the requests that are not retried, plus a small floor, so a full
@@ -63,9 +65,7 @@
 // # Waiting, bounded
 //
 // A server cannot make a client wait forever: a single wait longer than [WithMaxWait] is not started,
-// and no wait outlasts the request's context deadline. The retry layer then returns the last response;
-// the throttle fails the request with a [*ThrottleError] before sending it. One wait is the exception:
-// a request waiting for its route's first answer (see [ThrottleFirstWait]) waits until the first wait has
-// passed since the route's first request went, or at most the maximum wait, and then goes; its deadline
-// still ends the wait with a [*ThrottleError].
+// and no wait is started that would end within 100 ms of the request's deadline. The retry layer then
+// returns the last response; the throttle fails the request with a [*ThrottleError] before sending it.
+// A request waiting for a probe's answer waits at most [ThrottleFirstWait] for it.
 package polite

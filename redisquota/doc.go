@@ -13,7 +13,8 @@
 // one per request in flight. Both carry the bucket's name as a hash tag ("polite:{bucket}" and
 // "polite:{bucket}:leases", with '%' and '}' in the name escaped as %25 and %7D), so a Cluster keeps them
 // in one slot. Take and Done are each one Lua script
-// (EVALSHA, falling back to EVAL), a faithful port of [polite.MemoryStore]'s algorithm, so every step is
+// (EVALSHA, falling back to EVAL), a port of the algorithm polite's throttle used before its quota model
+// (its port to the model is under way), so every step is
 // atomic across the fleet: 64 processes taking the last 10 slots get exactly 10.
 //
 // # Requests in flight

@@ -1,0 +1,71 @@
+package polite
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestLearnedStateIsBounded: a MemoryStore keeps at most its number of buckets, dropping the least
+// recently used that has nothing in flight, and never one that has; a Throttle keeps at most its number
+// of routes with a bucket of their own.
+func TestLearnedStateIsBounded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_765_000_000, 0)
+	s := NewMemoryStore(8)
+	for i := range 1000 {
+		name := fmt.Sprint("host-", i)
+		if v, _ := s.Take(ctx, name, now); !v.OK {
+			t.Fatalf("take in new bucket %s refused: %+v", name, v)
+		}
+		s.Done(ctx, name, Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
+	}
+	if n := s.Len(); n != 8 {
+		t.Errorf("store holds %d buckets after 1,000, want 8", n)
+	}
+	if got := s.Buckets()[0]; got != "host-999" {
+		t.Errorf("most recently used bucket %q, want host-999", got)
+	}
+
+	// Requests in flight keep their buckets: past the bound, the store grows rather than drop them.
+	busy := NewMemoryStore(4)
+	for i := range 6 {
+		busy.Take(ctx, fmt.Sprint("busy-", i), now)
+	}
+	if n := busy.Len(); n != 6 {
+		t.Errorf("store with 6 buckets in flight holds %d, want 6", n)
+	}
+	for i := range 6 {
+		if _, ok := busy.quotaOf(fmt.Sprint("busy-", i)); !ok {
+			t.Errorf("bucket busy-%d with a request in flight was dropped", i)
+		}
+	}
+
+	routes := newRouteTable(4)
+	for i := range 100 {
+		routes.set("api.test", fmt.Sprint("GET /r", i), "api.test\x00@GET /r")
+	}
+	n := 0
+	routes.each(func(string, string, string) { n++ })
+	if n != 4 || routes.n != 4 {
+		t.Errorf("route table holds %d routes (counted %d) after 100, want 4", n, routes.n)
+	}
+}
+
+// TestRouteOfAKeyWithoutRoutesIsNotNamed: the requests of a key whose routes all spend its bucket cost
+// the route table one look-up, and no route name (RouteKey is not called).
+func TestRouteOfAKeyWithoutRoutesIsNotNamed(t *testing.T) {
+	routes := newRouteTable(4)
+	called := 0
+	name := func(*http.Request) string { called++; return "r" }
+	req, _ := http.NewRequest("GET", "http://api.test/x", nil)
+	if b := routes.bucketOf("api.test", req, name); b != "api.test" || called != 0 {
+		t.Errorf("bucket %q, route named %d times; want the key's bucket, unnamed", b, called)
+	}
+	routes.set("api.test", "r", "api.test\x00@r")
+	if b := routes.bucketOf("api.test", req, name); b != "api.test\x00@r" || called != 1 {
+		t.Errorf("bucket %q, route named %d times; want the route's own, named once", b, called)
+	}
+}
