@@ -83,6 +83,41 @@ func BenchmarkLayers(b *testing.B) {
 	}
 }
 
+// BenchmarkKeys measures the stack when requests cycle over many hosts (each its own key, bucket and
+// retry budget) or over many routes of one host whose answers name their bucket, against one of each: past the store's
+// 4,096 buckets and the throttle's 1,024 routes, every request makes a bucket or a route and drops
+// another, which must cost O(1).
+func BenchmarkKeys(b *testing.B) {
+	named := newCanned()
+	named.h["X-Ratelimit-Bucket"] = []string{"core"}
+	for _, kind := range []string{"hosts", "routes"} {
+		for _, n := range []int{1, 1000, 100_000} {
+			reqs := make([]*http.Request, n)
+			for i := range reqs {
+				if kind == "hosts" {
+					reqs[i], _ = http.NewRequest("GET", "http://h"+strconv.Itoa(i)+".test/v2/items", nil)
+				} else {
+					reqs[i], _ = http.NewRequest("GET", "http://api.test/r"+strconv.Itoa(i), nil)
+				}
+			}
+			base := newCanned()
+			if kind == "routes" {
+				base = named
+			}
+			rt := New(base, WithThrottle(NewThrottle(RouteKey(func(r *http.Request) string { return r.URL.Path }))))
+			b.Run(kind+"="+strconv.Itoa(n), func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					resp, _ := rt.RoundTrip(reqs[i%n])
+					resp.Body.Close()
+					i++
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkParseRateLimit(b *testing.B) {
 	h := newCanned().h
 	now := time.Now()
