@@ -31,10 +31,10 @@ import (
 // request probes and the others wait for its answer.
 //
 // Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
-// answer to a request sent at or after that time still shows the window spent, with the reset passed:
-// from then on the bucket's windows are taken to end resetRounding later. And once the turn of a window
-// has been seen, the next is known to end within a window of that answer: its own start, or the start
-// of the one before, came before the answer.
+// answer is counted in a window whose reset had passed when its request went: from then on the bucket's
+// windows are taken to end resetRounding later. A window that the probe opened ends as far past its
+// reset as the probe's answer came past a whole second; and any window ends at most a window after the
+// answer that saw it begin.
 type quota struct {
 	kind      quotaKind
 	heard     bool          // its first request has gone (as a probe)
