@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -32,8 +33,10 @@ func Chain(base http.RoundTripper, layers ...Middleware) http.RoundTripper {
 // above the throttle so that every attempt, first or retried, waits for quota and teaches the throttle
 // what its response said.
 //
-// Use it as an http.Client's Transport. A Transport is safe for concurrent use.
+// Use it as an http.Client's Transport. The zero Transport is the default stack over
+// http.DefaultTransport, as New(nil) makes it. A Transport is safe for concurrent use.
 type Transport struct {
+	once     sync.Once // makes the zero Transport's stack
 	base     http.RoundTripper
 	stack    http.RoundTripper
 	throttle *Throttle
@@ -42,7 +45,8 @@ type Transport struct {
 var _ http.RoundTripper = (*Transport)(nil)
 
 // New returns the default stack over base (nil means http.DefaultTransport), configured by opts.
-// An option given a bad value makes New panic with a message naming it.
+// A nil Option is ignored. An option given a bad value (a negative count, a nil value the stack needs)
+// makes New panic with a message naming the option; a nil hook or logger means none.
 func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
@@ -55,22 +59,32 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if c.throttle != nil {
 		layers = append(layers, c.throttled(c.throttle))
 	}
-	return &Transport{base: base, stack: Chain(base, layers...), throttle: c.throttle}
+	t := &Transport{base: base, stack: Chain(base, layers...), throttle: c.throttle}
+	t.once.Do(func() {}) // made: a zero Transport's lazy start does nothing here
+	return t
 }
 
 // RoundTrip sends req through the stack, or straight to the base transport under [Bypass].
 // It follows the RoundTripper contract: it never modifies req, and returns a nil error whenever it
 // returns a response, whatever its status.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.once.Do(t.start)
 	if optOutsOf(req.Context())&bypass != 0 {
 		return t.base.RoundTrip(req)
 	}
 	return t.stack.RoundTrip(req)
 }
 
+// start makes a zero Transport's stack, as New(nil) does.
+func (t *Transport) start() {
+	n := New(nil)
+	t.base, t.stack, t.throttle = n.base, n.stack, n.throttle
+}
+
 // CloseIdleConnections closes the idle connections of the base transport, if it has such a method (as
 // *http.Transport does), so that http.Client.CloseIdleConnections reaches through the stack.
 func (t *Transport) CloseIdleConnections() {
+	t.once.Do(t.start)
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
@@ -78,7 +92,10 @@ func (t *Transport) CloseIdleConnections() {
 
 // Throttle returns the Transport's throttle, or nil when throttling is off. Pass it to another Transport
 // with [WithThrottle] to have both spend one quota.
-func (t *Transport) Throttle() *Throttle { return t.throttle }
+func (t *Transport) Throttle() *Throttle {
+	t.once.Do(t.start)
+	return t.throttle
+}
 
 // Option configures [New], [Retry] and [Throttled]. Each layer uses the options that concern it.
 type Option func(*config)
@@ -120,7 +137,9 @@ func newConfig(opts []Option) *config {
 		logger:            slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
-		o(c)
+		if o != nil {
+			o(c)
+		}
 	}
 	if c.budget == nil && !c.budgetOff {
 		c.budget = NewRetryBudget(DefaultBudgetCapacity, DefaultBudgetRefund, DefaultBudgetMinPerSecond)
@@ -252,18 +271,18 @@ func WithKey(key func(*http.Request) string) Option {
 }
 
 // WithHook sets a function called before each throttle wait and each retry, and when a retryable
-// outcome is not retried (default: none). It runs on the request's goroutine, so it must be quick and
+// outcome is not retried (default, and for nil: none). It runs on the request's goroutine, so it must be quick and
 // safe for concurrent use.
 func WithHook(hook func(Event)) Option {
 	return func(c *config) { c.hook = hook }
 }
 
 // WithLogger sets the logger told of waits (Debug), retries and give-ups (Info) and store failures
-// (Warn) (default: silent). nil is refused.
+// (Warn) (default, and for nil: silent).
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {
-			refuse("WithLogger", "nil logger")
+			l = slog.New(slog.DiscardHandler)
 		}
 		c.logger = l
 	}

@@ -46,7 +46,6 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 		{"WithRetryPolicy", WithRetryPolicy(nil)},
 		{"WithThrottle", WithThrottle(nil)},
 		{"WithKey", WithKey(nil)},
-		{"WithLogger", WithLogger(nil)},
 		{"WithCredentialHeaders", WithCredentialHeaders()},
 	}
 	for _, tt := range tests {
@@ -60,6 +59,29 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 			New(nil, tt.opt)
 		})
 	}
+}
+
+// TestNilMeansNone: a nil Option, hook or logger means none, and the zero Transport is New(nil); each
+// works on a request (against a loopback server, through http.DefaultTransport for the zero Transport).
+func TestNilMeansNone(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	for name, rt := range map[string]http.RoundTripper{
+		"New(nil, nil)":                  New(nil, nil),
+		"WithLogger(nil), WithHook(nil)": New(nil, WithLogger(nil), WithHook(nil)),
+		"zero Transport":                 &Transport{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if code, err := getURL(t, rt, context.Background(), srv.URL); code != 200 || err != nil {
+				t.Errorf("got %d, %v; want 200", code, err)
+			}
+		})
+	}
+	var zero Transport
+	if zero.Throttle() == nil {
+		t.Error("the zero Transport has no throttle")
+	}
+	zero.CloseIdleConnections()
 }
 
 func TestChainOrder(t *testing.T) {
