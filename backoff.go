@@ -16,18 +16,24 @@ const retryAfterSlack = time.Second
 // at 500ms, doubling, with ±50% jitter, at most 30s between attempts and no elapsed-time limit (the
 // attempt limit, [WithMaxWait] and the request's deadline bound the whole). Each call returns a new,
 // reset BackOff; a BackOff is not safe for concurrent use, so the retry layer makes one per request.
-func DefaultBackoff() backoff.BackOff {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     500 * time.Millisecond,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         30 * time.Second,
-		MaxElapsedTime:      0,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
+func DefaultBackoff() backoff.BackOff { return exponentialBackoff(500*time.Millisecond, 30*time.Second)() }
+
+// exponentialBackoff returns the factory of DefaultBackoff's shape: from initial, doubling, ±50 %
+// jitter, at most max between attempts.
+func exponentialBackoff(initial, max time.Duration) func() backoff.BackOff {
+	return func() backoff.BackOff {
+		b := &backoff.ExponentialBackOff{
+			InitialInterval:     initial,
+			RandomizationFactor: 0.5,
+			Multiplier:          2,
+			MaxInterval:         max,
+			MaxElapsedTime:      0,
+			Stop:                backoff.Stop,
+			Clock:               backoff.SystemClock,
+		}
+		b.Reset()
+		return b
 	}
-	b.Reset()
-	return b
 }
 
 // lazyBackoff makes a request's BackOff on first use, so that a request that is never retried

@@ -359,3 +359,29 @@ func TestRetryableErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryWaitSetsTheBackoff: WithRetryWait(initial, max) times retries without the backoff package's
+// types: the first wait is initial ± 50 %, and none exceeds max + 50 %.
+func TestRetryWaitSetsTheBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := newScript(outcome{status: 503}, outcome{status: 503}, outcome{status: 503}, outcome{status: 503}, outcome{status: 200})
+		rt := Chain(base, Retry(WithRetryWait(100*time.Millisecond, 150*time.Millisecond), WithoutRetryBudget()))
+		if code, err := get(t, rt, context.Background()); code != 200 || err != nil {
+			t.Fatalf("got %d, %v; want the fifth attempt's 200", code, err)
+		}
+		at := base.times()
+		if len(at) != 5 {
+			t.Fatalf("%d attempts, want 5", len(at))
+		}
+		for i := 1; i < len(at); i++ {
+			wait := at[i] - at[i-1]
+			lo, hi := 50*time.Millisecond, 225*time.Millisecond
+			if i == 1 {
+				hi = 150 * time.Millisecond
+			}
+			if wait < lo || wait > hi {
+				t.Errorf("wait %d: %v, want within [%v, %v]", i, wait, lo, hi)
+			}
+		}
+	})
+}

@@ -212,6 +212,18 @@ func WithBackoff(factory func() backoff.BackOff) Option {
 	}
 }
 
+// WithRetryWait sets the retry timing used when the server gives none, without the backoff package's
+// types: from initial, doubling, with ±50 % jitter, at most max between attempts (default 500 ms and
+// 30 s, as [DefaultBackoff]). initial <= 0 or max < initial is refused.
+func WithRetryWait(initial, max time.Duration) Option {
+	return func(c *config) {
+		if initial <= 0 || max < initial {
+			refuse("WithRetryWait", "want 0 < initial <= max, got %v and %v", initial, max)
+		}
+		c.newBackoff = exponentialBackoff(initial, max)
+	}
+}
+
 // WithRetryPolicy replaces the decision of which outcomes are retried (default [DefaultRetryPolicy]).
 // The limits on attempts, waits and deadlines still apply. nil is refused.
 func WithRetryPolicy(p RetryPolicy) Option {

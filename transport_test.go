@@ -43,6 +43,8 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 		{"WithMaxWait", WithMaxWait(0)},
 		{"WithMaxWait", WithMaxWait(-time.Second)},
 		{"WithBackoff", WithBackoff(nil)},
+		{"WithRetryWait", WithRetryWait(0, time.Second)},
+		{"WithRetryWait", WithRetryWait(time.Second, time.Millisecond)},
 		{"WithRetryPolicy", WithRetryPolicy(nil)},
 		{"WithThrottle", WithThrottle(nil)},
 		{"WithKey", WithKey(nil)},
