@@ -16,7 +16,9 @@ const retryAfterSlack = time.Second
 // at 500ms, doubling, with ±50% jitter, at most 30s between attempts and no elapsed-time limit (the
 // attempt limit, [WithMaxWait] and the request's deadline bound the whole). Each call returns a new,
 // reset BackOff; a BackOff is not safe for concurrent use, so the retry layer makes one per request.
-func DefaultBackoff() backoff.BackOff { return exponentialBackoff(500*time.Millisecond, 30*time.Second)() }
+func DefaultBackoff() backoff.BackOff {
+	return exponentialBackoff(500*time.Millisecond, 30*time.Second)()
+}
 
 // exponentialBackoff returns the factory of DefaultBackoff's shape: from initial, doubling, ±50 %
 // jitter, at most max between attempts.
