@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
+	"time"
 
 	"github.com/politehttp/polite"
 )
@@ -98,4 +99,107 @@ func ExampleWithoutRetry() {
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode, "after", calls.Load(), "request")
 	// Output: 503 after 1 request
+}
+
+// An SDK keeps its own client, with its own timeout; after a 429 that asks for an hour, the throttle
+// fails the next request of that quota at once with a *ThrottleError instead of sending it.
+func ExampleThrottleError() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer api.Close()
+
+	sdk := &http.Client{Timeout: 30 * time.Second, Transport: polite.New(nil)}
+	resp, err := sdk.Get(api.URL + "/v1/items")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println("first:", resp.StatusCode)
+
+	_, err = sdk.Get(api.URL + "/v1/items")
+	var te *polite.ThrottleError
+	fmt.Println("second:", errors.As(err, &te), errors.Is(err, polite.ErrRateLimited), te.Reason)
+	fmt.Println("server saw", calls.Load())
+	// Output:
+	// first: 429
+	// second: true true held: the server refused a request
+	// server saw 1
+}
+
+// A hook hears of every throttle wait, retry and give-up, on the request's goroutine.
+func ExampleWithHook() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer api.Close()
+
+	hook := func(e polite.Event) { fmt.Println(e.Kind, e.Attempt, e.StatusCode, e.Reason) }
+	client := &http.Client{Transport: polite.New(nil, polite.WithHook(hook), polite.WithRetryWait(time.Millisecond, time.Millisecond))}
+	resp, err := client.Get(api.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// retry 1 502 retrying
+	// 200
+}
+
+// StatusErrors turns every 4xx and 5xx into an error the client returns, for code that prefers errors
+// to status checks.
+func ExampleStatusErrors() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no such user", http.StatusNotFound)
+	}))
+	defer api.Close()
+
+	client := &http.Client{Transport: polite.Chain(nil, polite.StatusErrors())}
+	_, err := client.Get(api.URL + "/users/7")
+	var se *polite.StatusError
+	if errors.As(err, &se) {
+		defer se.Response.Body.Close()
+		fmt.Println(errors.Is(err, polite.ErrNotFound), se.StatusCode)
+	}
+	// Output: true 404
+}
+
+// WithKey gives each API credential its own quota and retry budget, when one host serves several.
+func ExampleWithKey() {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Ratelimit-Limit", "10")
+		w.Header().Set("Ratelimit-Remaining", "9")
+		w.Header().Set("Ratelimit-Reset", "60")
+	}))
+	defer api.Close()
+
+	byKey := polite.WithKey(func(r *http.Request) string { return r.Header.Get("X-Api-Key") })
+	tr := polite.New(nil, byKey)
+	for _, key := range []string{"alice", "bob"} {
+		req, _ := http.NewRequest("GET", api.URL, nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+	}
+	for _, l := range tr.Throttle().Learned() {
+		fmt.Println(l.Key, l.Limit, l.Remaining, l.Kind)
+	}
+	// Output:
+	// alice 10 9 fixed window
+	// bob 10 9 fixed window
 }
