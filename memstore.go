@@ -28,9 +28,11 @@ type storedBucket struct {
 	name     string
 	inflight int // requests let go and not answered: the bucket is not dropped while any remain (store's lock)
 
-	mu      sync.Mutex
-	q       quota
-	probeAt time.Time // when the probe out went
+	mu sync.Mutex
+	q  quota
+	// quietSince is when a take first waited for the answers of the requests in flight, with no probe
+	// out; zero when none waits so. An answer resets it.
+	quietSince time.Time
 	// wake is closed when an answer comes, so that the requests waiting on the bucket ask again; nil
 	// while none waits.
 	wake chan struct{}
@@ -49,16 +51,17 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 }
 
 // Take implements [Store]: it asks bucket's quota whether a request may go at now. A refusal's Wake is
-// closed when the bucket's next answer comes; its RetryAt, when not zero, is when to ask again if none
-// comes first. It never fails.
+// closed when the bucket's next answer comes; its RetryAt, when not zero, is when the request may go if
+// none comes first, and its Recheck, when RetryAt is zero, when to ask again (see ThrottleFirstWait). It
+// never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
 	b := s.get(bucket, 1)
-	d, wake := b.take(now, s.probeWait)
+	d, recheck, wake := b.take(now, s.probeWait)
 	if !d.ok {
 		s.mu.Lock()
 		b.inflight--
 		s.mu.Unlock()
-		return Verdict{RetryAt: d.until, Wake: wake, Reason: d.why}, nil
+		return Verdict{RetryAt: d.until, Recheck: recheck, Wake: wake, Reason: d.why}, nil
 	}
 	return Verdict{OK: true, Probe: d.probe}, nil
 }
@@ -111,27 +114,35 @@ func (s *MemoryStore) dropOne() {
 }
 
 // take asks b's quota whether a request may go at now. When it may not, the returned channel is closed
-// when the next answer comes.
-func (b *storedBucket) take(now time.Time, probeWait time.Duration) (decision, <-chan struct{}) {
+// when the next answer comes, and recheck, when until is zero, is when to ask again if none has come:
+// an answer waited for may never come, so after probeWait the bucket stops waiting for it (a probe's
+// answer), or lets one request find out (the answers of the requests in flight).
+func (b *storedBucket) take(now time.Time, probeWait time.Duration) (d decision, recheck time.Time, wake <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.q.probing && !now.Before(b.probeAt.Add(probeWait)) {
+	if b.q.probing && !now.Before(b.q.probeAt.Add(probeWait)) {
 		b.q.probing = false // its answer is overdue: stop waiting for it
 	}
-	d := b.q.take(now)
-	if d.ok {
-		if d.probe {
-			b.probeAt = now
-		}
-		return d, nil
+	if !b.quietSince.IsZero() && !now.Before(b.quietSince.Add(probeWait)) {
+		b.q.probeDue, b.quietSince = true, time.Time{} // no answer for as long: one request finds out
 	}
-	if d.until.IsZero() && b.q.probing {
-		d.until = b.probeAt.Add(probeWait)
+	if d = b.q.take(now); d.ok {
+		return d, time.Time{}, nil
+	}
+	if d.until.IsZero() {
+		if b.q.probing {
+			recheck = b.q.probeAt.Add(probeWait)
+		} else {
+			if b.quietSince.IsZero() {
+				b.quietSince = now
+			}
+			recheck = b.quietSince.Add(probeWait)
+		}
 	}
 	if b.wake == nil {
 		b.wake = make(chan struct{})
 	}
-	return d, b.wake
+	return d, recheck, b.wake
 }
 
 // answer records o in b's quota, if it fits, and wakes the requests waiting on b.
@@ -144,6 +155,7 @@ func (b *storedBucket) answer(o Observation) bool {
 		r.hasRL, r.status, r.hasRetryAfter = false, 0, false // only its place is given back
 	}
 	b.q.answer(r)
+	b.quietSince = time.Time{}
 	if b.wake != nil {
 		close(b.wake)
 		b.wake = nil

@@ -50,6 +50,7 @@ type quota struct {
 	relative  bool          // the newest reset was given in seconds from now
 	inflight  int           // requests taken and not answered
 	probing   bool          // a probe is out: the others wait for its answer
+	probeAt   time.Time     // when the last probe went
 	probeDue  bool          // the next request to go probes
 	hold      time.Time     // no request before this
 	heldAt    time.Time     // when the hold began: refusals of requests sent before it are of the same burst
@@ -147,7 +148,7 @@ func (q *quota) take(now time.Time) decision {
 		// A bucket not heard from yet sends one request first too: a burst that knows no limit would
 		// spend more than the server allows and be refused, each refusal costing a hold.
 		q.heard = true
-		return q.probe()
+		return q.probe(now)
 	}
 	switch q.kind {
 	case kindWindow:
@@ -159,16 +160,20 @@ func (q *quota) take(now time.Time) decision {
 					return decision{until: test, why: whySpent}
 				}
 				q.tested = true
-				return q.probe()
+				return q.probe(now)
 			case !q.end.IsZero():
 				return decision{until: q.end, why: whySpent}
 			case q.inflight > 0:
 				return decision{why: whyUnknown} // no end known: the answers in flight will tell
 			}
-			return q.probe() // no end known and nothing in flight: one request finds out
+			return q.probe(now) // no end known and nothing in flight: one request finds out
 		}
 	case kindRefill:
-		if avail := q.refilled(now) - float64(q.inflight+1); avail < 1 {
+		keep := 1 // one request kept back, but not of a bucket of one or two
+		if q.limit > 0 && q.limit <= 2 {
+			keep = 0
+		}
+		if avail := q.refilled(now) - float64(q.inflight+keep); avail < 1 {
 			return decision{until: q.after(now, 1-avail), why: whyRefill}
 		}
 	case kindSilent:
@@ -188,8 +193,8 @@ func (q *quota) take(now time.Time) decision {
 // probe lets one request go alone: the others wait for its answer. It is the one way a bucket finds out
 // what it does not know: when it is new, when a hold is over, when a window has ended, when a spent window
 // has no end, and whether a window refills.
-func (q *quota) probe() decision {
-	q.probeDue, q.probing = false, true
+func (q *quota) probe(now time.Time) decision {
+	q.probeDue, q.probing, q.probeAt = false, true, now
 	q.inflight++
 	return decision{ok: true, probe: true}
 }
@@ -245,8 +250,8 @@ func (q *quota) answer(r reply) {
 	if q.inflight > 0 && !r.untaken {
 		q.inflight--
 	}
-	if r.probe {
-		q.probing = false
+	if r.probe && !r.sent.Before(q.probeAt) {
+		q.probing = false // the answer of the probe out, not of one given up on before it
 	}
 	refused := r.status == http.StatusTooManyRequests || (r.status == http.StatusServiceUnavailable && r.hasRetryAfter)
 	if r.status >= 200 && r.status < 300 {
@@ -341,7 +346,7 @@ func (q *quota) refuse(r reply) {
 	case !r.hasRL && (q.kind == kindUnknown || q.kind == kindSilent):
 		// No headers to count by: pace at a share of what got through.
 		got := q.meter.rate(r.now)
-		if q.kind == kindSilent {
+		if q.kind == kindSilent && q.rate > 0 {
 			got = min(got, q.rate)
 		}
 		q.kind, q.ceiling, q.rate, q.step = kindSilent, got, silentCut*got, max(silentProbe*got, minRate)
@@ -417,6 +422,10 @@ func (q *quota) sameWindow(r reply) {
 		q.meterRefill(r)
 	case q.remAt.IsZero() || rem < q.remaining:
 		// Answers of one window may arrive out of order: the least remaining is the newest.
+		q.setRemaining(r)
+	case q.limit == 0 && r.sent.After(q.remAt):
+		// No limit to tell a new window or a refill by: a count from a request sent after the answer
+		// that said less came is the newest.
 		q.setRemaining(r)
 	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
 		// Counted after the answer that said less, and admitted with as much or more left: the window

@@ -11,8 +11,8 @@ import (
 //
 // A bucket is an opaque name chosen by the Throttle: the throttle key for the key's shared bucket, or the
 // key and a bucket name joined by a NUL byte for a bucket the server named or the Throttle split off.
-// Implementations must be safe for concurrent use, and should drop a bucket's state once it is idle and
-// its reset has passed, so that state does not pile up.
+// Implementations must be safe for concurrent use, and must bound the state they keep (MemoryStore keeps
+// a fixed number of buckets; a shared store can let idle buckets expire).
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
 //
 // Two methods beyond the interface let [Throttle.Learned] show what a Store holds, as [MemoryStore]'s do:
@@ -20,7 +20,7 @@ import (
 // anything, and Buckets() []string, the buckets it holds (the keys' shared buckets are listed from it).
 type Store interface {
 	// Take asks for one request slot in bucket at now, the clock's time. When the verdict is OK the
-	// slot is held until Done is called for it. (A MemoryStore's lanes give most slots without Take.)
+	// slot is held until Done is called for it.
 	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
 	// Done records what the response to a request of bucket said, and gives back the request's slot
 	// when o.Took is set. ctx is the request's and may be done already (a cancelled request gives its
@@ -42,6 +42,10 @@ type Verdict struct {
 	// RetryAt, when OK is false, is the earliest time at which Take can succeed. Zero means the store
 	// cannot tell: the slot frees when a request in flight finishes.
 	RetryAt time.Time
+	// Recheck, when RetryAt is zero, is when to ask again even if Wake has not been closed: the answer
+	// waited for may never come. It is no promise of a slot, so a request whose deadline or maximum wait
+	// comes first still waits, for Wake. Zero: the Throttle polls a store without Wake.
+	Recheck time.Time
 	// Wake, if not nil, is closed when the bucket's state changes, so a waiter can ask again before
 	// RetryAt. A Store that cannot notify leaves it nil and the Throttle polls.
 	Wake <-chan struct{}

@@ -112,7 +112,10 @@ type ThrottleError struct {
 
 // Error says which bucket was spent, why, and how long the request would have had to wait.
 func (e *ThrottleError) Error() string {
-	s := fmt.Sprintf("polite: rate limited (%s) on %q, next slot in %v", e.Reason, e.Bucket, e.Wait.Round(time.Millisecond))
+	s := fmt.Sprintf("polite: rate limited (%s) on %q", e.Reason, e.Bucket)
+	if e.Wait > 0 {
+		s += fmt.Sprintf(", next slot in %v", e.Wait.Round(time.Millisecond))
+	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
@@ -222,6 +225,8 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		switch {
 		case !v.RetryAt.IsZero():
 			tick = resetTimer(&timer, wait)
+		case !v.Recheck.IsZero():
+			tick = resetTimer(&timer, max(v.Recheck.Sub(now), 0)) // no promise of a slot: the deadline is not judged by it
 		case v.Wake == nil:
 			tick = resetTimer(&timer, pollInterval)
 		}
@@ -275,6 +280,8 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	default:
 		// Another counter's answer: the route spends a bucket of its own from now on.
 		if target = ownBucket(key, routeName(req, l.th.routeKey)); target == bucket {
+			// It is the route's own already: a refusal still holds it, whatever counter sent it.
+			l.done(ctx, bucket, Observation{Now: o.Now, Sent: sent, Status: o.Status, RetryAt: o.RetryAt})
 			return
 		}
 	}
