@@ -206,13 +206,11 @@ func (q *quota) ended(now time.Time) bool {
 
 // refillTestDue reports whether a spent window is still to be tested for refilling before its end: once per
 // bucket whose resets are given as a second or two from now, as a token bucket gives the time until it
-// is full, rounded up, after its first end has told sliding windows apart (or at once, for a limit too
-// small to keep a request back). A token bucket whose reset is rounded up to a second when it fills in a fraction of one
-// reads as a fixed window of its burst per second: the test finds it refilled. A fixed window refuses
-// the test, once.
+// is full, rounded up. Such a bucket reads as a fixed window of its burst per second when it fills in a
+// fraction of one; the test finds it refilled. A fixed window refuses the test, once. (Sliding windows,
+// which would answer a refused test with a whole window's Retry-After, give their resets as times.)
 func (q *quota) refillTestDue() bool {
-	return !q.tested && q.relative && q.end.Sub(q.remAt) <= 2*resetRounding && q.inflight == 0 &&
-		(q.classed || q.limit < keepBackMin)
+	return !q.tested && q.relative && q.end.Sub(q.remAt) <= 2*resetRounding && q.inflight == 0
 }
 
 // keepBack is how many requests of a window are kept back (see quota): none until an end is known.
