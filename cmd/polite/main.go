@@ -30,6 +30,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 )
 
@@ -45,9 +47,21 @@ const (
 
 // verbs maps each verb to the function that runs it. Each takes the arguments after the verb.
 var verbs = map[string]func(args []string, stdout, stderr io.Writer) int{
-	"demo":  runDemo,
-	"get":   runGet,
-	"probe": runProbe,
+	"demo":    runDemo,
+	"get":     runGet,
+	"probe":   runProbe,
+	"version": runVersion,
+}
+
+// runVersion prints the module's version as the build recorded it ("(devel)" for a build from a
+// checkout), and the Go version that built it.
+func runVersion(_ []string, stdout, _ io.Writer) int {
+	version := "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	fmt.Fprintf(stdout, "polite %s, %s\n", version, runtime.Version())
+	return exitOK
 }
 
 // overallUsage is the help for the command as a whole.
@@ -57,6 +71,7 @@ Verbs:
   demo   compare a plain http.Client with the polite stack against a fake rate-limited API
   get    send one request through the polite stack and show its timeline
   probe  send a batch of requests through the stack and report the server's rate limits
+  version  print the version of polite and of Go that built this command
 
 Run 'polite <verb> -h' for the flags of a verb.
 `

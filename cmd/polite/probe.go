@@ -16,7 +16,7 @@ import (
 )
 
 // probeUsage is the probe verb's synopsis.
-const probeUsage = `[-n N] [-c C] URL [URL...]`
+const probeUsage = `[-n N] [-c C] [-H 'Name: value']... [-timeout D] URL [URL...]`
 
 // probeDescription is the probe verb's help text.
 const probeDescription = `Sends N GET requests to URL, C at a time, through the polite stack, and reports how the server's
@@ -34,6 +34,9 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("probe", probeUsage, probeDescription)
 	n := fs.Int("n", 100, "number of requests to send")
 	c := fs.Int("c", 8, "number of requests in flight at once")
+	headers := &headerFlag{h: make(http.Header)}
+	fs.Var(headers, "H", "add a header to every request, `'Name: value'` (repeatable)")
+	timeout := fs.Duration("timeout", defaultGetTimeout, "give up on each request, waits and retries included, after this long (0: never)")
 	pos, code, done := parseFlags(fs, args, stdout, stderr)
 	if done {
 		return code
@@ -45,6 +48,8 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return failf(stderr, "probe: -n must be at least 1, got %d", *n)
 	case *c < 1:
 		return failf(stderr, "probe: -c must be at least 1, got %d", *c)
+	case *timeout < 0:
+		return failf(stderr, "probe: -timeout must not be negative, got %v", *timeout)
 	}
 	var urls, shown []string
 	for _, arg := range pos {
@@ -56,6 +61,7 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	}
 
 	p := newProber(urls, *c)
+	p.header, p.host, p.timeout = headers.h, headers.host, *timeout
 	defer p.close()
 	p.run(*n, *c)
 	if p.responses == 0 {
@@ -63,6 +69,10 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 		return failf(stderr, "probe: no response from %s: %v", strings.Join(shown, ", "), p.firstErr)
 	}
 	p.report(stdout, strings.Join(shown, ", "), *n, *c)
+	if p.successes == 0 {
+		fmt.Fprintln(stderr, "polite: probe: no request succeeded")
+		return exitStatus
+	}
 	return exitOK
 }
 
@@ -76,13 +86,16 @@ type probeSample struct {
 
 // prober sends the probe's requests and gathers what the server and the stack said.
 type prober struct {
-	urls   []string        // sent to in turn
-	ctx    context.Context // ends the probe early when nothing answers
-	cancel context.CancelFunc
-	netT   *http.Transport
-	client *http.Client
-	stack  *polite.Transport
-	start  time.Time
+	urls    []string        // sent to in turn
+	header  http.Header     // added to every request
+	host    string          // the Host of every request, if not ""
+	timeout time.Duration   // per request, waits and retries included; 0: none
+	ctx     context.Context // ends the probe early when nothing answers
+	cancel  context.CancelFunc
+	netT    *http.Transport
+	client  *http.Client
+	stack   *polite.Transport
+	start   time.Time
 
 	throttleWaits atomic.Int64
 	throttleTime  atomic.Int64 // nanoseconds announced by throttle waits
@@ -166,9 +179,19 @@ func (p *prober) run(n, c int) {
 
 // one sends one request to url and records what the caller got.
 func (p *prober) one(url string) {
-	req, err := http.NewRequestWithContext(p.ctx, http.MethodGet, url, nil)
+	ctx := p.ctx
+	if p.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	status := 0
 	if err == nil {
+		req.Header = p.header.Clone()
+		if p.host != "" {
+			req.Host = p.host
+		}
 		var resp *http.Response
 		if resp, err = p.client.Do(req); err == nil {
 			_, err = io.Copy(io.Discard, resp.Body)

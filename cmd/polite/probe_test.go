@@ -1,7 +1,11 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,5 +112,43 @@ func TestProbeUnknownBucket(t *testing.T) {
 	}
 	if want := "*                            → (shared)   not heard from yet"; !strings.Contains(stdout, want) {
 		t.Errorf("report lacks %q:\n%s", want, stdout)
+	}
+}
+
+// probe -H sends its headers with every request; a probe of which no request succeeds exits 1.
+func TestProbeHeadersAndFailureStatus(t *testing.T) {
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		keys = append(keys, r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		if r.Header.Get("X-Api-Key") != "k1" {
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	defer srv.Close()
+	code, _, stderr := runCmd(t, "probe", "-n", "3", "-c", "1", "-H", "X-Api-Key: k1", "-timeout", "5s", srv.URL)
+	if code != exitOK || stderr != "" {
+		t.Errorf("with the key: exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+	mu.Lock()
+	if strings.Join(keys, ",") != "k1,k1,k1" {
+		t.Errorf("keys sent %q, want k1 on each of 3", keys)
+	}
+	mu.Unlock()
+	code, _, stderr = runCmd(t, "probe", "-n", "2", "-c", "1", srv.URL)
+	if code != exitStatus || !strings.Contains(stderr, "no request succeeded") {
+		t.Errorf("without the key: exit %d, stderr %q; want %d and a line saying no request succeeded", code, stderr, exitStatus)
+	}
+	if code, _, stderr := runCmd(t, "probe", "-timeout", "-1s", srv.URL); code != exitUsage || !strings.Contains(stderr, "-timeout") {
+		t.Errorf("a negative -timeout: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := runCmd(t, "version")
+	if code != exitOK || !strings.HasPrefix(stdout, "polite ") || !strings.Contains(stdout, runtime.Version()) {
+		t.Errorf("version: exit %d, %q", code, stdout)
 	}
 }
