@@ -74,7 +74,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var progress io.Writer // nil: no progress line
-	if isTerminal(stdout) {
+	if isTerminal(stderr) {
 		progress = stderr
 	}
 	plain := runWorkload(cfg, false, progress)

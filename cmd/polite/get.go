@@ -103,17 +103,14 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// timeline writes what happens to one request, a line per event, each stamped with the time since the
-// start. Lines are held back until the first response arrives: a request that never gets one ends in a
-// single error line instead of a trail of failed attempts.
+// timeline writes what happens to one request, a line per event as it happens, each stamped with the
+// time since the start, so that a request that waits or fails shows why while it does.
 type timeline struct {
 	w     io.Writer
 	start time.Time
 
 	mu       sync.Mutex
-	held     []string // lines waiting for the first response
-	live     bool     // a response arrived: lines go straight out
-	attempts int      // attempts sent so far
+	attempts int // attempts sent so far
 }
 
 // printf adds a line to the timeline.
@@ -125,12 +122,7 @@ func (t *timeline) printf(format string, a ...any) {
 
 // addLocked adds a line; t.mu must be held.
 func (t *timeline) addLocked(line string) {
-	line = fmt.Sprintf("%8.3fs  %s\n", time.Since(t.start).Seconds(), line)
-	if !t.live {
-		t.held = append(t.held, line)
-		return
-	}
-	io.WriteString(t.w, line)
+	fmt.Fprintf(t.w, "%8.3fs  %s\n", time.Since(t.start).Seconds(), line)
 }
 
 // attempt logs an attempt leaving for the network; it is the base transport's before hook.
@@ -149,13 +141,6 @@ func (t *timeline) outcome(_ *http.Request, resp *http.Response, err error) {
 	if err != nil {
 		t.addLocked(fmt.Sprintf("✗ #%d %v", t.attempts, stripURLError(err)))
 		return
-	}
-	if !t.live {
-		t.live = true
-		for _, line := range t.held {
-			io.WriteString(t.w, line)
-		}
-		t.held = nil
 	}
 	now := time.Now()
 	line := fmt.Sprintf("← #%d %s", t.attempts, resp.Status)
@@ -201,12 +186,10 @@ func (t *timeline) event(ev polite.Event) {
 	}
 }
 
-// fail reports that req ended in err. When no response ever arrived, the held lines are dropped and
-// err is the one line written; otherwise it ends the timeline already written.
+// fail ends the timeline of req with the error it ended in.
 func (t *timeline) fail(req *http.Request, err error) int {
 	t.mu.Lock()
 	n := t.attempts
-	t.held = nil
 	t.mu.Unlock()
 	msg := stripURLError(err).Error()
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -103,11 +103,17 @@ func TestGetErrors(t *testing.T) {
 		{"bad header name", []string{"get", "-H", "Bad Name: x", "http://a.example/"}, "want 'Name: value'"},
 		{"unknown flag", []string{"get", "-zzz", "http://a.example/"}, "flag provided but not defined: -zzz"},
 		{"bad method", []string{"get", "-X", "GE T", "http://a.example/"}, "invalid method"},
-		{"unreachable", []string{"get", "-timeout", "1s", unreachable}, "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runCmd(t, tc.args...)
 			assertOneErrorLine(t, code, stdout, stderr, tc.want)
 		})
+	}
+	// An unreachable server: each attempt and retry is shown as it happens, then the error.
+	code, stdout, stderr := runCmd(t, "get", "-timeout", "1s", unreachable)
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != exitUsage || stdout != "" || !strings.Contains(lines[0], "→ #1 GET") ||
+		!strings.Contains(stderr, "retry: attempt 1") || !strings.Contains(lines[len(lines)-1], "connection refused") {
+		t.Errorf("unreachable: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
 	}
 }
