@@ -130,7 +130,7 @@ func (e *ThrottleError) Unwrap() error { return e.Err }
 
 // Throttled returns the throttle layer on th: before each request it waits until the request's bucket
 // lets it go; after it, it tells the bucket what the answer said. Of opts it uses [WithKey],
-// [WithMaxWait], [WithHook] and [WithLogger]. A wait longer than the maximum, or one that would end
+// [WithMaxWait], [WithHook] and [WithLogger], and ignores the others. A wait longer than the maximum, or one that would end
 // within 100 ms of the request's deadline, is not started: the request fails at once with a
 // [*ThrottleError], without being sent. The layer is safe for concurrent use.
 func Throttled(th *Throttle, opts ...Option) Middleware {
