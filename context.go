@@ -24,13 +24,16 @@ func optOutsOf(ctx context.Context) optOut {
 	return o
 }
 
-// WithoutRetry returns a copy of ctx under which a request is sent at most once: the retry layer passes
-// it through whatever the outcome. The throttle and the redirect limiter still apply.
-func WithoutRetry(ctx context.Context) context.Context { return withOptOut(ctx, noRetry) }
+// The per-request opt-outs travel in the request's context. None of their names starts with With, as
+// every Option's does: an opt-out marks one request, an Option configures a stack.
 
-// WithoutThrottle returns a copy of ctx under which a request is never held back by the throttle.
+// NoRetry returns a copy of ctx under which a request is sent at most once: the retry layer passes
+// it through whatever the outcome. The throttle and the redirect limiter still apply.
+func NoRetry(ctx context.Context) context.Context { return withOptOut(ctx, noRetry) }
+
+// NoThrottle returns a copy of ctx under which a request is never held back by the throttle.
 // Its response still teaches the throttle what the server said about the quota.
-func WithoutThrottle(ctx context.Context) context.Context { return withOptOut(ctx, noThrottle) }
+func NoThrottle(ctx context.Context) context.Context { return withOptOut(ctx, noThrottle) }
 
 // Bypass returns a copy of ctx under which a request goes straight to the base transport: no redirect
 // counting, no retry, no throttle, and its response is not observed.

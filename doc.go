@@ -60,7 +60,7 @@
 //
 // # Per-request opt-out
 //
-// [WithoutRetry], [WithoutThrottle] and [Bypass] mark a request's context.
+// [NoRetry], [NoThrottle] and [Bypass] mark a request's context.
 //
 // # Waiting, bounded
 //

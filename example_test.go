@@ -81,7 +81,7 @@ func ExampleChain() {
 }
 
 // Opt out per request through the context.
-func ExampleWithoutRetry() {
+func ExampleNoRetry() {
 	var calls atomic.Int32
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -90,7 +90,7 @@ func ExampleWithoutRetry() {
 	defer api.Close()
 
 	client := &http.Client{Transport: polite.New(http.DefaultTransport)}
-	req, _ := http.NewRequestWithContext(polite.WithoutRetry(context.Background()), "GET", api.URL, nil)
+	req, _ := http.NewRequestWithContext(polite.NoRetry(context.Background()), "GET", api.URL, nil)
 	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Println(err)

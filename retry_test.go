@@ -308,7 +308,7 @@ func TestRetryOptOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := newScript(outcome{status: 503}, outcome{status: 200})
 		rt := Chain(base, Retry())
-		req, _ := http.NewRequestWithContext(WithoutRetry(context.Background()), "GET", "http://api.test/x", nil)
+		req, _ := http.NewRequestWithContext(NoRetry(context.Background()), "GET", "http://api.test/x", nil)
 		resp, err := rt.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)

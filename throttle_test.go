@@ -215,7 +215,7 @@ func TestThrottleOptOut(t *testing.T) {
 		srv := newFixedWindow(1, 30*time.Second, 0)
 		rt := Chain(srv, Throttled(NewThrottle()))
 		get(t, rt, context.Background())
-		code, err := get(t, rt, WithoutThrottle(context.Background()))
+		code, err := get(t, rt, NoThrottle(context.Background()))
 		if err != nil || code != 429 {
 			t.Errorf("got %d, %v; want the server's own 429, sent without waiting", code, err)
 		}
@@ -262,7 +262,7 @@ func TestThrottleHugeRetryAfterDoesNotLockForever(t *testing.T) {
 		if _, err := get(t, rt, ctx); !errors.Is(err, ErrRateLimited) {
 			t.Fatalf("err = %v, want the day-long hold refused at once", err)
 		}
-		if code, err := get(t, rt, WithoutThrottle(ctx)); code != 200 {
+		if code, err := get(t, rt, NoThrottle(ctx)); code != 200 {
 			t.Fatalf("unthrottled request: %d, %v", code, err)
 		}
 		if code, err := get(t, rt, ctx); code != 200 {

@@ -3,9 +3,14 @@ package polite
 import (
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"go/types"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,7 +117,7 @@ func TestBypass(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		base := newScript(outcome{status: 429, kv: []string{"Retry-After", "5", "Ratelimit-Limit", "1", "Ratelimit-Remaining", "0", "Ratelimit-Reset", "30"}})
 		tr := New(base)
-		get(t, tr, WithoutRetry(context.Background())) // spends the quota, holds the key
+		get(t, tr, NoRetry(context.Background())) // spends the quota, holds the key
 		start := time.Now()
 		code, err := get(t, tr, Bypass(context.Background()))
 		if err != nil || code != 429 {
@@ -267,4 +272,48 @@ func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
 		t.Errorf("base's CloseIdleConnections called %d times, want 1", base.closes)
 	}
 	New(roundTripFunc(nil)).CloseIdleConnections() // a base without the method: nothing to do
+}
+
+// TestOptionAndOptOutNames: every exported function returning an Option is named With…, and no
+// per-request opt-out (a function from a context to a context) is, so that the two kinds cannot be
+// confused by name.
+func TestOptionAndOptOutNames(t *testing.T) {
+	fset := token.NewFileSet()
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	options, optOuts := 0, 0
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fn, ok := d.(*ast.FuncDecl)
+			if !ok || fn.Recv != nil || !fn.Name.IsExported() || fn.Type.Results == nil || len(fn.Type.Results.List) != 1 {
+				continue
+			}
+			result := types.ExprString(fn.Type.Results.List[0].Type)
+			params := fn.Type.Params.List
+			switch {
+			case result == "Option":
+				options++
+				if !strings.HasPrefix(fn.Name.Name, "With") {
+					t.Errorf("Option %s is not named With…", fn.Name.Name)
+				}
+			case result == "context.Context" && len(params) == 1 && types.ExprString(params[0].Type) == "context.Context":
+				optOuts++
+				if strings.HasPrefix(fn.Name.Name, "With") {
+					t.Errorf("opt-out %s is named like an Option", fn.Name.Name)
+				}
+			}
+		}
+	}
+	if options < 10 || optOuts != 3 {
+		t.Errorf("found %d Options and %d opt-outs, want at least 10 and 3", options, optOuts)
+	}
 }
