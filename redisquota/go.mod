@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/google/go-cmp v0.7.0
-	github.com/politehttp/polite v0.0.0
+	github.com/politehttp/polite v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 )
 

@@ -32,9 +32,6 @@ const (
 // demoPaths are the endpoints the workers cycle through.
 var demoPaths = []string{"/v1/users", "/v1/orders", "/v1/items", "/v1/invoices"}
 
-// progressInterval is how often the live progress line is rewritten.
-const progressInterval = 250 * time.Millisecond
-
 // demoUsage is the demo verb's synopsis.
 const demoUsage = `[-workers N] [-duration D] [-seed S]`
 
@@ -173,7 +170,9 @@ func runWorkload(cfg demoConfig, usePolite bool, progress io.Writer) demoResult 
 
 	stopProgress := func() {}
 	if progress != nil {
-		stopProgress = showProgress(progress, name, start, &ctrs)
+		stopProgress = showProgress(progress, func() string {
+			return fmt.Sprintf("%-6s %5.1fs  done %6d  %s", name, time.Since(start).Seconds(), ctrs.done.Load(), ctrs.quota())
+		})
 	}
 
 	results := make([]demoResult, cfg.workers)
@@ -230,33 +229,6 @@ func demoWorker(ctx context.Context, client *http.Client, baseURL string, w int,
 		}
 	}
 	return r
-}
-
-// showProgress rewrites a progress line on w about four times a second until the returned function is
-// called, which clears the line.
-func showProgress(w io.Writer, name string, start time.Time, ctrs *demoCounters) (stop func()) {
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	line := func() string {
-		return fmt.Sprintf("%-6s %5.1fs  done %6d  %s", name, time.Since(start).Seconds(), ctrs.done.Load(), ctrs.quota())
-	}
-	wg.Go(func() {
-		t := time.NewTicker(progressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				fmt.Fprintf(w, "\r%-72s", line())
-			}
-		}
-	})
-	return func() {
-		close(quit)
-		wg.Wait()
-		fmt.Fprintf(w, "\r%-72s\r", "")
-	}
 }
 
 // printDemoTable writes the side-by-side comparison of the two runs: a caption, then one row per

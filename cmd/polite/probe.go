@@ -63,6 +63,15 @@ func runProbe(args []string, stdout, stderr io.Writer) int {
 	p := newProber(urls, *c)
 	p.header, p.host, p.timeout = headers.h, headers.host, *timeout
 	defer p.close()
+	if isTerminal(stderr) {
+		began := time.Now()
+		stop := showProgress(stderr, func() string {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return fmt.Sprintf("probe %5.1fs  %d attempts, %d of %d requests succeeded", time.Since(began).Seconds(), p.attempts, p.successes, *n)
+		})
+		defer stop()
+	}
 	p.run(*n, *c)
 	if p.responses == 0 {
 		// Nothing answered: the host is unreachable, or the URL wrong. One line says so.

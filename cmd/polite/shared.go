@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/politehttp/polite"
@@ -124,4 +125,31 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	slices.Sort(ds)
 	rank := int(math.Ceil(p/100*float64(len(ds)))) - 1
 	return ds[min(max(rank, 0), len(ds)-1)]
+}
+
+// progressInterval is how often a live progress line is rewritten.
+const progressInterval = 250 * time.Millisecond
+
+// showProgress rewrites the progress line that line returns on w about four times a second until the
+// returned function is called, which clears the line.
+func showProgress(w io.Writer, line func() string) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				fmt.Fprintf(w, "\r%-72s", line())
+			}
+		}
+	})
+	return func() {
+		close(quit)
+		wg.Wait()
+		fmt.Fprintf(w, "\r%-72s\r", "")
+	}
 }
