@@ -27,6 +27,23 @@
 // The status classifier is not a layer of the default stack: [CheckResponse] turns a response into a
 // typed error when the caller asks, and [StatusErrors] is an opt-in layer that does it for every response.
 //
+// # The server contract
+//
+// polite follows a JSON API's status-code contract: the status line and headers first, the body second
+// (an error body informs, it never overrides the status, and a body that is not the JSON hoped for is
+// no failure).
+//
+//	200 201 202 204     pass through, untouched                      CheckResponse: nil (IsPending: 202)
+//	302 303 307         http.Client follows; the redirect limiter counts and guards the hops
+//	400 402-406 414 415 never retried                                ErrBadRequest, ErrSubscription, ...
+//	409 422             never retried; {"errors": [...], "message"}  ErrConflict, ErrValidation
+//	429                 retried, any method, after Retry-After + 1 s or the reset   ErrRateLimited
+//	500 502             retried when idempotent, on the backoff      ErrServer
+//	503 504             retried when idempotent; a 503 with Retry-After for any method   ErrUnavailable
+//
+// Rate-limit headers come with 2xx answers too, so the throttle slows down before it is refused; a
+// single wait longer than the maximum is never started, and none outlasts the request's deadline.
+//
 // # Defaults
 //
 //	max redirects        5                    WithMaxRedirects

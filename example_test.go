@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -202,4 +204,33 @@ func ExampleWithKey() {
 	// Output:
 	// alice 10 9 fixed window
 	// bob 10 9 fixed window
+}
+
+// WithLogger tells a slog.Logger of retries and give-ups (Info) and throttle waits (Debug).
+func ExampleWithLogger() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer api.Close()
+
+	// Leave out what changes from run to run: the time, the server's port, the jittered wait.
+	drop := func(_ []string, a slog.Attr) slog.Attr {
+		switch a.Key {
+		case slog.TimeKey, "url", "wait":
+			return slog.Attr{}
+		}
+		return a
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{ReplaceAttr: drop}))
+	client := &http.Client{Transport: polite.New(nil, polite.WithLogger(logger), polite.WithRetryWait(time.Millisecond, time.Millisecond))}
+	resp, err := client.Get(api.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	// Output: level=INFO msg="polite: retry" method=GET attempt=1 reason=retrying status=503
 }
