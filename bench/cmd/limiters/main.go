@@ -192,7 +192,7 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 				default:
 					t.errors[fmt.Sprint(resp.StatusCode)]++
 				}
-				release(resp, err)
+				peers.Release(resp, err)
 			}
 		})
 	}
@@ -262,21 +262,6 @@ func errClass(err error) string {
 		return "retries exceeded"
 	default:
 		return "error"
-	}
-}
-
-// release consumes what a call returned the way a careful caller does. failsafehttp returns, when its
-// retries are exhausted, an error holding the last response; its body is closed here too.
-func release(resp *http.Response, err error) {
-	if resp != nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-	}
-	if ex := retrypolicy.AsExceededError(err); ex != nil {
-		if r, ok := ex.LastResult.(*http.Response); ok && r != nil {
-			_, _ = io.Copy(io.Discard, r.Body)
-			_ = r.Body.Close()
-		}
 	}
 }
 

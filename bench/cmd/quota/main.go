@@ -25,7 +25,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -125,21 +124,6 @@ func newBase(k int) *http.Transport {
 	}
 }
 
-// release consumes what a call returned the way a careful caller does. failsafehttp returns, when its
-// retries are exhausted, an error holding the last response; its body is closed here too.
-func release(resp *http.Response, err error) {
-	if resp != nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-	}
-	if ex := retrypolicy.AsExceededError(err); ex != nil {
-		if r, ok := ex.LastResult.(*http.Response); ok && r != nil {
-			_, _ = io.Copy(io.Discard, r.Body)
-			_ = r.Body.Close()
-		}
-	}
-}
-
 // nextWholeSecond returns the first whole second at least 100ms after now, leaving time to set up.
 func nextWholeSecond() time.Time {
 	return time.Now().Add(100 * time.Millisecond).Truncate(time.Second).Add(time.Second)
@@ -231,7 +215,7 @@ func quotaRun(cfg config, p peers.Peer, sliding bool) quotaResult {
 				default:
 					t.other[fmt.Sprint(resp.StatusCode)]++
 				}
-				release(resp, err)
+				peers.Release(resp, err)
 			}
 		})
 	}
@@ -329,7 +313,7 @@ func outageRun(cfg config, p peers.Peer) outageResult {
 				if err != nil && errors.Is(err, context.Canceled) {
 					cutOff.Add(1)
 				}
-				release(resp, err)
+				peers.Release(resp, err)
 			}
 		})
 	}

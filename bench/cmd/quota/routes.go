@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/politehttp/polite/bench/internal/peers"
 	"github.com/politehttp/polite/politetest"
 )
 
@@ -72,7 +73,7 @@ func routesRun(cfg config, name string, wrap func(http.RoundTripper) http.RoundT
 				if err == nil && resp.StatusCode == http.StatusOK {
 					ok[route].Add(1)
 				}
-				release(resp, err)
+				peers.Release(resp, err)
 			}
 		})
 	}

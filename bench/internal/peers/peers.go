@@ -8,6 +8,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/politehttp/polite"
 )
@@ -65,4 +66,20 @@ func FailsafeHTTPDrained(base http.RoundTripper) http.RoundTripper {
 		}).
 		Build()
 	return failsafehttp.NewRoundTripper(base, p)
+}
+
+// Release consumes what a call returned the way a careful caller does: the body of a response is read
+// to its end and closed. failsafehttp returns, when its retries are exhausted, an error holding the last
+// response; its body is closed too.
+func Release(resp *http.Response, err error) {
+	if resp != nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	if ex := retrypolicy.AsExceededError(err); ex != nil {
+		if r, ok := ex.LastResult.(*http.Response); ok && r != nil {
+			_, _ = io.Copy(io.Discard, r.Body)
+			_ = r.Body.Close()
+		}
+	}
 }
