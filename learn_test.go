@@ -497,7 +497,7 @@ func TestBurstAfterIdleKeepsTheLimit(t *testing.T) {
 			time.Sleep(5 * time.Minute)
 			if drop {
 				ms.mu.Lock()
-				ms.dropOne()
+				ms.dropOne(time.Now())
 				ms.mu.Unlock()
 				if _, ok := ms.Snapshot(learnKey); ok {
 					t.Fatal("the key's bucket was not dropped")

@@ -55,7 +55,7 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // none comes first, and its Recheck, when RetryAt is zero, when to ask again (see ThrottleFirstWait). It
 // never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
-	b := s.get(bucket, 1)
+	b := s.get(bucket, 1, now)
 	d, recheck, wake := b.take(now, s.probeWait)
 	if !d.ok {
 		s.mu.Lock()
@@ -74,12 +74,12 @@ func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (boo
 	if o.Took {
 		ends = -1
 	}
-	return s.get(bucket, ends).answer(o), nil
+	return s.get(bucket, ends, o.Now).answer(o), nil
 }
 
-// get returns the bucket named name, made if need be, moved to the front, with inflight added to its
-// count of requests in flight (Take counts one in, and back out when it refuses; Done counts one out).
-func (s *MemoryStore) get(name string, inflight int) *storedBucket {
+// get returns the bucket named name, made at now if need be, moved to the front, with inflight added to
+// its count of requests in flight (Take counts one in, and back out when it refuses; Done counts one out).
+func (s *MemoryStore) get(name string, inflight int, now time.Time) *storedBucket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b *storedBucket
@@ -88,7 +88,7 @@ func (s *MemoryStore) get(name string, inflight int) *storedBucket {
 		b = e.Value.(*storedBucket)
 	} else {
 		if len(s.buckets) >= s.max {
-			s.dropOne()
+			s.dropOne(now)
 		}
 		b = &storedBucket{name: name}
 		s.buckets[name] = s.lru.PushFront(b)
@@ -97,20 +97,49 @@ func (s *MemoryStore) get(name string, inflight int) *storedBucket {
 	return b
 }
 
-// dropOne drops the least recently used bucket with no request in flight. One in flight at the back is
-// moved to the front on the way: each is passed over at most once before it is used again. When all
-// have requests in flight none is dropped, and the store holds more than max for a while.
-func (s *MemoryStore) dropOne() {
-	for range s.lru.Len() {
+// dropOne drops the least recently used bucket with no request in flight and no hold in force at now.
+// One in flight at the back is moved to the front on the way: each is passed over at most once before it
+// is used again. A held one is passed over too, but only heldScan of them: past that the oldest of them
+// is dropped, so that a server naming a new bucket in each refusal cannot make every drop a scan of the
+// store. When all have requests in flight none is dropped, and the store holds more than max for a
+// while. s.mu is held.
+func (s *MemoryStore) dropOne(now time.Time) {
+	var held *list.Element
+	for seen := 0; seen < s.lru.Len(); seen++ {
 		e := s.lru.Back()
 		b := e.Value.(*storedBucket)
 		if b.inflight == 0 {
-			s.lru.Remove(e)
-			delete(s.buckets, b.name)
-			return
+			if !b.heldAt(now) {
+				s.drop(e)
+				return
+			}
+			if held == nil {
+				held = e
+			} else if seen >= heldScan {
+				break
+			}
 		}
 		s.lru.MoveToFront(e)
 	}
+	if held != nil {
+		s.drop(held)
+	}
+}
+
+// heldScan bounds the held buckets dropOne passes over.
+const heldScan = 8
+
+// drop forgets the bucket of e. s.mu is held.
+func (s *MemoryStore) drop(e *list.Element) {
+	s.lru.Remove(e)
+	delete(s.buckets, e.Value.(*storedBucket).name)
+}
+
+// heldAt reports whether b is held at now (a refusal asked for no request before a later time).
+func (b *storedBucket) heldAt(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return now.Before(b.q.hold)
 }
 
 // take asks b's quota whether a request may go at now. When it may not, the returned channel is closed

@@ -69,3 +69,36 @@ func TestRouteOfAKeyWithoutRoutesIsNotNamed(t *testing.T) {
 		t.Errorf("bucket %q, route named %d times; want the route's own, named once", b, called)
 	}
 }
+
+// TestHeldBucketsAreDroppedLast: making a bucket in a full store drops an idle bucket before a held one,
+// and a held one only past heldScan of them, so that a hold is not lost to a new bucket while an idle one
+// could go instead.
+func TestHeldBucketsAreDroppedLast(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_765_000_000, 0)
+	s := NewMemoryStore(2)
+	refuse := Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 429, RetryAt: now.Add(time.Minute)}
+	s.Take(ctx, "held", now)
+	s.Done(ctx, "held", refuse)
+	s.Take(ctx, "idle", now)
+	s.Done(ctx, "idle", Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
+	s.Take(ctx, "new", now) // the held bucket is the least recently used
+	if _, ok := s.quotaOf("held"); !ok {
+		t.Error("the held bucket was dropped while an idle one could go")
+	}
+	if _, ok := s.quotaOf("idle"); ok {
+		t.Error("the idle bucket was kept")
+	}
+
+	// All held: the least recently used of them goes.
+	all := NewMemoryStore(heldScan)
+	for i := range heldScan {
+		name := fmt.Sprint("h", i)
+		all.Take(ctx, name, now)
+		all.Done(ctx, name, refuse)
+	}
+	all.Take(ctx, "new", now)
+	if all.Len() != heldScan {
+		t.Errorf("store of held buckets holds %d after one more, want %d", all.Len(), heldScan)
+	}
+}
