@@ -80,8 +80,8 @@ func TestHerdAtResets(t *testing.T) {
 				if e == nil {
 					t.Fatal("no bucket for the host")
 				}
-				if q := e.Value.(*storedBucket).snapshot(); q.inflight != 0 {
-					t.Errorf("%d requests in flight at the end", q.inflight)
+				if q, _ := th.store.(*MemoryStore).Quota("api.test"); q.q.inflight != 0 {
+					t.Errorf("%d requests in flight at the end", q.q.inflight)
 				}
 			})
 		})

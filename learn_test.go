@@ -279,14 +279,11 @@ func TestRouteKeyGroupsPaths(t *testing.T) {
 	}
 }
 
-// learnLockedStore is a MemoryStore behind the Store interface alone: the throttle cannot use its lanes,
-// so every take and every answer goes through Store.Take and Store.Done and the bucket's lock, as with a
-// store shared by a fleet. (Learned reads its buckets through the promoted Snapshot, but cannot list its
-// keys: only routes, and the shared bucket of a key that has some, show.)
+// learnLockedStore is a MemoryStore known to the throttle as another type, as a store shared by a fleet
+// is: the throttle reaches it through Store and the promoted Quota and Buckets methods alone.
 type learnLockedStore struct{ *MemoryStore }
 
-// learnStores are the two ways the throttle hears answers: the default MemoryStore, whose lane decides
-// what it can, and a Store it knows only by its interface.
+// learnStores are the two ways the throttle sees a store: the default MemoryStore, and another type.
 var learnStores = []struct {
 	name string
 	wrap func(*MemoryStore) Store
@@ -315,7 +312,8 @@ type learnBucket struct {
 // learnSnapshot returns what ms holds of bucket.
 func learnSnapshot(t *testing.T, ms *MemoryStore, bucket string) learnBucket {
 	t.Helper()
-	rl, ok := ms.Snapshot(bucket)
+	st, _ := ms.Quota(bucket)
+	rl, ok := st.RateLimit()
 	if !ok {
 		t.Fatalf("the store holds nothing known of bucket %q", bucket)
 	}
@@ -499,7 +497,7 @@ func TestBurstAfterIdleKeepsTheLimit(t *testing.T) {
 				ms.mu.Lock()
 				ms.dropOne(time.Now())
 				ms.mu.Unlock()
-				if _, ok := ms.Snapshot(learnKey); ok {
+				if _, ok := ms.Quota(learnKey); ok {
 					t.Fatal("the key's bucket was not dropped")
 				}
 			}

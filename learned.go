@@ -12,14 +12,15 @@ type Learned struct {
 	Route  string // the route, as DefaultRoute or RouteKey names it; "*" for the key's shared bucket
 	Bucket string // the server's name for the bucket, "(shared)" for the key's, "@" for the route's own
 	// Known reports that a response has described the bucket and the Store can tell what it said
-	// (MemoryStore and redisquota's Store can): Limit, Remaining and Reset are zero otherwise.
+	// (MemoryStore and redisquota's Store can, with a Quota method): Limit, Remaining and Reset are
+	// zero otherwise.
 	Known bool
 	// What the bucket last learned, when Known.
 	Limit, Remaining int
 	Reset            time.Time
 	// Kind is what the bucket's answers have shown it to be: "no headers seen", "fixed window",
 	// "refilling (sliding window or token bucket)" or "no headers, refusing"; "" when the Store cannot
-	// tell (only a MemoryStore can).
+	// tell.
 	Kind string
 	// Rate is the pace the throttle keeps to, in requests a second, for a bucket that refills or that
 	// refuses without headers; 0 when it keeps to none.
@@ -28,9 +29,9 @@ type Learned struct {
 	HeldUntil time.Time
 }
 
-// snapshotter is implemented by stores that can report a bucket's state, such as MemoryStore.
-type snapshotter interface {
-	Snapshot(bucket string) (RateLimit, bool)
+// quotaReader is implemented by stores that can report a bucket's state, such as MemoryStore.
+type quotaReader interface {
+	Quota(bucket string) (Quota, bool)
 }
 
 // bucketLister is implemented by stores that can list the buckets they hold, such as MemoryStore.
@@ -70,18 +71,21 @@ func (th *Throttle) Learned() []Learned {
 // learned describes bucket, which key's route spends.
 func (th *Throttle) learned(key, route, bucket string) Learned {
 	l := Learned{Key: key, Route: route, Bucket: bucketLabel(key, bucket)}
-	if mem, ok := th.store.(*MemoryStore); ok {
-		if q, ok := mem.quotaOf(bucket); ok {
-			l.Kind, l.Rate = q.kind.String(), q.rate
-			if q.hold.After(time.Now()) {
-				l.HeldUntil = q.hold
-			}
-		}
+	s, ok := th.store.(quotaReader)
+	if !ok {
+		return l
 	}
-	if s, ok := th.store.(snapshotter); ok {
-		if rl, ok := s.Snapshot(bucket); ok {
-			l.Known, l.Limit, l.Remaining, l.Reset = true, rl.Limit, rl.Remaining, rl.Reset
-		}
+	st, ok := s.Quota(bucket)
+	if !ok {
+		return l
+	}
+	q := &st.q
+	l.Kind, l.Rate = q.kind.String(), q.rate
+	if q.hold.After(time.Now()) {
+		l.HeldUntil = q.hold
+	}
+	if rl, ok := st.RateLimit(); ok {
+		l.Known, l.Limit, l.Remaining, l.Reset = true, rl.Limit, rl.Remaining, rl.Reset
 	}
 	return l
 }

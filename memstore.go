@@ -29,10 +29,7 @@ type storedBucket struct {
 	inflight int // requests let go and not answered: the bucket is not dropped while any remain (store's lock)
 
 	mu sync.Mutex
-	q  quota
-	// quietSince is when a take first waited for the answers of the requests in flight, with no probe
-	// out; zero when none waits so. An answer resets it.
-	quietSince time.Time
+	st Quota
 	// wake is closed when an answer comes, so that the requests waiting on the bucket ask again; nil
 	// while none waits.
 	wake chan struct{}
@@ -56,14 +53,13 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // never fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
 	b := s.get(bucket, 1, now)
-	d, recheck, wake := b.take(now, s.probeWait)
-	if !d.ok {
+	v := b.take(now, s.probeWait)
+	if !v.OK {
 		s.mu.Lock()
 		b.inflight--
 		s.mu.Unlock()
-		return Verdict{RetryAt: d.until, Recheck: recheck, Wake: wake, Reason: d.why}, nil
 	}
-	return Verdict{OK: true, Probe: d.probe}, nil
+	return v, nil
 }
 
 // Done implements [Store]: it records the answer to a request of bucket. It reports false, recording
@@ -139,64 +135,34 @@ func (s *MemoryStore) drop(e *list.Element) {
 func (b *storedBucket) heldAt(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return now.Before(b.q.hold)
+	return now.Before(b.st.q.hold)
 }
 
-// take asks b's quota whether a request may go at now. When it may not, the returned channel is closed
-// when the next answer comes, and recheck, when until is zero, is when to ask again if none has come:
-// an answer waited for may never come, so after probeWait the bucket stops waiting for it (a probe's
-// answer), or lets one request find out (the answers of the requests in flight).
-func (b *storedBucket) take(now time.Time, probeWait time.Duration) (d decision, recheck time.Time, wake <-chan struct{}) {
+// take asks b's quota whether a request may go at now. When it may not, the verdict's Wake is closed
+// when the next answer comes.
+func (b *storedBucket) take(now time.Time, firstWait time.Duration) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.q.probing && !now.Before(b.q.probeAt.Add(probeWait)) {
-		b.q.probing = false // its answer is overdue: stop waiting for it
-	}
-	if !b.quietSince.IsZero() && !now.Before(b.quietSince.Add(probeWait)) {
-		b.q.probeDue, b.quietSince = true, time.Time{} // no answer for as long: one request finds out
-	}
-	if d = b.q.take(now); d.ok {
-		return d, time.Time{}, nil
-	}
-	if d.until.IsZero() {
-		if b.q.probing {
-			recheck = b.q.probeAt.Add(probeWait)
-		} else {
-			if b.quietSince.IsZero() {
-				b.quietSince = now
-			}
-			recheck = b.quietSince.Add(probeWait)
+	v := b.st.Take(now, firstWait)
+	if !v.OK {
+		if b.wake == nil {
+			b.wake = make(chan struct{})
 		}
+		v.Wake = b.wake
 	}
-	if b.wake == nil {
-		b.wake = make(chan struct{})
-	}
-	return d, recheck, b.wake
+	return v
 }
 
-// answer records o in b's quota, if it fits, and wakes the requests waiting on b.
+// answer records o in b's quota, and wakes the requests waiting on b.
 func (b *storedBucket) answer(o Observation) bool {
-	r := o.reply()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	fits := b.q.fits(r)
-	if !fits {
-		r.hasRL, r.status, r.hasRetryAfter = false, 0, false // only its place is given back
-	}
-	b.q.answer(r)
-	b.quietSince = time.Time{}
+	fits := b.st.Done(o)
 	if b.wake != nil {
 		close(b.wake)
 		b.wake = nil
 	}
 	return fits
-}
-
-// snapshot returns a copy of b's quota.
-func (b *storedBucket) snapshot() quota {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.q
 }
 
 // each calls f for every bucket the store holds, the most recently used first.
@@ -212,25 +178,18 @@ func (s *MemoryStore) each(f func(*storedBucket)) {
 	}
 }
 
-// quotaOf returns a copy of bucket's quota, if the store holds it.
-func (s *MemoryStore) quotaOf(bucket string) (quota, bool) {
+// Quota returns a copy of bucket's state, if the store holds it: [Throttle.Learned] shows it.
+func (s *MemoryStore) Quota(bucket string) (Quota, bool) {
 	s.mu.Lock()
 	e, found := s.buckets[bucket]
 	s.mu.Unlock()
 	if !found {
-		return quota{}, false
+		return Quota{}, false
 	}
-	return e.Value.(*storedBucket).snapshot(), true
-}
-
-// Snapshot reports what bucket last learned: the limit, the remaining count and the reset as the
-// server said them. ok is false when no answer has described it.
-func (s *MemoryStore) Snapshot(bucket string) (rl RateLimit, ok bool) {
-	q, found := s.quotaOf(bucket)
-	if !found || (q.kind != kindWindow && q.kind != kindRefill) {
-		return RateLimit{}, false
-	}
-	return RateLimit{Limit: q.limit, Remaining: q.remaining, Reset: q.reset, Window: q.window}, true
+	b := e.Value.(*storedBucket)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.st, true
 }
 
 // Buckets lists the names of the buckets the store holds, the most recently used first.

@@ -38,7 +38,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 		t.Errorf("store with 6 buckets in flight holds %d, want 6", n)
 	}
 	for i := range 6 {
-		if _, ok := busy.quotaOf(fmt.Sprint("busy-", i)); !ok {
+		if _, ok := busy.Quota(fmt.Sprint("busy-", i)); !ok {
 			t.Errorf("bucket busy-%d with a request in flight was dropped", i)
 		}
 	}
@@ -83,10 +83,10 @@ func TestHeldBucketsAreDroppedLast(t *testing.T) {
 	s.Take(ctx, "idle", now)
 	s.Done(ctx, "idle", Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
 	s.Take(ctx, "new", now) // the held bucket is the least recently used
-	if _, ok := s.quotaOf("held"); !ok {
+	if _, ok := s.Quota("held"); !ok {
 		t.Error("the held bucket was dropped while an idle one could go")
 	}
-	if _, ok := s.quotaOf("idle"); ok {
+	if _, ok := s.Quota("idle"); ok {
 		t.Error("the idle bucket was kept")
 	}
 

@@ -15,9 +15,11 @@ import (
 // a fixed number of buckets; a shared store can let idle buckets expire).
 // An error from a Store never fails a request: the Throttle lets the request go and logs the error.
 //
-// Two methods beyond the interface let [Throttle.Learned] show what a Store holds, as [MemoryStore]'s do:
-// Snapshot(bucket string) (RateLimit, bool), what a bucket last learned and whether it has learned
-// anything, and Buckets() []string, the buckets it holds (the keys' shared buckets are listed from it).
+// A Store that keeps its buckets outside the process can keep each as a [Quota]: load it, call its
+// Take or Done, and save it back in one atomic step. Two methods beyond the interface let
+// [Throttle.Learned] show what a Store holds, as [MemoryStore]'s do: Quota(bucket string) (Quota, bool),
+// a copy of a bucket's state if the Store holds it, and Buckets() []string, the buckets it holds (the
+// keys' shared buckets are listed from it).
 type Store interface {
 	// Take asks for one request slot in bucket at now, the clock's time. When the verdict is OK the
 	// slot is held until Done is called for it.

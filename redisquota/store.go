@@ -199,7 +199,7 @@ func (s *Store) Done(ctx context.Context, bucket string, o polite.Observation) (
 	return s.fallback.Done(ctx, bucket, lo)
 }
 
-// Snapshot reports what bucket last learned, as [polite.MemoryStore.Snapshot] does, which lets
+// Snapshot reports what bucket last learned, as [polite.Quota.RateLimit] does, which lets
 // [polite.Throttle.Learned] show it. During an outage it reports the fallback's.
 func (s *Store) Snapshot(bucket string) (rl polite.RateLimit, ok bool) {
 	if start, use := s.useRedis(); use {
@@ -219,8 +219,13 @@ func (s *Store) Snapshot(bucket string) (rl polite.RateLimit, ok bool) {
 		}
 		s.failed(err)
 	}
-	return s.fallback.Snapshot(bucket)
+	st, _ := s.fallback.Quota(bucket)
+	return st.RateLimit()
 }
+
+// Quota returns this process's copy of bucket's state, from its in-process fallback, which learns from
+// every response: it lets [polite.Throttle.Learned] show the bucket.
+func (s *Store) Quota(bucket string) (polite.Quota, bool) { return s.fallback.Quota(bucket) }
 
 // Buckets lists the buckets this process has heard of, from its in-process fallback, which learns from
 // every response: it lets [polite.Throttle.Learned] list the Throttle's keys. What it shows of each comes
