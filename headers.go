@@ -54,17 +54,14 @@ const (
 	hdrRetryAfter           = "Retry-After"
 )
 
-// dateCache remembers the last HTTP-date parsed as a reset, with its time and whether that reset was
-// trusted (see hdrTrustedReset) when it was parsed: one trusted then stays trusted, as the clock moves
-// towards it. Servers send the same reset date in every response of a window, so one entry saves nearly
-// every parse, and a response whose reset it knows trusted is read without the time. A nil *dateCache
-// parses every time. It is safe for concurrent use.
+// dateCache remembers the last HTTP-date parsed as a reset, with its time. Servers send the same reset
+// date in every response of a window, so one entry saves nearly every parse. A nil *dateCache parses
+// every time. It is safe for concurrent use.
 type dateCache struct{ last atomic.Pointer[cachedDate] }
 
 type cachedDate struct {
-	s       string
-	t       time.Time
-	trusted bool
+	s string
+	t time.Time
 }
 
 // lookup returns the entry for s if it is the date parsed last.
@@ -86,14 +83,11 @@ func (c *dateCache) parseReset(s string, now time.Time) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
-	t, trusted := t.In(now.Location()), true
-	if _, trusted = hdrTrustedReset(t, now); c != nil {
-		c.last.Store(&cachedDate{s: s, t: t, trusted: trusted})
+	t = t.In(now.Location())
+	if c != nil {
+		c.last.Store(&cachedDate{s: s, t: t})
 	}
-	if !trusted {
-		return time.Time{}, false
-	}
-	return t, true
+	return hdrTrustedReset(t, now)
 }
 
 // Limits on what the parsers believe.
@@ -182,12 +176,12 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 		rl, ok = hdrParseStructuredRateLimit(h, v, now)
 	}
 	var c RateLimit
-	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) == hdrUsable {
+	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) {
 		if !ok || hdrMoreRestrictive(&c, &rl) {
 			rl, ok = c, true
 		}
 	}
-	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) == hdrUsable {
+	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) {
 		if c.Reset.IsZero() {
 			c.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
 		}
@@ -202,100 +196,6 @@ func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimi
 		rl.Bucket = bucket // over the IETF policy's name, if any
 	}
 	return rl, true
-}
-
-// parseRateLimitLazy is parseRateLimit that asks now() for the time only when the headers need it: not
-// for an answer without rate-limit headers, nor for one of the contract's dialect alone (dialect 1) whose
-// reset is absent or the date the cache holds as trusted. It fills *rl as parseRateLimit would, and
-// returns the time it read, or the zero time, and the shape of h (see hdrShape).
-func parseRateLimitLazy(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time) (ok bool, at time.Time, shape hdrShape) {
-	remaining := h[hdrRateLimitRemaining]
-	if h[hdrRateLimit] != nil || h[hdrXRateLimitRemaining] != nil {
-		at = now()
-		*rl, ok = parseRateLimit(h, at, dates)
-		return ok, at, 0
-	}
-	if remaining == nil {
-		return false, time.Time{}, 0
-	}
-	if ok, at = hdrParseFieldsLazy(rl, h, remaining, hdrRateLimitLimit, dates, now); !ok {
-		return false, at, 0
-	}
-	bucket, key := hdrBucketHeader(h)
-	switch key {
-	case "":
-		shape = hdrShapeFields
-	case hdrXRateLimitBucket:
-		rl.Bucket, shape = bucket, hdrShapeFields|hdrShapeBucket
-	default:
-		rl.Bucket = bucket
-	}
-	return true, at, shape
-}
-
-// hdrShape is which rate-limit headers an answer carried, as far as reading another answer like it needs
-// to know; zero stands for any other set. The answers of one window of one bucket nearly always carry
-// the same set, so the throttle reads an answer's shape once a window and looks for those headers alone
-// in the answers after it (see parseRateLimitShaped): three map look-ups instead of seven.
-type hdrShape uint32
-
-const (
-	// hdrShapeFields: RateLimit-Remaining (dialect 1), and neither RateLimit nor X-RateLimit-Remaining,
-	// nor a usable X-RateLimit-Bucket or X-RateLimit-Resource.
-	hdrShapeFields hdrShape = 1 << iota
-	// hdrShapeBucket, with hdrShapeFields: the same, but with a usable X-RateLimit-Bucket.
-	hdrShapeBucket
-)
-
-// parseRateLimitShaped is parseRateLimitLazy for an answer of the given shape (not zero): it looks only
-// for the headers of that shape. It gives what parseRateLimitLazy gives whenever h has that shape, and
-// reports fits false, having read nothing, when h lacks one of the shape's headers; it cannot see a
-// header the shape lacks. An answer that names its bucket is read without its Ratelimit-Limit (rl.Limit
-// is 0, unknown), as if it had none: the name tells the bucket, and the lane that reads answers by shape
-// needs only the count and the reset of a window whose limit it knows. (A limit changed in the middle of
-// a named bucket's window is therefore learned at the next window.)
-func parseRateLimitShaped(rl *RateLimit, h http.Header, dates *dateCache, now func() time.Time, shape hdrShape) (ok bool, at time.Time, fits bool) {
-	remaining := h[hdrRateLimitRemaining]
-	if remaining == nil {
-		return false, time.Time{}, false
-	}
-	var bucket string
-	if shape&hdrShapeBucket != 0 {
-		if bucket = hdrBucketValue(h[hdrXRateLimitBucket]); bucket == "" {
-			return false, time.Time{}, false
-		}
-	}
-	limitKey := hdrRateLimitLimit
-	if bucket != "" {
-		limitKey = ""
-	}
-	if ok, at = hdrParseFieldsLazy(rl, h, remaining, limitKey, dates, now); ok {
-		rl.Bucket = bucket
-	}
-	return ok, at, true
-}
-
-// hdrValues returns h's values of key, or none for key "".
-func hdrValues(h http.Header, key string) []string {
-	if key == "" {
-		return nil
-	}
-	return h[key]
-}
-
-// hdrParseFieldsLazy reads dialect 1 from h, whose RateLimit-Remaining values the caller looked up, with
-// the limit under limitKey ("": not read), asking now() for the time only if the reset needs it. It fills
-// *rl (zero when ok is false) and returns the time it read, or the zero time.
-func hdrParseFieldsLazy(rl *RateLimit, h http.Header, remaining []string, limitKey string, dates *dateCache, now func() time.Time) (ok bool, at time.Time) {
-	switch hdrParseFieldsRateLimit(rl, h, remaining, limitKey, hdrRateLimitReset, time.Time{}, dates) {
-	case hdrUnusable:
-		*rl = RateLimit{}
-		return false, time.Time{}
-	case hdrNeedsTime:
-		at = now()
-		rl.Reset, _ = hdrLatestReset(h[hdrRateLimitReset], at, dates, hdrParseReset)
-	}
-	return true, at
 }
 
 // ParseRetryAfter returns the delay requested by the Retry-After header in h,
@@ -421,47 +321,31 @@ func hdrValidBucket(s string) bool {
 	return true
 }
 
-// Outcomes of hdrParseFieldsRateLimit.
-const (
-	hdrUnusable  = iota // the dialect is absent or unusable
-	hdrUsable           // *rl is filled
-	hdrNeedsTime        // now was zero and the reset cannot be read without it
-)
-
 // hdrParseFieldsRateLimit handles dialects 1 and 2: one header each for the
 // limit, the remaining count (whose values the caller looked up) and the
-// reset. It fills *rl. A zero now stands for a time not read yet: only a
-// reset that is absent or a date the cache holds as trusted is read then.
-func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []string, limitKey, resetKey string, now time.Time, dates *dateCache) int {
+// reset. It fills *rl and reports whether the dialect is present and usable.
+func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []string, limitKey, resetKey string, now time.Time, dates *dateCache) bool {
 	remaining, ok := hdrMinCount(remainingValues)
 	if !ok {
-		return hdrUnusable
+		return false
 	}
 	*rl = RateLimit{Remaining: remaining}
-	if limit, ok := hdrMinCount(hdrValues(h, limitKey)); ok {
+	if limit, ok := hdrMinCount(h[limitKey]); ok {
 		if remaining > limit {
-			return hdrUnusable
+			return false
 		}
 		rl.Limit = limit
 	}
 	values := h[resetKey]
 	if len(values) == 1 {
 		// One reset value, as nearly every server sends: the date cache may know it whole.
-		// Without the time, a date trusted when it was parsed is trusted still: the clock moves towards it.
-		if p := dates.lookup(values[0]); p != nil && (p.trusted || !now.IsZero()) {
-			if now.IsZero() {
-				rl.Reset = p.t
-			} else {
-				rl.Reset, _ = hdrTrustedReset(p.t, now)
-			}
-			return hdrUsable
+		if p := dates.lookup(values[0]); p != nil {
+			rl.Reset, _ = hdrTrustedReset(p.t, now)
+			return true
 		}
 	}
-	if now.IsZero() && len(values) > 0 {
-		return hdrNeedsTime
-	}
 	rl.Reset, _ = hdrLatestReset(values, now, dates, hdrParseReset)
-	return hdrUsable
+	return true
 }
 
 // hdrMinCount returns the smallest valid count among all the list members of

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -75,16 +74,6 @@ func response(req *http.Request, status int, body string, kv ...string) *http.Re
 		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)),
 		ProtoMajor: 1, ProtoMinor: 1, Proto: "HTTP/1.1",
 	}
-}
-
-// runtimeMem is a heap reading after a collection.
-type runtimeMem struct{ heap uint64 }
-
-func (m *runtimeMem) read() {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	m.heap = ms.HeapAlloc
 }
 
 // getURL sends a GET of url through rt and returns its status (0 for an error) and error; the body is

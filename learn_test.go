@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,4 +512,17 @@ func TestBurstAfterIdleKeepsTheLimit(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestThrottleMaxRoutes: past the cap, one route with a bucket of its own is forgotten for each new one.
+func TestThrottleMaxRoutes(t *testing.T) {
+	th := NewThrottle(ThrottleMaxRoutes(2))
+	for _, route := range []string{"a", "b", "c"} {
+		th.routes.set(learnKey, route, ownBucket(learnKey, route))
+	}
+	var routes []string
+	th.routes.each(func(_, route, _ string) { routes = append(routes, route) })
+	if len(routes) != 2 || !slices.Contains(routes, "c") {
+		t.Errorf("routes kept: %v; want 2 of them, c among them", routes)
+	}
 }

@@ -308,15 +308,6 @@ func TestStoreAskedWithTheClock(t *testing.T) {
 	})
 }
 
-// spentStore returns a MemoryStore whose bucket "k" has nothing left until 10 s after t0.
-func spentStore(t0 time.Time) *MemoryStore {
-	s := NewMemoryStore(0)
-	s.Take(context.Background(), "k", t0)
-	s.Done(context.Background(), "k", Observation{Took: true, Now: t0, HasRateLimit: true,
-		RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: t0.Add(10 * time.Second)}})
-	return s
-}
-
 // sendLog records when requests reached a base, after t0. It is safe for concurrent use.
 type sendLog struct {
 	t0 time.Time
