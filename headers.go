@@ -51,43 +51,47 @@ const (
 	hdrRateLimitPolicy      = "Ratelimit-Policy"
 	hdrXRateLimitBucket     = "X-Ratelimit-Bucket"
 	hdrXRateLimitResource   = "X-Ratelimit-Resource"
+	hdrRateLimitName        = "Ratelimit-Name"
 	hdrRetryAfter           = "Retry-After"
+	hdrRetryAfterMs         = "Retry-After-Ms"
+	hdrMsRetryAfterMs       = "X-Ms-Retry-After-Ms"
 )
 
-// dateCache remembers the last HTTP-date parsed as a reset, with its time. Servers send the same reset
-// date in every response of a window, so one entry saves nearly every parse. A nil *dateCache parses
-// every time. It is safe for concurrent use.
-type dateCache struct{ last atomic.Pointer[cachedDate] }
+// dateCache remembers the last reset date and the last Date header parsed, with their times. Servers
+// send the same reset date in every response of a window, and the same Date for a second, so one entry
+// each saves nearly every parse. A nil *dateCache parses every time. It is safe for concurrent use.
+type dateCache struct{ reset, date atomic.Pointer[cachedDate] }
 
 type cachedDate struct {
 	s string
 	t time.Time
 }
 
-// lookup returns the entry for s if it is the date parsed last.
-func (c *dateCache) lookup(s string) *cachedDate {
+// parse parses the date s through the reset entry, or the Date entry if date is set.
+func (c *dateCache) parse(date bool, s string) (time.Time, bool) {
+	var slot *atomic.Pointer[cachedDate]
 	if c != nil {
-		if p := c.last.Load(); p != nil && p.s == s {
-			return p
+		if slot = &c.reset; date {
+			slot = &c.date
+		}
+		if p := slot.Load(); p != nil && p.s == s {
+			return p.t, true
 		}
 	}
-	return nil
+	t, ok := hdrParseDate(s)
+	if ok && slot != nil {
+		slot.Store(&cachedDate{s: s, t: t})
+	}
+	return t, ok
 }
 
-// parseReset parses the HTTP-date s as a reset in now's location, through the cache.
+// parseReset parses the date s as a reset in now's location, through the cache.
 func (c *dateCache) parseReset(s string, now time.Time) (time.Time, bool) {
-	if p := c.lookup(s); p != nil {
-		return hdrTrustedReset(p.t, now)
-	}
-	t, ok := hdrParseDate(s)
+	t, ok := c.parse(false, s)
 	if !ok {
 		return time.Time{}, false
 	}
-	t = t.In(now.Location())
-	if c != nil {
-		c.last.Store(&cachedDate{s: s, t: t})
-	}
-	return hdrTrustedReset(t, now)
+	return hdrTrustedReset(t.In(now.Location()), now)
 }
 
 // Limits on what the parsers believe.
@@ -115,111 +119,224 @@ const (
 	hdrMaxBucketLen = 128
 )
 
-// ParseRateLimit reports what the response headers h say about the caller's
-// quota, relative to the time now at which the response was received. ok is
-// false when no dialect yielded a usable value; the RateLimit is then zero.
+// ParseRateLimit reports what the response headers h say about the caller's quota of requests, relative
+// to the time now at which the response was received. ok is false when no dialect yielded a usable
+// value; the RateLimit is then zero.
 //
-// It understands these dialects:
+// It understands these dialects ([RateLimitDialect] names them):
 //
-//  1. RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset (earlier IETF
-//     drafts and many APIs).
-//  2. X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (GitHub,
-//     Discord and others). When X-RateLimit-Reset gives nothing usable,
-//     X-RateLimit-Reset-After (Discord: seconds from now, with an optional
-//     fraction) is used instead.
-//  3. The IETF structured fields RateLimit and RateLimit-Policy, for example
-//     `RateLimit: "default";r=50;t=30` with
-//     `RateLimit-Policy: "default";q=100;w=60` (Remaining 50, Reset now+30s,
-//     Limit 100, Window 60s, Bucket "default"). When the RateLimit field
-//     lists several members, the most restrictive one is chosen, and Limit
-//     and Window come from the policy of the same name, if any. The older
-//     dictionary form `RateLimit: limit=100, remaining=50, reset=30` is also
+//  1. The IETF structured fields RateLimit and RateLimit-Policy, for example
+//     `RateLimit: "default";r=50;t=30` with `RateLimit-Policy: "default";q=100;w=60` (Remaining 50,
+//     Reset now+30s, Limit 100, Window 60s, Bucket "default"). When the RateLimit field lists several
+//     members, the most restrictive one is chosen, and Limit and Window come from the policy of the same
+//     name, if any. The older dictionary form `RateLimit: limit=100, remaining=50, reset=30` is also
 //     accepted (reset in seconds from now).
+//  2. RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset (earlier IETF drafts, GitLab, many
+//     gateways); GitLab's RateLimit-ResetTime (an HTTP-date) when RateLimit-Reset gives nothing usable.
+//  3. X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (GitHub, Discord and others); when
+//     X-RateLimit-Reset gives nothing usable, X-RateLimit-Reset-After (Discord: seconds from now, with
+//     an optional fraction).
+//  4. X-Rate-Limit-Limit, X-Rate-Limit-Remaining and X-Rate-Limit-Reset (Okta, X).
+//  5. OpenAI's x-ratelimit-limit-requests, x-ratelimit-remaining-requests and
+//     x-ratelimit-reset-requests (a duration such as "1s" or "6m0s").
+//  6. Anthropic's anthropic-ratelimit-requests-limit, -remaining and -reset (RFC 3339).
+//  7. Shopify's X-Shopify-Shop-Api-Call-Limit, "used/size" of a leaky bucket that drains a twentieth of
+//     its size a second: Limit is the size, Remaining what is not used, Reset when it will have drained.
 //
-// In dialects 1 and 2 a reset is a date (an HTTP-date in any format accepted
-// by [http.ParseTime], also with the zone written UTC or as a numeric offset,
-// or RFC 3339), a Go duration from now ("6m0s", "20ms"), or a number of
-// seconds, with an optional decimal fraction: values of at least 1e9 are
-// Unix times, smaller ones are delays from now. A smaller value that is too long a delay to trust (over 24
-// hours) but a Unix time within 24 hours of now is read as a Unix time;
-// this only matters when now is before September 2001, as under
-// testing/synctest. Signs, exponents, NaN and Inf are rejected.
+// In dialects 2 to 6 a reset is a date (an HTTP-date in any format accepted by [http.ParseTime], also
+// with the zone written UTC or as a numeric offset, or RFC 3339), a Go duration from now ("6m0s",
+// "20ms"), or a number of seconds, with an optional decimal fraction: values of at least 1e9 are Unix
+// times, smaller ones are delays from now. A smaller value that is too long a delay to trust (over 24
+// hours) but a Unix time within 24 hours of now is read as a Unix time; this only matters when now is
+// before September 2001, as under testing/synctest. Signs, exponents, NaN and Inf are rejected. A reset
+// given as a time is read against the response's Date header when the two clocks disagree by more than
+// a second.
 //
-// Each dialect needs a remaining count to be usable; limit and reset are
-// optional. Values that are empty, malformed, negative or larger than
-// 1<<31-1 are treated as absent, and a dialect whose remaining count
-// exceeds its limit is ignored. A reset more than 24 hours after now is
-// not trusted and is left zero; a reset in the past is kept. When a header
-// repeats, or holds a comma-separated list, the most conservative reading
-// wins: the smallest limit, the smallest remaining count and the latest
-// reset.
+// Each dialect needs a remaining count to be usable; limit and reset are optional. Values that are empty,
+// malformed, negative or larger than 1<<31-1 are treated as absent, and a dialect whose remaining count
+// exceeds its limit is ignored. A reset more than 24 hours after now is not trusted and is left zero; a
+// reset in the past is kept. When a header repeats, or holds a comma-separated list, the most
+// conservative reading wins: the smallest limit, the smallest remaining count and the latest reset.
 //
-// When several dialects are usable, the most restrictive wins: the lowest
-// Remaining, then the latest Reset, then the order listed above starting
-// with dialect 3. Its values are returned as they are, except that a
-// non-empty X-RateLimit-Bucket or else X-RateLimit-Resource header (trimmed,
-// at most 128 bytes, no control characters) names the Bucket, overriding
-// any IETF policy name.
+// When several dialects are usable, the most restrictive wins: the lowest Remaining, then the latest
+// Reset, then the order listed above. Its values are returned as they are, except that a non-empty
+// X-RateLimit-Bucket, else X-RateLimit-Resource, else RateLimit-Name header (trimmed, at most 128 bytes,
+// no control characters) names the Bucket, overriding any IETF policy name.
 //
-// Header names are looked up in their canonical form, as stored by net/http.
-// ParseRateLimit does not modify h and is safe for concurrent use. It does
-// not allocate for dialects 1 and 2 with numeric or IMF-fixdate resets.
+// Header names are looked up in their canonical form, as stored by net/http. ParseRateLimit does not
+// modify h and is safe for concurrent use. It does not allocate for dialects 2 to 6 with numeric or
+// IMF-fixdate resets.
 func ParseRateLimit(h http.Header, now time.Time) (rl RateLimit, ok bool) {
 	return parseRateLimit(h, now, nil)
 }
 
-// parseRateLimit is ParseRateLimit with a cache of the last HTTP-date parsed (nil for none).
+// parseRateLimit is ParseRateLimit with a cache of the last HTTP-dates parsed (nil for none).
 func parseRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit, ok bool) {
+	rl, _, _, ok = readRateLimit(h, now, dates)
+	return rl, ok
+}
+
+// RateLimitDialect names the dialect whose reading [ParseRateLimit] returns for h, e.g. "X-RateLimit-*"
+// or "OpenAI x-ratelimit-*-requests"; "" when none is usable. It is safe for concurrent use.
+func RateLimitDialect(h http.Header) string {
+	_, d, _, _ := readRateLimit(h, time.Now(), nil)
+	return d
+}
+
+// hdrFieldDialect is a dialect that gives the limit, the remaining count and the reset in a header each.
+type hdrFieldDialect struct {
+	name                    string // as RateLimitDialect reports it
+	limit, remaining, reset string // canonical keys
+	// resetAlt is read, with parseAlt, when reset gives nothing usable; "" for none.
+	resetAlt string
+	parseAlt hdrResetParser
+}
+
+// hdrFieldDialects are the dialects of a header each, in the order ParseRateLimit prefers them when
+// they are equally restrictive. It is a table, never written to.
+var hdrFieldDialects = [...]hdrFieldDialect{
+	{name: "RateLimit-*", limit: hdrRateLimitLimit, remaining: hdrRateLimitRemaining, reset: hdrRateLimitReset,
+		resetAlt: "Ratelimit-Resettime", parseAlt: hdrParseReset}, // GitLab's HTTP-date
+	{name: "X-RateLimit-*", limit: hdrXRateLimitLimit, remaining: hdrXRateLimitRemaining, reset: hdrXRateLimitReset,
+		resetAlt: hdrXRateLimitResetAfter, parseAlt: hdrParseDecimalDelay}, // Discord's seconds from now
+	{name: "X-Rate-Limit-*", limit: "X-Rate-Limit-Limit", remaining: "X-Rate-Limit-Remaining", reset: "X-Rate-Limit-Reset"},
+	{name: "OpenAI x-ratelimit-*-requests", limit: "X-Ratelimit-Limit-Requests", remaining: "X-Ratelimit-Remaining-Requests",
+		reset: "X-Ratelimit-Reset-Requests"},
+	{name: "Anthropic anthropic-ratelimit-requests-*", limit: "Anthropic-Ratelimit-Requests-Limit",
+		remaining: "Anthropic-Ratelimit-Requests-Remaining", reset: "Anthropic-Ratelimit-Requests-Reset"},
+}
+
+// Names of the dialects that are not in hdrFieldDialects.
+const (
+	hdrDialectIETF    = "IETF RateLimit"
+	hdrDialectShopify = "Shopify X-Shopify-Shop-Api-Call-Limit"
+)
+
+// readRateLimit is parseRateLimit that also names the dialect it read, and reports whether its reset was
+// given relative to now (in seconds or as a duration) rather than as a time.
+func readRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit, dialect string, relative, ok bool) {
 	// The dialects in order; a later one wins only if it is strictly more restrictive. Each dialect is
 	// looked for by one map access, and parsed only when present; results are filled in place, not copied.
 	if v := h[hdrRateLimit]; v != nil {
-		rl, ok = hdrParseStructuredRateLimit(h, v, now)
+		if rl, ok = hdrParseStructuredRateLimit(h, v, now); ok {
+			dialect, relative = hdrDialectIETF, true
+		}
 	}
 	var c RateLimit
-	if v := h[hdrRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrRateLimitLimit, hdrRateLimitReset, now, dates) {
+	var resetKey string // the header the winner's reset came from
+	for i := range hdrFieldDialects {
+		d := &hdrFieldDialects[i]
+		v := h[d.remaining]
+		if v == nil || !hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
+			continue
+		}
+		key := d.reset
+		if c.Reset.IsZero() && d.resetAlt != "" {
+			if c.Reset, _ = hdrLatestReset(h[d.resetAlt], now, dates, d.parseAlt); !c.Reset.IsZero() {
+				key = d.resetAlt
+			}
+		}
 		if !ok || hdrMoreRestrictive(&c, &rl) {
-			rl, ok = c, true
+			rl, dialect, resetKey, relative, ok = c, d.name, key, false, true
 		}
 	}
-	if v := h[hdrXRateLimitRemaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, hdrXRateLimitLimit, hdrXRateLimitReset, now, dates) {
-		if c.Reset.IsZero() {
-			c.Reset, _ = hdrLatestReset(h[hdrXRateLimitResetAfter], now, nil, hdrParseDecimalDelay)
-		}
-		if !ok || hdrMoreRestrictive(&c, &rl) {
-			rl, ok = c, true
-		}
+	if v := h[hdrShopifyCallLimit]; v != nil && hdrParseShopify(&c, v, now) && (!ok || hdrMoreRestrictive(&c, &rl)) {
+		rl, dialect, resetKey, relative, ok = c, hdrDialectShopify, "", true, true
 	}
 	if !ok {
-		return RateLimit{}, false
+		return RateLimit{}, "", false, false
+	}
+	if dialect == hdrDialectShopify {
+		relative = true
+	} else if resetKey != "" && !rl.Reset.IsZero() {
+		// A lone value tells its form; several are taken for times.
+		if relative, _ = hdrRelativeReset(h[resetKey]); !relative {
+			// A time on the server's clock: moved to ours by how far apart the two are.
+			if skew := hdrSkew(h, now, dates); skew != 0 {
+				rl.Reset, _ = hdrTrustedReset(rl.Reset.Add(-skew), now)
+			}
+		}
 	}
 	if bucket, key := hdrBucketHeader(h); key != "" {
 		rl.Bucket = bucket // over the IETF policy's name, if any
 	}
-	return rl, true
+	return rl, dialect, relative, true
 }
 
-// ParseRetryAfter returns the delay requested by the Retry-After header in h,
-// relative to the time now at which the response was received. ok is false
-// when the header is absent or holds nothing usable.
+// hdrShopifyCallLimit is Shopify's leaky bucket: "32/40" says 32 of a bucket of 40 are used.
+const hdrShopifyCallLimit = "X-Shopify-Shop-Api-Call-Limit"
+
+// hdrParseShopify reads Shopify's "used/size" into *rl: Limit size, Remaining size less used, and Reset
+// when the bucket will have drained empty. Shopify's buckets drain at a twentieth of their size a second
+// (40 at 2 a second, 400 at 20).
+func hdrParseShopify(rl *RateLimit, values []string, now time.Time) bool {
+	if len(values) != 1 {
+		return false
+	}
+	used, size, found := strings.Cut(hdrTrimOWS(values[0]), "/")
+	u, uok := hdrParseCount(used)
+	n, nok := hdrParseCount(size)
+	if !found || !uok || !nok || n == 0 || u > n {
+		return false
+	}
+	drain := time.Duration(u) * 20 * time.Second / time.Duration(n)
+	*rl = RateLimit{Limit: n, Remaining: n - u, Reset: now.Add(drain)}
+	return true
+}
+
+// hdrSkew returns how far the server's clock, as the response's Date header shows it, is ahead of now
+// (negative when behind); zero when there is no readable Date, or it is within a second of now: a Date
+// has whole seconds, and a round trip passes between it and now. The server's time is taken to be the
+// start of the second its Date names, which errs towards waiting longer.
+func hdrSkew(h http.Header, now time.Time, dates *dateCache) time.Duration {
+	v := h["Date"]
+	if len(v) != 1 {
+		return 0
+	}
+	t, ok := dates.parse(true, v[0])
+	if !ok {
+		return 0
+	}
+	skew := t.Sub(now)
+	if skew >= -time.Second && skew <= time.Second {
+		return 0
+	}
+	return skew
+}
+
+// ParseRetryAfter returns the delay the server asked for before the next request, relative to the
+// time now at which the response was received. ok is false when no header holds anything usable.
 //
-// The value is either delay-seconds (a non-negative integer) or a date: an
-// HTTP-date in any format accepted by [http.ParseTime], also with the zone
-// written UTC or as a numeric offset, or RFC 3339; a date in the past yields
-// 0 with ok true. A well-formed value longer than 1<<31 seconds
-// (about 68 years) yields 1<<31 seconds: longer than any wait, never
-// garbage. Fractions, signs and other garbage are ignored. When the header
-// repeats or holds a comma-separated list, the largest valid delay wins.
+// It reads, in this order, the first of these that is usable: Retry-After-Ms and X-Ms-Retry-After-Ms
+// (milliseconds, with an optional decimal fraction: OpenAI, Anthropic, Azure), then Retry-After. A
+// Retry-After is delay-seconds, with an optional decimal fraction ("2.0", as Shopify sends), or a date:
+// an HTTP-date in any format accepted by [http.ParseTime], also with the zone written UTC or as a
+// numeric offset, or RFC 3339. A date is read against the response's Date header when the two clocks
+// disagree by more than a second, and one in the past yields 0 with ok true. A well-formed value
+// longer than 1<<31 seconds (about 68 years) yields 1<<31 seconds: longer than any wait, never
+// garbage. Signs, exponents and other garbage are ignored. When a header repeats or holds a
+// comma-separated list, the largest valid delay wins.
 //
-// The result is exactly what the server asked for: no safety margin is
-// added and no cap is applied; both are the caller's business.
-// ParseRetryAfter does not modify h and is safe for concurrent use. It does
-// not allocate for the delay-seconds form.
+// The result is exactly what the server asked for: no safety margin is added and no cap is applied;
+// both are the caller's business. ParseRetryAfter does not modify h and is safe for concurrent use. It
+// does not allocate for the numeric forms.
 func ParseRetryAfter(h http.Header, now time.Time) (delay time.Duration, ok bool) {
-	for _, v := range h[hdrRetryAfter] {
+	for _, key := range [...]string{hdrRetryAfterMs, hdrMsRetryAfterMs} {
+		if delay, ok = hdrLargestDelay(h, h[key], now, time.Millisecond); ok {
+			return delay, true
+		}
+	}
+	return hdrLargestDelay(h, h[hdrRetryAfter], now, time.Second)
+}
+
+// hdrLargestDelay returns the largest valid delay among all the list members of values, each a number
+// of units or a date.
+func hdrLargestDelay(h http.Header, values []string, now time.Time, unit time.Duration) (delay time.Duration, ok bool) {
+	for _, v := range values {
 		for rest := v; rest != ""; {
 			var member string
 			member, rest = hdrCutListMember(rest)
-			if d, valid := hdrParseRetryAfterValue(member, now); valid && (!ok || d > delay) {
+			if d, valid := hdrParseRetryAfterValue(h, member, now, unit); valid && (!ok || d > delay) {
 				delay, ok = d, true
 			}
 		}
@@ -227,23 +344,25 @@ func ParseRetryAfter(h http.Header, now time.Time) (delay time.Duration, ok bool
 	return delay, ok
 }
 
-// hdrParseRetryAfterValue parses one Retry-After value.
-func hdrParseRetryAfterValue(s string, now time.Time) (time.Duration, bool) {
+// hdrParseRetryAfterValue parses one value: a number of units, with an optional decimal fraction, or a
+// date, read against h's Date header (see hdrSkew).
+func hdrParseRetryAfterValue(h http.Header, s string, now time.Time, unit time.Duration) (time.Duration, bool) {
+	const longest = hdrMaxSeconds * time.Second
 	if s == "" {
 		return 0, false
 	}
-	if hdrAllDigits(s) {
-		n, ok := hdrParseDigits(s, hdrMaxSeconds)
+	if whole, frac, dot := strings.Cut(s, "."); hdrAllDigits(whole) && (!dot || hdrAllDigits(frac)) {
+		sec, nsec, ok := hdrParseDecimal(s, uint64(longest/unit))
 		if !ok {
-			n = hdrMaxSeconds // well formed, and longer than any wait
+			return longest, true // well formed, and longer than any wait
 		}
-		return time.Duration(n) * time.Second, true
+		return min(time.Duration(sec)*unit+time.Duration(nsec)*unit/time.Second, longest), true
 	}
 	t, ok := hdrParseDate(s)
 	if !ok {
 		return 0, false
 	}
-	return min(max(t.Sub(now), 0), hdrMaxSeconds*time.Second), true
+	return min(max(t.Sub(now)-hdrSkew(h, now, nil), 0), longest), true
 }
 
 // hdrParseDate parses a date as servers send it: an HTTP-date in any of the three forms of
@@ -286,10 +405,10 @@ func hdrMoreRestrictive(a, b *RateLimit) bool {
 	return a.Reset.After(b.Reset)
 }
 
-// hdrBucketHeader returns the first usable X-RateLimit-Bucket or
-// X-RateLimit-Resource value, and the key it came from ("" for none).
+// hdrBucketHeader returns the first usable X-RateLimit-Bucket (Discord), X-RateLimit-Resource (GitHub)
+// or RateLimit-Name (GitLab) value, and the key it came from ("" for none).
 func hdrBucketHeader(h http.Header) (name, key string) {
-	for _, key := range [...]string{hdrXRateLimitBucket, hdrXRateLimitResource} {
+	for _, key := range [...]string{hdrXRateLimitBucket, hdrXRateLimitResource, hdrRateLimitName} {
 		if name := hdrBucketValue(h[key]); name != "" {
 			return name, key
 		}
@@ -337,13 +456,6 @@ func hdrParseFieldsRateLimit(rl *RateLimit, h http.Header, remainingValues []str
 		rl.Limit = limit
 	}
 	values := h[resetKey]
-	if len(values) == 1 {
-		// One reset value, as nearly every server sends: the date cache may know it whole.
-		if p := dates.lookup(values[0]); p != nil {
-			rl.Reset, _ = hdrTrustedReset(p.t, now)
-			return true
-		}
-	}
 	rl.Reset, _ = hdrLatestReset(values, now, dates, hdrParseReset)
 	return true
 }
@@ -1021,21 +1133,9 @@ func hdrIsBase64Char(c byte) bool {
 	return hdrIsAlpha(c) || hdrIsDigit(c) || c == '+' || c == '/' || c == '='
 }
 
-// hdrResetIsRelative reports whether the reset rl, which ParseRateLimit read from h at now, was given in
-// seconds from now rather than as a time. A lone Ratelimit-Reset or X-Ratelimit-Reset value is told by
-// its form; otherwise h is read again a second later: a reset given as a time stays where it was.
-func hdrResetIsRelative(h http.Header, rl *RateLimit, now time.Time, dates *dateCache) bool {
-	if rl.Reset.IsZero() {
-		return false
-	}
-	for _, key := range [...]string{hdrRateLimitReset, hdrXRateLimitReset} {
-		if v := h[key]; v != nil {
-			if relative, known := hdrRelativeReset(v); known {
-				return relative
-			}
-			break
-		}
-	}
-	again, _ := parseRateLimit(h, now.Add(time.Second), dates)
-	return !again.Reset.Equal(rl.Reset)
+// hdrResetIsRelative reports whether the reset that ParseRateLimit reads from h at now was given relative
+// to now rather than as a time.
+func hdrResetIsRelative(h http.Header, _ *RateLimit, now time.Time, dates *dateCache) bool {
+	_, _, relative, _ := readRateLimit(h, now, dates)
+	return relative
 }

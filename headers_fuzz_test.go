@@ -43,16 +43,26 @@ func FuzzParseRateLimit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, limit, remaining, reset, resetAfter, structured, policy, bucket string) {
 		now := hdrTestNow
 		h := http.Header{
-			hdrRateLimitLimit:       {limit},
-			hdrRateLimitRemaining:   {remaining},
-			hdrRateLimitReset:       {reset},
-			hdrXRateLimitLimit:      {limit},
-			hdrXRateLimitRemaining:  {reset, remaining},
-			hdrXRateLimitReset:      {resetAfter},
-			hdrXRateLimitResetAfter: {resetAfter},
-			hdrRateLimit:            {structured},
-			hdrRateLimitPolicy:      {policy, structured},
-			hdrXRateLimitBucket:     {bucket},
+			hdrRateLimitLimit:                        {limit},
+			hdrRateLimitRemaining:                    {remaining},
+			hdrRateLimitReset:                        {reset},
+			hdrXRateLimitLimit:                       {limit},
+			hdrXRateLimitRemaining:                   {reset, remaining},
+			hdrXRateLimitReset:                       {resetAfter},
+			hdrXRateLimitResetAfter:                  {resetAfter},
+			hdrRateLimit:                             {structured},
+			hdrRateLimitPolicy:                       {policy, structured},
+			hdrXRateLimitBucket:                      {bucket},
+			"X-Rate-Limit-Limit":                     {limit},
+			"X-Rate-Limit-Remaining":                 {remaining},
+			"X-Rate-Limit-Reset":                     {reset},
+			"X-Ratelimit-Remaining-Requests":         {remaining},
+			"X-Ratelimit-Reset-Requests":             {resetAfter},
+			"Anthropic-Ratelimit-Requests-Remaining": {remaining},
+			"Anthropic-Ratelimit-Requests-Reset":     {reset},
+			hdrShopifyCallLimit:                      {remaining + "/" + limit},
+			"Ratelimit-Resettime":                    {resetAfter},
+			"Date":                                   {bucket},
 		}
 		rl, ok := ParseRateLimit(h, now)
 		// The throttle's path, through a date cache (warmed by a first parse), reads the same.
@@ -103,7 +113,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 		f.Add(v, "5")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		h := http.Header{hdrRetryAfter: {a, b}}
+		h := http.Header{hdrRetryAfter: {a, b}, hdrRetryAfterMs: {b}, "Date": {a}}
 		d, ok := ParseRetryAfter(h, hdrTestNow)
 		if !ok && d != 0 {
 			t.Fatalf("ok = false with delay %v", d)

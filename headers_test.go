@@ -892,10 +892,24 @@ func TestParseRetryAfter(t *testing.T) {
 		{"past 1<<31: longer than any wait", hdrTestHeader("Retry-After", "2147483649"), (1 << 31) * time.Second, true},
 		{"20 digits: longer than any wait", hdrTestHeader("Retry-After", "99999999999999999999"), (1 << 31) * time.Second, true},
 		{"date without weekday", hdrTestHeader("Retry-After", "20 Jan 2020 20:00:00 GMT"), 0, false},
+		{"fraction (Shopify)", hdrTestHeader("Retry-After", "2.0"), 2 * time.Second, true},
+		{"fraction", hdrTestHeader("Retry-After", "1.5"), 1500 * time.Millisecond, true},
+		{"fraction without digits", hdrTestHeader("Retry-After", "1."), 0, false},
+		{"milliseconds first (OpenAI)", hdrTestHeader("Retry-After-Ms", "1500", "Retry-After", "2"), 1500 * time.Millisecond, true},
+		{"milliseconds with a fraction", hdrTestHeader("Retry-After-Ms", "20.5"), 20500 * time.Microsecond, true},
+		{"Azure's milliseconds", hdrTestHeader("X-Ms-Retry-After-Ms", "250", "Retry-After", "1"), 250 * time.Millisecond, true},
+		{"garbage milliseconds: Retry-After", hdrTestHeader("Retry-After-Ms", "soon", "Retry-After", "3"), 3 * time.Second, true},
+		{"milliseconds past 1<<31 s", hdrTestHeader("Retry-After-Ms", "99999999999999"), (1 << 31) * time.Second, true},
+		{"date on a server clock 10 minutes behind", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 19:51:00 GMT",
+			"Date", "Mon, 20 Jan 2020 19:50:00 GMT"), time.Minute, true},
+		{"date on a server clock a second off: no correction", hdrTestHeader("Retry-After", hdrTestDate,
+			"Date", "Mon, 20 Jan 2020 19:59:01 GMT"), time.Minute, true},
+		{"date on a server clock 2 hours ahead", hdrTestHeader("Retry-After", "Mon, 20 Jan 2020 22:00:30 GMT",
+			"Date", "Mon, 20 Jan 2020 21:59:00 GMT"), 90 * time.Second, true},
 	}
 	for _, v := range hdrTestGarbage {
-		if hdrAllDigits(v) {
-			continue // well-formed delay-seconds: a large one is longer than any wait (above)
+		if hdrAllDigits(v) || v == "1.5" {
+			continue // well-formed delay-seconds: a large one is longer than any wait, a fraction is kept (above)
 		}
 		tests = append(tests, struct {
 			name   string

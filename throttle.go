@@ -258,8 +258,9 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	o := Observation{Now: time.Now(), Sent: sent, Took: slot.OK, Probe: slot.Probe}
 	if resp != nil {
 		o.Status = resp.StatusCode
-		o.RateLimit, o.HasRateLimit = parseRateLimit(resp.Header, o.Now, &l.th.dates)
-		if o.HasRateLimit && hdrResetIsRelative(resp.Header, &o.RateLimit, o.Now, &l.th.dates) {
+		var relative bool
+		o.RateLimit, _, relative, o.HasRateLimit = readRateLimit(resp.Header, o.Now, &l.th.dates)
+		if relative && !o.RateLimit.Reset.IsZero() {
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}
 		o.RetryAt = serverRetryAt(resp, o.Now)
