@@ -51,18 +51,19 @@ var (
 	// fills StatusError.Errors and StatusError.Message.
 	ErrValidation = errors.New("polite: validation failed")
 
-	// ErrRateLimited matches a 429 Too Many Requests response.
+	// ErrRateLimited matches a 429 Too Many Requests response, and a 403
+	// that refuses for a rate limit (see StatusError.RateLimited).
 	// StatusError.RetryAfter and StatusError.RateLimit carry what the
 	// response headers said about when to try again.
 	ErrRateLimited = errors.New("polite: rate limited")
 
-	// ErrServer matches a 5xx response other than 503 and 504
+	// ErrServer matches a 5xx response other than 503, 504 and 529
 	// (500 Internal Server Error, 502 Bad Gateway, 501, 505, ...).
 	ErrServer = errors.New("polite: server error")
 
-	// ErrUnavailable matches a 503 Service Unavailable or 504 Gateway
-	// Timeout response: the server or a gateway is temporarily unable to
-	// answer, and the request may succeed later.
+	// ErrUnavailable matches a 503 Service Unavailable, a 504 Gateway
+	// Timeout or a 529 (overloaded) response: the server or a gateway is
+	// temporarily unable to answer, and the request may succeed later.
 	ErrUnavailable = errors.New("polite: service unavailable")
 
 	// ErrClientError matches any 4xx response without a more specific
@@ -97,7 +98,8 @@ const maxErrorDetail = 512
 
 // StatusError describes a response whose status is not a success: 4xx or 5xx
 // (or, from CheckResponse, a status outside 100-599). It matches, through
-// errors.Is and Unwrap, exactly one status sentinel, chosen by StatusCode.
+// errors.Is and Unwrap, one status sentinel, chosen by StatusCode; and
+// ErrRateLimited too when RateLimited is set.
 //
 // A StatusError is a plain value: reading it from several goroutines is safe,
 // but it must not be mutated while others use it.
@@ -121,6 +123,12 @@ type StatusError struct {
 	// RateLimit holds the rate-limit headers as parsed by ParseRateLimit;
 	// the zero value if there are none.
 	RateLimit RateLimit
+
+	// RateLimited reports a response that refuses for a rate limit although
+	// its status is not 429: a 403 with Retry-After, or with rate-limit
+	// headers that say none remain and name a reset ahead, or GitHub's
+	// secondary rate limit (see DefaultRetryPolicy).
+	RateLimited bool
 
 	// Response is the classified response. Its Body is still readable from
 	// the start; whoever receives the StatusError must close it.
@@ -183,7 +191,7 @@ func (e *StatusError) Is(target error) bool {
 		return false
 	}
 	s := sentinelFor(e.StatusCode)
-	return s != nil && s == target
+	return s != nil && s == target || e.RateLimited && target == ErrRateLimited
 }
 
 // Unwrap returns the status sentinel for e.StatusCode, or nil when the status
@@ -226,7 +234,7 @@ func sentinelFor(code int) error {
 		return ErrValidation
 	case http.StatusTooManyRequests:
 		return ErrRateLimited
-	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout, statusOverloaded:
 		return ErrUnavailable
 	}
 	switch {
@@ -283,6 +291,7 @@ func CheckResponse(resp *http.Response) error {
 	if rl, ok := ParseRateLimit(resp.Header, now); ok {
 		e.RateLimit = rl
 	}
+	_, e.RateLimited = refusalOf(resp, nil)
 	if code < 400 || code > 599 || resp.Body == nil {
 		return e
 	}

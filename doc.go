@@ -36,10 +36,21 @@
 //	200 201 202 204     pass through, untouched                      CheckResponse: nil (IsPending: 202)
 //	302 303 307         http.Client follows; the redirect limiter counts and guards the hops
 //	400 402-406 414 415 never retried                                ErrBadRequest, ErrSubscription, ...
+//	403                 never retried, unless it refuses for a rate limit (below)   ErrForbidden
 //	409 422             never retried; {"errors": [...], "message"}  ErrConflict, ErrValidation
 //	429                 retried, any method, after Retry-After + 1 s or the reset   ErrRateLimited
 //	500 502             retried when idempotent, on the backoff      ErrServer
-//	503 504             retried when idempotent; a 503 with Retry-After for any method   ErrUnavailable
+//	503 504 529         retried when idempotent; with Retry-After for any method    ErrUnavailable
+//
+// A 403 refuses for a rate limit when it carries Retry-After, or rate-limit headers that say none remain
+// and name a reset ahead, or is GitHub's secondary rate limit (its JSON body says so; GitHub asks for a
+// minute's wait). Such a 403 is retried and holds its bucket as a 429 does, and matches ErrRateLimited
+// too. [WithRefusals] marks other responses as refusals: a 200 with an error code, a body's text.
+//
+// Rate-limit headers are read in the dialects of the IETF drafts, GitHub, Discord, GitLab, Okta and X,
+// OpenAI, Anthropic and Shopify (see [ParseRateLimit]); Retry-After also as Retry-After-Ms and
+// X-Ms-Retry-After-Ms (see [ParseRetryAfter]). A time the server gives on its own clock is read against
+// its Date header when the two clocks disagree by more than a second.
 //
 // Rate-limit headers come with 2xx answers too, so the throttle slows down before it is refused; a
 // single wait longer than the maximum is never started, and none outlasts the request's deadline.
@@ -59,6 +70,7 @@
 //	wait for a probe     1 second             ThrottleFirstWait
 //	buckets in memory    4096                 NewMemoryStore
 //	hook, logger         none, silent         WithHook, WithLogger
+//	refusals beyond 429  403 rules above      WithRefusals
 //
 // # Buckets and budgets
 //

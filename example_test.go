@@ -2,6 +2,7 @@ package polite_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -233,4 +234,38 @@ func ExampleWithLogger() {
 	}
 	resp.Body.Close()
 	// Output: level=INFO msg="polite: retry" method=GET attempt=1 reason=retrying status=503
+}
+
+// An API that signals its rate limit only in the body of a 200: WithRefusals marks those answers, so the
+// stack retries them (and holds their bucket) as it would a 429. The func may read the body; the caller
+// still reads it whole.
+func ExampleWithRefusals() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			fmt.Fprint(w, `{"ok":false,"error":"ratelimited"}`)
+			return
+		}
+		fmt.Fprint(w, `{"ok":true}`)
+	}))
+	defer api.Close()
+
+	limited := func(resp *http.Response) (time.Duration, bool) {
+		var body struct{ Error string }
+		if json.NewDecoder(resp.Body).Decode(&body) != nil || body.Error != "ratelimited" {
+			return 0, false
+		}
+		return 0, true // no time named: the retry waits the backoff
+	}
+	client := &http.Client{Transport: polite.New(http.DefaultTransport,
+		polite.WithRefusals(limited), polite.WithRetryWait(10*time.Millisecond, 10*time.Millisecond))}
+	resp, err := client.Get(api.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.StatusCode, string(body), "after", calls.Load(), "requests")
+	// Output: 200 {"ok":true} after 2 requests
 }

@@ -154,7 +154,8 @@ func FuzzRetryDecision(f *testing.F) {
 					bo.next()
 				}
 				before := time.Now()
-				wait, reason := l.plan(ctx, req, resp, attempt, &bo, 0)
+				until, refused := refusalOf(resp, l.cfg.refusals)
+				wait, reason := l.plan(ctx, req, resp, refused, until, attempt, &bo, 0)
 				if reason != "" {
 					if wait != 0 {
 						t.Errorf("plan gave up (%s) with a wait of %v", reason, wait)

@@ -18,13 +18,22 @@ import (
 // the retry layer takes it from the server (Retry-After, the reset) or from the backoff.
 type RetryPolicy func(req *http.Request, resp *http.Response, err error) bool
 
+// statusOverloaded is the status some APIs (Anthropic's) send when the whole service is overloaded: read
+// as a 503.
+const statusOverloaded = 529
+
 // DefaultRetryPolicy is the contract's retry table:
 //   - 429: retry, whatever the method (the server did not process the request);
-//   - 503: retry an idempotent request; any other only when the response carries a valid Retry-After
-//     (the server is shedding load and says when to come back);
+//   - 503, and 529 (overloaded, as Anthropic sends it): retry an idempotent request; any other only
+//     when the response carries a valid Retry-After (the server is shedding load and says when to come
+//     back);
 //   - 500, 502, 504 and connection errors (a reset or closed connection, an HTTP/2 stream reset or
 //     GOAWAY): retry only idempotent requests;
 //   - anything else, including a cancelled or expired context: do not retry.
+//
+// The retry layer also retries, as it retries a 429, the responses that refuse for a rate limit without
+// saying so by their status: a 403 with Retry-After, or with rate-limit headers that say none remain;
+// a 403 that is GitHub's secondary rate limit; and those that [WithRefusals] marks.
 //
 // A request is idempotent when its method is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or when it
 // carries an Idempotency-Key header.
@@ -35,7 +44,7 @@ func DefaultRetryPolicy(req *http.Request, resp *http.Response, err error) bool 
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests:
 		return true
-	case http.StatusServiceUnavailable:
+	case http.StatusServiceUnavailable, statusOverloaded:
 		if isIdempotent(req) {
 			return true
 		}
@@ -142,7 +151,8 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 			sent = time.Now()
 		}
 		resp, err := l.next.RoundTrip(attempt)
-		if !l.cfg.policy(req, resp, err) {
+		refusedUntil, refused := refusalOf(resp, l.cfg.refusals)
+		if !refused && !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
 				l.cfg.budget.credit(l.cfg.key(req))
 			}
@@ -159,7 +169,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if timed {
 			took = time.Since(sent)
 		}
-		wait, reason := l.plan(ctx, req, resp, n, &bo, took)
+		wait, reason := l.plan(ctx, req, resp, refused, refusedUntil, n, &bo, took)
 		var again *http.Request
 		if reason == "" {
 			if again, err = replay(req); err != nil {
@@ -184,9 +194,10 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// plan returns how long to wait before attempt n+1, or why there is to be none. took is how long
-// attempt n took, when the request has a deadline: the next attempt will need about as long.
-func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, n int, bo *lazyBackoff, took time.Duration) (time.Duration, string) {
+// plan returns how long to wait before attempt n+1, or why there is to be none. refused reports a
+// rate-limit refusal that is not a 429 (see refusalOf), and until when it asked for no request. took is
+// how long attempt n took, when the request has a deadline: the next attempt will need about as long.
+func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, refused bool, until time.Time, n int, bo *lazyBackoff, took time.Duration) (time.Duration, string) {
 	if n >= l.cfg.maxAttempts {
 		return 0, fmt.Sprintf("%d attempts made", n)
 	}
@@ -195,6 +206,9 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	}
 	now := time.Now()
 	wait, why, ok := retryDelay(resp, now, bo)
+	if !until.IsZero() {
+		wait, why, ok = max(until.Sub(now), 0), "rate-limit refusal", true
+	}
 	if !ok {
 		return 0, why
 	}
@@ -206,7 +220,7 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	}
 	// A 429 was not processed, and when the server said when to come back it set the pace itself: such a
 	// retry spends nothing. A bare 429 is retried on the backoff, like a 503, and spends a retry.
-	paced := resp != nil && resp.StatusCode == http.StatusTooManyRequests && why != whyBackoff
+	paced := resp != nil && (resp.StatusCode == http.StatusTooManyRequests || refused) && why != whyBackoff
 	if l.cfg.budget != nil && !paced && !l.cfg.budget.withdraw(l.cfg.key(req), now) {
 		return 0, ReasonBudgetSpent
 	}

@@ -264,6 +264,12 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}
 		o.RetryAt = serverRetryAt(resp, o.Now)
+		switch until, refused := refusalOf(resp, l.cfg.refusals); {
+		case refused:
+			o.Status, o.RetryAt = http.StatusTooManyRequests, until // the model reads it as the refusal it is
+		case o.Status == statusOverloaded:
+			o.Status = http.StatusServiceUnavailable
+		}
 	}
 	release := Observation{Now: o.Now, Sent: sent, Took: slot.OK, Probe: slot.Probe} // gives the slot back, and nothing else
 	var target string
@@ -305,10 +311,10 @@ func (l *throttleLayer) done(ctx context.Context, bucket string, o Observation) 
 // honoured for at most this long (and the retry layer does not wait for it at all).
 const maxHold = 24 * time.Hour
 
-// serverRetryAt returns Retry-After plus one second, at most maxHold ahead, on a 429 or 503; zero when
-// the response says no such thing.
+// serverRetryAt returns Retry-After plus one second, at most maxHold ahead, on a 429, 503 or 529; zero
+// when the response says no such thing.
 func serverRetryAt(resp *http.Response, now time.Time) time.Time {
-	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+	if s := resp.StatusCode; s != http.StatusTooManyRequests && s != http.StatusServiceUnavailable && s != statusOverloaded {
 		return time.Time{}
 	}
 	if d, ok := ParseRetryAfter(resp.Header, now); ok {

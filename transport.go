@@ -115,6 +115,7 @@ type config struct {
 	key               func(*http.Request) string
 	hook              func(Event)
 	logger            *slog.Logger
+	refusals          RefusalFunc
 }
 
 // Defaults.
