@@ -279,8 +279,7 @@ func hdrParseShopify(rl *RateLimit, values []string, now time.Time) bool {
 	if !found || !uok || !nok || n == 0 || u > n {
 		return false
 	}
-	drain := time.Duration(u) * 20 * time.Second / time.Duration(n)
-	*rl = RateLimit{Limit: n, Remaining: n - u, Reset: now.Add(drain)}
+	*rl = RateLimit{Limit: n, Remaining: n - u, Reset: now.Add(time.Duration(u) * 20 * time.Second / time.Duration(n))}
 	return true
 }
 

@@ -2,8 +2,9 @@
 // rate-limit-aware clients, in the spirit of net/http/httptest.
 //
 // A [Server] counts requests per key (the Authorization header, else the
-// remote host) against a quota of N requests per window, fixed by default
-// or sliding with [WithSliding], and answers 429 Too Many Requests with
+// remote host) against a quota of N requests per window, fixed by default,
+// sliding with [WithSliding] or a leaky bucket with [WithLeaky], and
+// answers 429 Too Many Requests with
 // Retry-After once a quota is spent. Every answer that went through a
 // quota carries rate-limit headers in the chosen [Dialect]. Route quotas
 // ([WithRouteQuota]) model separate buckets, named or not
@@ -22,7 +23,9 @@
 // A refused request gets 429 with a JSON body in the contract's error
 // shape, the rate-limit headers (Remaining 0) and Retry-After in whole
 // seconds, rounded up and at least 1: the time left in the window for a
-// fixed window, the time until one request fits again for a sliding one.
+// fixed window, the time until one request fits again for a sliding one or
+// a leaky bucket. Some dialects refuse in their provider's form instead
+// (see [Dialect]): GitHubForbidden with 403, Okta without Retry-After.
 // When a route quota and the server-wide quota both apply, the headers
 // describe the one that binds: the refusing one (the longest wait if both
 // refuse) or else the one with fewer requests left.

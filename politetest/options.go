@@ -25,6 +25,7 @@ type config struct {
 	host        quota
 	routes      []quota // longest prefix first once validated
 	sliding     bool
+	leaky       bool
 	dialect     Dialect
 	bucketNames bool
 	now         func() time.Time
@@ -64,6 +65,16 @@ func WithQuotaName(name string) Option {
 // still the end of the current fixed window.
 func WithSliding() Option {
 	return func(c *config) { c.sliding = true }
+}
+
+// WithLeaky switches every quota of the server to a leaky bucket, as
+// Shopify's REST API keeps one: a bucket of limit requests that drains
+// limit per window, continuously. A request is refused when it would
+// overflow the bucket; Remaining is what the bucket has room for after it,
+// rounded down; the reset time sent is when the bucket will have drained
+// empty. It cannot be combined with [WithSliding].
+func WithLeaky() Option {
+	return func(c *config) { c.leaky = true }
 }
 
 // WithDialect selects the rate-limit headers the server sends.
@@ -160,7 +171,10 @@ func (c *config) validate() {
 		checkQuota(what, r)
 	}
 	sortRoutes(c.routes)
-	if c.dialect < Contract || c.dialect > GitHub {
+	if c.sliding && c.leaky {
+		panic("politetest: WithLeaky: cannot be combined with WithSliding")
+	}
+	if c.dialect < Contract || c.dialect > GitLab {
 		panic(fmt.Sprintf("politetest: WithDialect: unknown dialect %d", int(c.dialect)))
 	}
 	if c.now == nil {

@@ -25,7 +25,7 @@ func TestInvalidOptions(t *testing.T) {
 		{politetest.WithQuota(5, 0), "politetest: WithQuota: window must be positive, got 0s"},
 		{politetest.WithRouteQuota("v2", "x", 1, time.Second, false), `politetest: WithRouteQuota("v2"): prefix must start with "/"`},
 		{politetest.WithRouteQuota("/v2", "x", 1, -time.Second, false), `politetest: WithRouteQuota("/v2"): window must be positive, got -1s`},
-		{politetest.WithDialect(politetest.Dialect(9)), "politetest: WithDialect: unknown dialect 9"},
+		{politetest.WithDialect(politetest.Dialect(99)), "politetest: WithDialect: unknown dialect 99"},
 		{politetest.WithClock(nil), "politetest: WithClock: nil clock"},
 		{politetest.WithKey(nil), "politetest: WithKey: nil key function"},
 		{politetest.WithFaults(politetest.Faults{Rate503: 1.5}), "politetest: WithFaults: Rate503 must be in [0, 1], got 1.5"},
@@ -56,5 +56,12 @@ func TestInvalidRoutes(t *testing.T) {
 		if diff := cmp.Diff(tt.want, panicMessage(tt.f)); diff != "" {
 			t.Errorf("panic (-want +got):\n%s", diff)
 		}
+	}
+}
+
+func TestLeakyNotSliding(t *testing.T) {
+	got := panicMessage(func() { politetest.NewUnstartedServer(politetest.WithSliding(), politetest.WithLeaky()) })
+	if want := "politetest: WithLeaky: cannot be combined with WithSliding"; got != want {
+		t.Errorf("panic %q, want %q", got, want)
 	}
 }

@@ -32,6 +32,9 @@ func sortRoutes(rs []quota) {
 type counter struct {
 	win        int64 // index of the current fixed window
 	curr, prev int   // requests accepted in window win and win-1
+	// A leaky bucket's level, in requests, at time at.
+	level float64
+	at    time.Time
 }
 
 // roll moves the counter to window win.
@@ -101,6 +104,10 @@ func (s *Server) admit(now time.Time, path, key string) verdict {
 			s.counters[ck] = c
 		}
 		c.roll(win)
+		if s.cfg.leaky {
+			vs = append(vs, leak(q, c, now))
+			continue
+		}
 		vs = append(vs, s.judge(q, c, now.Sub(start), start.Add(q.window)))
 	}
 	var refused *verdict
@@ -115,6 +122,7 @@ func (s *Server) admit(now time.Time, path, key string) verdict {
 	best := vs[0]
 	for _, v := range vs {
 		v.c.curr++
+		v.c.level++
 		if v.remaining < best.remaining {
 			best = v
 		}
@@ -131,6 +139,25 @@ func (s *Server) window(now time.Time, w time.Duration) (int64, time.Time) {
 		win--
 	}
 	return win, s.epoch.Add(time.Duration(win) * w)
+}
+
+// leak drains c's bucket to now and decides whether it has room for one
+// more request, without counting it.
+func leak(q *quota, c *counter, now time.Time) verdict {
+	rate := float64(q.limit) / q.window.Seconds() // requests drained a second
+	if !c.at.IsZero() {
+		c.level = max(0, c.level-rate*now.Sub(c.at).Seconds())
+	}
+	c.at = now
+	v := verdict{q: q, c: c, ok: c.level+1 <= float64(q.limit)}
+	if v.ok {
+		v.remaining = int(float64(q.limit) - c.level - 1)
+		v.reset = now.Add(time.Duration((c.level + 1) / rate * float64(time.Second)))
+	} else {
+		v.retryAfter = time.Duration((c.level + 1 - float64(q.limit)) / rate * float64(time.Second))
+		v.reset = now.Add(time.Duration(c.level / rate * float64(time.Second)))
+	}
+	return v
 }
 
 // judge decides whether c, elapsed into its current window, has room for

@@ -77,6 +77,31 @@ func TestFixedWindow(t *testing.T) {
 	}
 }
 
+// TestLeakyBucket: a bucket of 4 that drains 4 per 4 s, one a second.
+func TestLeakyBucket(t *testing.T) {
+	calls := []call{
+		{}, {}, {}, {}, // the bucket filled at t=0
+		{},                              // refused: one drains in 1s
+		{Wait: 500 * time.Millisecond},  // t=0.5s: half of one drained, still full
+		{Wait: 500 * time.Millisecond},  // t=1s: room for one
+		{Wait: 2500 * time.Millisecond}, // t=3.5s: 2.5 drained
+	}
+	want := []seen{
+		{200, "3", "1", ""},
+		{200, "2", "2", ""},
+		{200, "1", "3", ""},
+		{200, "0", "4", ""},
+		{429, "0", "4", "1"},
+		{429, "0", "4", "1"}, // 0.5 s, rounded up
+		{200, "0", "4", ""},
+		{200, "1", "3", ""}, // the bucket holds 1.5, then 2.5: room for 1.5, said as 1; empty in 2.5 s, said as 3
+	}
+	got := run(t, calls, politetest.WithQuota(4, 4*time.Second), politetest.WithLeaky(), politetest.WithDialect(politetest.IETFDelta))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
+}
+
 func TestFixedWindowPerKey(t *testing.T) {
 	calls := []call{
 		{Key: "Bearer a"}, {Key: "Bearer a"},

@@ -160,10 +160,7 @@ func (s *Server) decide(req Request) answer {
 		v := s.admit(req.Time, req.Path, req.Key)
 		s.cfg.rateHeaders(a.header, v, req.Time)
 		if !v.ok {
-			a.status = http.StatusTooManyRequests
-			a.header.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(v.retryAfter)), 10))
-			a.header.Set("Content-Type", "application/json")
-			a.body = errorBody("Too Many Requests", "Rate limit exceeded.")
+			s.cfg.refuse(&a, v)
 			req.Rule = RuleQuota
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,7 +113,8 @@ type prober struct {
 	giveUps       atomic.Int64
 
 	mu         sync.Mutex
-	samples    []probeSample // responses that carried rate-limit headers, in arrival order
+	samples    []probeSample  // responses that carried rate-limit headers, in arrival order
+	dialects   map[string]int // responses per rate-limit dialect read
 	attempts   int
 	responses  int         // attempts that got a response
 	serverSaid map[int]int // status per attempt answered
@@ -124,7 +126,7 @@ type prober struct {
 
 // newProber returns a prober for urls, with a transport of its own for conns connections.
 func newProber(urls []string, conns int) *prober {
-	p := &prober{urls: urls, netT: newNetTransport(conns), serverSaid: map[int]int{}, callerSaw: map[int]int{}}
+	p := &prober{urls: urls, netT: newNetTransport(conns), serverSaid: map[int]int{}, callerSaw: map[int]int{}, dialects: map[string]int{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	base := &tap{next: p.netT, after: p.observe}
 	p.stack = polite.New(base, polite.WithHook(p.hook))
@@ -154,6 +156,7 @@ func (p *prober) observe(_ *http.Request, resp *http.Response, err error) {
 	p.serverSaid[resp.StatusCode]++
 	if rl, ok := polite.ParseRateLimit(resp.Header, now); ok {
 		p.samples = append(p.samples, probeSample{at: now.Sub(p.start), rl: rl, now: now})
+		p.dialects[polite.RateLimitDialect(resp.Header)]++
 	}
 }
 
@@ -232,6 +235,12 @@ func (p *prober) report(w io.Writer, url string, n, c int) {
 	if len(p.samples) == 0 {
 		fmt.Fprintln(w, "  none: the throttle has nothing to learn from, and never holds requests to this host")
 	} else {
+		names := make([]string, 0, len(p.dialects))
+		for d, n := range p.dialects {
+			names = append(names, fmt.Sprintf("%s (%d)", d, n))
+		}
+		sort.Strings(names)
+		fmt.Fprintf(w, "  dialect %s\n", strings.Join(names, ", "))
 		first, last := p.samples[0], p.samples[len(p.samples)-1]
 		lowest := first
 		for _, s := range p.samples {

@@ -25,6 +25,7 @@ func TestProbe(t *testing.T) {
 	for _, want := range []string{
 		"probe: 20 GET " + srv.URL + "/v1/users, 4 at a time",
 		"Rate-limit headers (20 of 20 responses carried them)",
+		"dialect RateLimit-* (20)",
 		"first ", "last ", "lowest ", "remaining 80/100", // 20 requests spent, whatever the order of the answers
 		"over time",
 		"Throttle and retries:",
