@@ -1,7 +1,6 @@
 package polite
 
 import (
-	"math"
 	"net/http"
 	"time"
 )
@@ -13,7 +12,9 @@ import (
 // when an answer comes or at the time the refusal names.
 //
 // It tells four kinds of bucket apart by what their answers do:
-//   - unknown: no answer has carried rate-limit headers or refused; requests go.
+//   - unknown: no answer has carried rate-limit headers or refused. Requests go, a few at a time at
+//     first: two in flight, and one more for every slowStart let through, so that a server that limits
+//     without saying so finds few in flight when it first refuses.
 //   - window, a fixed window: the budget is Remaining less the requests in flight (the server has not
 //     counted those yet) until the window ends; then one request probes the next window and the others
 //     wait for its answer. Until an end has shown how the bucket refills, a window of at least
@@ -22,13 +23,17 @@ import (
 //     (GCRA) does. It shows as Remaining rising within a window, or as a probe after a window spent to
 //     its last request finding little. The budget is the newest Remaining, plus what the refill rate
 //     seen in the answers has given back since, less one request kept back and those in flight.
-//   - silent: refusals without rate-limit headers. Requests are paced at a rate learned from what got
-//     through: cut on a refusal, raised on success (additive increase, multiplicative decrease).
+//   - silent: refusals without rate-limit headers. The bucket is taken to be a fixed window of its own,
+//     opened by a probe, in which as many requests go as got through before the last refusal: sent at
+//     once, they fit in one of the server's fixed windows however those are aligned. The window lasts
+//     a second until measured: after a refusal, it is as long as the quota took to come back; a window
+//     whose end finds the quota back may have been too long, and the next is a sixteenth shorter.
 //
 // Whatever the kind, a refusal (a 429, or a 503 with Retry-After) holds the whole bucket: no request
 // goes until Retry-After plus one second, else the window's end, else a backoff that doubles with each
-// refusal of a request sent since the last hold began and starts again after a success. Then one
-// request probes and the others wait for its answer.
+// refusal of a request sent since the last hold began and starts again after a success (for a silent
+// bucket, from a sixteenth of its window, and not before the end of a window that let requests through).
+// Then one request probes and the others wait for its answer.
 //
 // Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
 // answer is counted in a window whose reset had passed when its request went: from then on the bucket's
@@ -38,12 +43,12 @@ import (
 type quota struct {
 	kind      quotaKind
 	heard     bool          // its first request has gone (as a probe)
-	limit     int           // the server's limit (the burst of a token bucket); 0: unknown
+	limit     int           // the server's limit (the burst of a token bucket); 0: unknown (see also admitted)
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
-	remAt     time.Time     // when the answer that said remaining arrived
+	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
-	end       time.Time     // when the current window has surely ended (kind window)
+	end       time.Time     // when the current window has surely ended (kinds window and silent)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
 	classed   bool          // an end has shown whether a window bucket refills
 	tested    bool          // a spent window has been tested for refilling before its end (see refillTestDue)
@@ -55,16 +60,10 @@ type quota struct {
 	hold      time.Time     // no request before this
 	heldAt    time.Time     // when the hold began: refusals of requests sent before it are of the same burst
 	refusals  int           // refusals since the last success, for the backoff of a refusal that names no time
-	rate      float64       // requests per second: the refill rate (refill), the send rate (silent)
-	tokens    float64       // silent: the send rate's bucket (at most one request), at tokAt
-	tokAt     time.Time
-	ceiling   float64   // silent: the rate that got through before the last refusal
-	climbAt   time.Time // silent: when the rate last climbed
-	step      float64   // silent: how much the rate climbs a second past the ceiling
-	meter     rateMeter // successes, for the silent rate
-	refFrom   time.Time // refill: the start of the stretch the rate is being measured over
-	refN      int       // refill: successes since refFrom
-	refRem    int       // refill: Remaining at refFrom
+	rate      float64       // requests per second: the refill rate (refill), limit per window (silent)
+	refFrom   time.Time     // refill: the start of the stretch the rate is being measured over
+	refN      int           // refill: successes since refFrom
+	refRem    int           // refill: Remaining at refFrom
 }
 
 // quotaKind is what a bucket's answers have shown it to be (see quota).
@@ -93,13 +92,17 @@ const (
 	// to maxBackoff.
 	firstBackoff = 250 * time.Millisecond
 	maxBackoff   = 30 * time.Second
-	// silentCut is the share of the rate that got through (the ceiling) that a silent bucket is paced
-	// at after a refusal. Below the ceiling the rate climbs back by silentClimb of it each second; past
-	// it, by silentProbe of it in the first second, twice as much in the next, and so on.
-	silentCut   = 0.8
-	silentClimb = 0.25
-	silentProbe = 0.02
-	minRate     = 0.5 // requests per second: the slowest pace
+	// slowStart is how many requests an unknown bucket lets through for each one more it lets be in
+	// flight, in the first silentWindow after its probe: past that, any limit per second would have
+	// shown. silentWindow is also a silent bucket's window until measured (limits are most often per
+	// second), and silentStep the share of it that a window found back by its end is shortened by, and
+	// that the backoff after a refusal starts at.
+	slowStart    = 5
+	silentWindow = time.Second
+	silentStep   = 16
+	// refillCut is the share of its rate a refill bucket is paced at after a refusal of a paced request.
+	refillCut = 0.8
+	minRate   = 0.5 // requests per second: the slowest pace
 	// refillPace is the share of a refilling bucket's measured rate that the throttle counts on between
 	// answers: a refusal costs a hold of Retry-After + 1 s (a sliding window says a whole window), so
 	// the estimate must err low. The answers' Remaining corrects it at every answer.
@@ -112,8 +115,8 @@ const (
 	whyProbe   = "waiting for the probe's answer"
 	whySpent   = "quota spent until the window ends"
 	whyRefill  = "paced at the rate the bucket refills"
-	whySilent  = "paced at the rate the server let through"
 	whyUnknown = "quota spent, waiting for an answer"
+	whySlow    = "few in flight until the server shows its limit"
 )
 
 // decision is quota.take's answer.
@@ -176,15 +179,15 @@ func (q *quota) take(now time.Time) decision {
 		if avail := q.refilled(now) - float64(q.inflight+keep); avail < 1 {
 			return decision{until: q.after(now, 1-avail), why: whyRefill}
 		}
-	case kindSilent:
-		if q.rate == 0 {
-			break // refused before anything got through: no rate to pace at yet
+	case kindSilent, kindUnknown:
+		switch {
+		case q.kind == kindSilent && q.limit > 0:
+			if q.remaining-q.inflight <= 0 {
+				return decision{until: q.end, why: whySpent}
+			}
+		case q.inflight >= 2+(q.limit-q.remaining)/slowStart && now.Before(q.probeAt.Add(silentWindow)):
+			return decision{why: whySlow} // limit less remaining is what got through
 		}
-		q.tokens, q.tokAt = min(1, q.tokens+q.rate*now.Sub(q.tokAt).Seconds()), now
-		if q.tokens < 1 {
-			return decision{until: q.after(now, 1-q.tokens), why: whySilent}
-		}
-		q.tokens--
 	}
 	q.inflight++
 	return decision{ok: true}
@@ -199,9 +202,10 @@ func (q *quota) probe(now time.Time) decision {
 	return decision{ok: true, probe: true}
 }
 
-// ended reports whether the window of a window bucket has surely ended at now: its next request probes.
+// ended reports whether the window of a window or silent bucket has surely ended at now: its next
+// request probes.
 func (q *quota) ended(now time.Time) bool {
-	return q.kind == kindWindow && !q.end.IsZero() && !now.Before(q.end)
+	return (q.kind == kindWindow || q.kind == kindSilent) && !q.end.IsZero() && !now.Before(q.end)
 }
 
 // refillTestDue reports whether a spent window is still to be tested for refilling before its end: once per
@@ -252,7 +256,7 @@ func (q *quota) answer(r reply) {
 		q.probing = false // the answer of the probe out, not of one given up on before it
 	}
 	refused := r.status == http.StatusTooManyRequests || (r.status == http.StatusServiceUnavailable && r.hasRetryAfter)
-	if r.status >= 200 && r.status < 300 {
+	if !refused {
 		q.admitted(r)
 	}
 	if r.hasRL {
@@ -295,24 +299,36 @@ func (q *quota) fits(r reply) bool {
 	return off <= slack || q.window-off <= slack
 }
 
-// admitted records a success.
+// admitted records an answer that is not a refusal: a success, another status, or none. An unknown
+// bucket counts them in limit, and a silent one in its window (limit less remaining), for its next
+// refusal to make the limit of its window.
 func (q *quota) admitted(r reply) {
-	q.meter.count(r.now)
-	if !r.sent.Before(q.heldAt) {
+	fresh := !r.sent.Before(q.heldAt)
+	switch {
+	case q.kind == kindUnknown || (q.kind == kindSilent && !fresh):
+		q.limit++ // got through before any refusal, or in the burst the last one ended
+	case q.kind == kindSilent && r.probe:
+		q.open(r)
+	case q.kind == kindSilent:
+		q.remaining--
+	}
+	if fresh && r.status >= 200 && r.status < 300 {
 		q.refusals = 0
 		q.hold = time.Time{} // a request sent during the hold (one that opted out) got through: it is over
 	}
-	if q.kind == kindSilent && q.rate > 0 {
-		// Back to the ceiling quickly; past it, by a step that doubles each second without a refusal.
-		dt := min(max(r.now.Sub(q.climbAt), 0), time.Second).Seconds()
-		if q.rate < q.ceiling {
-			q.rate = min(q.rate+q.ceiling*silentClimb*dt, q.ceiling)
-		} else {
-			q.rate += q.step * dt
-			q.step *= math.Pow(2, dt)
-		}
-		q.climbAt = r.now
+}
+
+// open opens a silent bucket's window with the answer of the probe that went at the end of the last
+// one or of a hold (see quota).
+func (q *quota) open(r reply) {
+	switch {
+	case q.refusals == 0 && r.sent.Before(q.end.Add(q.window/silentStep)): // found back by its end
+		q.window -= q.window / silentStep
+	case q.refusals > 0 && !q.remAt.IsZero():
+		q.window = r.now.Sub(q.remAt)
 	}
+	q.remAt, q.end, q.remaining = r.now, r.now.Add(q.window), q.limit-1
+	q.rate = float64(q.limit) / q.window.Seconds()
 }
 
 // refuse holds the bucket after a refusal (see quota).
@@ -321,12 +337,25 @@ func (q *quota) refuse(r reply) {
 	if fresh {
 		q.refusals++
 	}
+	if fresh && !r.hasRL && (q.kind == kindUnknown || (q.kind == kindSilent && !r.probe)) {
+		// No headers to count by: a silent bucket's window lets through what got through in this one.
+		if q.kind == kindUnknown {
+			q.kind, q.window, q.remAt, q.end = kindSilent, silentWindow, r.now, r.now.Add(silentWindow)
+		}
+		q.limit, q.remaining = q.limit-q.remaining, 0
+		q.rate = float64(q.limit) / q.window.Seconds()
+	}
 	var until time.Time
 	switch {
 	case r.hasRetryAfter:
 		until = r.now.Add(min(r.retryAfter+retryAfterSlack, maxHold))
 	case q.kind == kindWindow && q.end.After(r.now):
 		until = q.end
+	case q.kind == kindSilent:
+		until = r.now.Add(min(q.window/silentStep<<min(q.refusals-1, 20), maxBackoff))
+		if q.limit > 0 && q.end.After(until) {
+			until = q.end
+		}
 	default:
 		until = r.now.Add(min(firstBackoff<<min(q.refusals-1, 20), maxBackoff))
 	}
@@ -338,35 +367,23 @@ func (q *quota) refuse(r reply) {
 		return
 	}
 	q.heldAt = r.now
-	switch {
-	case r.probe && q.kind != kindUnknown:
-		// A probe refused: the hold was too short, not the pace too fast.
-	case !r.hasRL && (q.kind == kindUnknown || q.kind == kindSilent):
-		// No headers to count by: pace at a share of what got through.
-		got := q.meter.rate(r.now)
-		if q.kind == kindSilent && q.rate > 0 {
-			got = min(got, q.rate)
-		}
-		q.kind, q.ceiling, q.rate, q.step = kindSilent, got, silentCut*got, max(silentProbe*got, minRate)
-		if got > 0 {
-			q.rate, q.tokens, q.tokAt, q.climbAt = max(q.rate, minRate), 0, q.hold, q.hold
-		}
-	case q.kind == kindRefill:
-		q.rate = max(q.rate*silentCut, minRate) // paced too fast
+	if q.kind == kindRefill && !r.probe { // a probe refused: the hold was too short, not the pace too fast
+		q.rate = max(q.rate*refillCut, minRate)
 	}
 }
 
 // learn folds an answer's rate-limit headers into the model.
 func (q *quota) learn(r reply, refused bool) {
 	rl := r.rl
+	if q.kind == kindUnknown || q.kind == kindSilent {
+		// Headers at last: what was made of their absence does not describe the counter they describe.
+		q.kind, q.rate, q.limit, q.window, q.remaining, q.remAt, q.end = kindWindow, 0, 0, 0, 0, time.Time{}, time.Time{}
+	}
 	if rl.Limit > 0 {
 		q.limit = rl.Limit
 	}
 	if rl.Window > 0 {
 		q.window = rl.Window
-	}
-	if q.kind == kindUnknown || q.kind == kindSilent {
-		q.kind, q.rate = kindWindow, 0
 	}
 	if !rl.Reset.IsZero() {
 		q.relative = r.relative
@@ -527,39 +544,6 @@ func (q *quota) meterRefill(r reply) {
 
 // refillSpan is the shortest stretch over which a refill rate is measured.
 const refillSpan = 250 * time.Millisecond
-
-// rateMeter measures a rate of events over stretches of meterSpan.
-type rateMeter struct {
-	from time.Time // the start of the current stretch
-	n    int       // events in it
-	last float64   // the rate of the stretch before, per second
-}
-
-const meterSpan = time.Second
-
-func (m *rateMeter) count(now time.Time) {
-	if m.n > 0 && now.Sub(m.from) >= meterSpan {
-		m.last, m.n = float64(m.n)/now.Sub(m.from).Seconds(), 0
-	}
-	if m.n == 0 {
-		m.from = now
-	}
-	m.n++
-}
-
-// rate is the events per second of the current stretch once it is half a span long, else of the one
-// before; with neither, what the current one has seen as if over a whole span (a first burst says
-// nothing of a rate).
-func (m *rateMeter) rate(now time.Time) float64 {
-	el := now.Sub(m.from)
-	switch {
-	case m.n >= 2 && el >= meterSpan/2:
-		return float64(m.n) / el.Seconds()
-	case m.last > 0:
-		return m.last
-	}
-	return float64(m.n) / max(el, meterSpan).Seconds()
-}
 
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {

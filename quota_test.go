@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
@@ -46,12 +47,13 @@ func (m *qt) take(d time.Duration, want string, until ...time.Duration) {
 	}
 }
 
-// open sends a bucket's first request, which goes alone, and answers it at 0 with a 200 and no headers.
+// open sends a bucket's first request, which goes alone, a second before 0, and answers it at 0 with a
+// 200 and no headers: at 0, its slow start is over.
 func (m *qt) open() {
 	m.t.Helper()
-	m.take(0, "probe")
-	m.take(0, "wait")
-	m.answer(0, 0, true, 200)
+	m.take(-silentWindow, "probe")
+	m.take(-silentWindow, "wait")
+	m.answer(-silentWindow, 0, true, 200)
 }
 
 // takeN takes n times at d, each wanting want.
@@ -82,7 +84,8 @@ func xrl(limit, remaining int, reset time.Duration) []string {
 	return []string{"X-RateLimit-Limit", strconv.Itoa(limit), "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", epoch(reset)}
 }
 
-// A bucket's first request goes alone; once answered without rate-limit headers, everything goes.
+// A bucket's first request goes alone; once its slow start is over (see
+// TestQuotaUnknownBucketStartsSlowly), with answers that carry no rate-limit headers, everything goes.
 func TestQuotaUnknownBucketLetsEverythingGo(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
@@ -155,67 +158,121 @@ func TestQuotaRefusalHoldsTheBucket(t *testing.T) {
 	m.take(3016*time.Millisecond, "probe")
 	m.takeN(5, 3016*time.Millisecond, "wait")
 	m.answer(3016*time.Millisecond, 3030*time.Millisecond, true, 200)
-	// With no rate-limit headers to count by, the bucket is now paced at a share of what got through.
+	// With no rate-limit headers to count by, the bucket is now silent: a window of its own lets through
+	// what got through before the refusal, one request.
 	if m.q.kind != kindSilent {
 		t.Errorf("kind %v after a refusal with no rate-limit headers, want silent", m.q.kind)
 	}
 	m.take(3030*time.Millisecond, "wait until")
 }
 
-// A 429 that names no time holds the bucket on a backoff that doubles with each refusal of a request
-// sent since the hold began, and starts again after a success.
+// A 429 that names no time from a server that sends no rate-limit headers holds the bucket until the
+// end of the window it takes the bucket to be (a second from the refusal), then on a backoff from a
+// sixteenth of it that doubles with each refusal of a request sent since the hold began, and starts
+// again after a success.
 func TestQuotaBareRefusalBacksOff(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
 	m.take(0, "go")
 	m.answer(0, 0, false, 429)
-	m.take(0, "wait until", 250*time.Millisecond)
-	m.take(250*time.Millisecond, "probe")
-	m.answer(250*time.Millisecond, 250*time.Millisecond, true, 429)
-	m.take(250*time.Millisecond, "wait until", 750*time.Millisecond)
-	m.take(750*time.Millisecond, "probe")
-	m.answer(750*time.Millisecond, 750*time.Millisecond, true, 429)
-	m.take(750*time.Millisecond, "wait until", 1750*time.Millisecond)
-	m.take(1750*time.Millisecond, "probe")
-	m.answer(1750*time.Millisecond, 1750*time.Millisecond, true, 200)
-	if m.q.refusals != 0 {
-		t.Errorf("refusals %d after a success, want 0", m.q.refusals)
+	m.take(0, "wait until", time.Second)
+	m.take(time.Second, "probe")
+	m.answer(time.Second, time.Second, true, 429)
+	m.take(time.Second, "wait until", 1125*time.Millisecond)
+	m.take(1125*time.Millisecond, "probe")
+	m.answer(1125*time.Millisecond, 1125*time.Millisecond, true, 429)
+	m.take(1125*time.Millisecond, "wait until", 1375*time.Millisecond)
+	m.take(1375*time.Millisecond, "probe")
+	m.answer(1375*time.Millisecond, 1375*time.Millisecond, true, 200)
+	if m.q.refusals != 0 || m.q.window != 1375*time.Millisecond {
+		t.Errorf("refusals %d, window %v after a success; want 0, and the 1.375s the quota took to come back", m.q.refusals, m.q.window)
 	}
 }
 
-// A server that refuses with bare 429s: after the first, the bucket is paced at a share of the rate that
-// got through, which climbs again while requests succeed.
-func TestQuotaSilentServerIsPaced(t *testing.T) {
+// A bucket whose answers carry no rate-limit headers lets two requests be in flight at first, and one
+// more for every slowStart answered: a server that limits without saying so finds few in flight when
+// it first refuses. A second after the bucket's probe, any number go.
+func TestQuotaUnknownBucketStartsSlowly(t *testing.T) {
 	m := &qt{t: t}
-	m.open()
-	// 20 successes a second for two seconds, then a refusal.
-	var d time.Duration
-	for i := range 40 {
-		d = time.Duration(i) * 50 * time.Millisecond
-		m.take(d, "go")
-		m.answer(d, d, false, 200)
+	m.take(0, "probe")
+	m.answer(0, 0, true, 200)
+	var rounds []int
+	for d := time.Millisecond; d <= 7*time.Millisecond; d += time.Millisecond {
+		n := 0
+		for m.q.take(at(d)).ok {
+			n++
+		}
+		for range n {
+			m.answer(d, d, false, 200)
+		}
+		rounds = append(rounds, n)
 	}
-	m.take(d, "go")
-	m.answer(d, d, false, 429)
-	if m.q.kind != kindSilent || m.q.rate < 15 || m.q.rate > 17 {
-		t.Fatalf("kind %v at %.1f/s, want silent at 0.8 × 20/s", m.q.kind, m.q.rate)
+	if want := []int{2, 2, 3, 3, 4, 5, 6}; fmt.Sprint(rounds) != fmt.Sprint(want) {
+		t.Errorf("in flight per round trip %v, want %v", rounds, want)
 	}
-	held := d + firstBackoff
-	m.take(held, "probe")
-	m.answer(held, held, true, 200)
-	// Paced: one request per 1/rate, not a burst.
-	m.take(held, "wait until")
-	gap := time.Duration(float64(time.Second) / m.q.rate)
-	m.take(held+gap+time.Millisecond, "go")
-	m.take(held+gap+2*time.Millisecond, "wait until")
-	before := m.q.rate
-	for i := range 20 {
-		d := held + time.Second + time.Duration(i)*100*time.Millisecond
-		m.q.take(at(d))
-		m.answer(d, d, false, 200)
+	m.takeN(100, silentWindow, "go")
+}
+
+// A server that refuses with bare 429s, here fixed windows of 5 a second on whole seconds. Its first
+// refusal makes the bucket silent: a window of its own, as many requests as got through (5), a second
+// from the refusal. Each window opens with a probe and sends the rest at once; one whose end finds the
+// quota back is followed by one a sixteenth shorter, until an end is refused: the hold is a sixteenth
+// of the window, and the window is taken to be as long as the quota took to come back.
+func TestQuotaSilentServerWindows(t *testing.T) {
+	const ms = time.Millisecond
+	m := &qt{t: t}
+	for _, s := range []struct {
+		at     time.Duration
+		want   string        // a take at at wanting this decision, n times; "" for an answer
+		n      int           // how many takes, or answers
+		until  time.Duration // for "wait until"
+		sent   time.Duration // for an answer: when its request went
+		probe  bool
+		status int
+	}{
+		{at: 0, want: "probe", n: 1},
+		{at: 0, sent: 0, probe: true, status: 200, n: 1},
+		// Slow start: 2, 2, then 3 in flight; the server lets 5 through, refuses the next 3.
+		{at: 1 * ms, want: "go", n: 2}, {at: 1 * ms, want: "wait", n: 1},
+		{at: 1 * ms, sent: 1 * ms, status: 200, n: 2},
+		{at: 2 * ms, want: "go", n: 2}, {at: 2 * ms, want: "wait", n: 1},
+		{at: 2 * ms, sent: 2 * ms, status: 200, n: 2},
+		{at: 3 * ms, want: "go", n: 3}, {at: 3 * ms, want: "wait", n: 1},
+		{at: 4 * ms, sent: 3 * ms, status: 429, n: 3},
+		{at: 500 * ms, want: "wait until", n: 1, until: 1004 * ms},
+		// The first window: a probe, then the 4 others at once.
+		{at: 1004 * ms, want: "probe", n: 1}, {at: 1004 * ms, want: "wait", n: 1},
+		{at: 1004 * ms, sent: 1004 * ms, probe: true, status: 200, n: 1},
+		{at: 1004 * ms, want: "go", n: 4}, {at: 1004 * ms, want: "wait until", n: 1, until: 2004 * ms},
+		{at: 1004 * ms, sent: 1004 * ms, status: 200, n: 4},
+		// Its end finds the quota back: the next window is 937.5 ms.
+		{at: 2004 * ms, want: "probe", n: 1},
+		{at: 2004 * ms, sent: 2004 * ms, probe: true, status: 200, n: 1},
+		{at: 2004 * ms, want: "go", n: 4}, {at: 2004 * ms, want: "wait until", n: 1, until: 2941500 * time.Microsecond},
+		{at: 2004 * ms, sent: 2004 * ms, status: 200, n: 4},
+		// Its end is refused (the server's window ends at 3 s): held a sixteenth of it.
+		{at: 2941500 * time.Microsecond, want: "probe", n: 1},
+		{at: 2941500 * time.Microsecond, sent: 2941500 * time.Microsecond, probe: true, status: 429, n: 1},
+		{at: 2950 * ms, want: "wait until", n: 1, until: 3000093750 * time.Nanosecond},
+		// The quota came back 996.09375 ms after the last window opened: so long is the next.
+		{at: 3000093750 * time.Nanosecond, want: "probe", n: 1},
+		{at: 3000093750 * time.Nanosecond, sent: 3000093750 * time.Nanosecond, probe: true, status: 200, n: 1},
+		{at: 3000093750 * time.Nanosecond, want: "go", n: 4},
+		{at: 3000093750 * time.Nanosecond, want: "wait until", n: 1, until: 3996187500 * time.Nanosecond},
+	} {
+		for range s.n {
+			switch {
+			case s.want == "wait until":
+				m.take(s.at, s.want, s.until)
+			case s.want != "":
+				m.take(s.at, s.want)
+			default:
+				m.answer(s.sent, s.at, s.probe, s.status)
+			}
+		}
 	}
-	if m.q.rate <= before {
-		t.Errorf("rate %.2f/s after successes, want it above %.2f/s", m.q.rate, before)
+	if m.q.kind != kindSilent || m.q.limit != 5 || m.q.window != 996093750*time.Nanosecond {
+		t.Errorf("kind %v, limit %d, window %v; want silent, 5 a window of 996.09375ms", m.q.kind, m.q.limit, m.q.window)
 	}
 }
 
