@@ -11,7 +11,7 @@ import (
 
 // quotaDiff compares two Quotas field by field, times by the instant they name.
 func quotaDiff(a, b Quota) string {
-	return cmp.Diff(a, b, cmp.AllowUnexported(Quota{}, quota{}, rateMeter{}),
+	return cmp.Diff(a, b, cmp.AllowUnexported(Quota{}, quota{}),
 		cmp.Comparer(func(x, y time.Time) bool { return x.Equal(y) }))
 }
 
