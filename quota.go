@@ -235,14 +235,14 @@ func (q *quota) refilled(now time.Time) float64 {
 	return r
 }
 
-// after returns when n more requests will have come due at the bucket's rate (a millisecond from now at
-// the soonest, so that a rounding error cannot make a waiter spin); the zero time (when an answer comes)
-// if it has none.
+// after returns when n more requests will have come due at the pace refilled counts at (a millisecond
+// from now at the soonest, so that a rounding error cannot make a waiter spin); the zero time (when an
+// answer comes) if the bucket has no rate.
 func (q *quota) after(now time.Time, n float64) time.Time {
 	if q.rate <= 0 {
 		return time.Time{}
 	}
-	return now.Add(max(time.Duration(n/q.rate*float64(time.Second)), time.Millisecond))
+	return now.Add(max(time.Duration(n/(refillPace*q.rate)*float64(time.Second)), time.Millisecond))
 }
 
 // answer records what the answer to a request that take let go said. A request that got no response

@@ -226,7 +226,13 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		case !v.RetryAt.IsZero():
 			tick = resetTimer(&timer, wait)
 		case !v.Recheck.IsZero():
-			tick = resetTimer(&timer, max(v.Recheck.Sub(now), 0)) // no promise of a slot: the deadline is not judged by it
+			// No promise of a slot: the deadline is not judged by it. A store that cannot notify is polled
+			// meanwhile.
+			d := max(v.Recheck.Sub(now), 0)
+			if v.Wake == nil {
+				d = min(d, pollInterval)
+			}
+			tick = resetTimer(&timer, d)
 		case v.Wake == nil:
 			tick = resetTimer(&timer, pollInterval)
 		}
