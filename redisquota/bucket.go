@@ -17,19 +17,29 @@ import (
 // lapsed, run Quota.Take or Quota.Done, and write both back with casScript, which writes only if they
 // are still as read. The steps of one bucket in one process queue up and run in batches, one batch at a
 // time and one compare-and-set per batch, so that the process's own requests never conflict with each
-// other and a busy bucket costs one round trip per batch, not per step. A conflict is another process's
-// write: its answer carries the bucket as that process left it, which the next attempt starts from.
+// other and a busy bucket costs one round trip per batch, not per step. The first attempt expects what
+// this process last read or wrote. A conflict is another process's write: its answer carries the bucket
+// as that process left it, which the next attempt starts from at once. A process that wrote last knows
+// the state without reading it, so while it keeps writing it would win every race against the others;
+// so a write that learns that others failed since the last one (casScript counts them) makes its
+// process wait a round trip or two before its next batch, which lets a loser's next attempt through.
 
 // Tuning of the steps.
 const (
-	// maxAttempts bounds the compare-and-sets of one batch. Each conflict means another process wrote
-	// the bucket meanwhile, so the fleet progresses whatever the bound; the Store's timeout bounds the
-	// batch too.
+	// maxAttempts bounds the compare-and-sets of one batch that fail with no other process's turn in
+	// force. Each such failure means another process wrote the bucket meanwhile, so the fleet progresses
+	// whatever the bound; the Store's timeout bounds the batch too.
 	maxAttempts = 32
 	// maxBatch bounds the steps of one batch.
 	maxBatch = 256
 	// maxLapsed bounds the lapsed leases one batch gives back; the rest go at the next.
 	maxLapsed = 256
+	// lostLife is how long the count of failed writes outlives the last failure: long enough for the
+	// next write to read it, short enough not to outlive the contention.
+	lostLife = time.Second
+	// turnLife is how long a turn lasts unless its writer ends it by writing, which it does within a
+	// round trip or so: a writer that vanishes holds the others off no longer.
+	turnLife = 10 * time.Millisecond
 	// maxIdle is how many buckets with no step queued the Store keeps with what it last read of them,
 	// which lets the first attempt of its next step succeed when no other process wrote meanwhile.
 	maxIdle = 1024
@@ -114,39 +124,60 @@ func (s *Store) run(name string, b *bucket) {
 		}
 		s.bmu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		err := s.runBatch(ctx, name, b, batch)
+		yield, err := s.runBatch(ctx, name, b, batch)
 		cancel()
 		for _, p := range batch {
 			p.err = err
 			close(p.done)
 		}
+		if yield > 0 {
+			time.Sleep(yield) // the steps that come meanwhile join the next batch
+		}
 	}
 }
 
 // runBatch runs batch on b in one compare-and-set, from what the Store last knew of b, retrying from
-// what a conflict returns.
-func (s *Store) runBatch(ctx context.Context, name string, b *bucket, batch []*pending) error {
-	keys := []string{s.stateKey(name), s.leaseKey(name)}
-	for range maxAttempts {
+// what a conflict returns. When other processes failed to write b since the last write, it returns how
+// long to wait before the next batch: one or two round trips, at random.
+func (s *Store) runBatch(ctx context.Context, name string, b *bucket, batch []*pending) (yield time.Duration, err error) {
+	keys := []string{s.stateKey(name), s.leaseKey(name), s.lostKey(name), s.turnKey(name)}
+	for attempts := 0; ; {
 		if err := ctx.Err(); err != nil {
-			return err
+			return 0, err
 		}
 		w := s.apply(b.state, b.leases, batch)
-		res, err := casScript.Run(ctx, s.client, keys, w.args(b.state, s.retention)...).Result()
-		if err != nil {
-			return err
+		claim := int64(0) // the last attempt claims no turn: it would hold the others off for nothing
+		if attempts < maxAttempts-1 {
+			claim = turnLife.Milliseconds()
 		}
-		written, state, leases, err := parseCAS(res)
+		start := time.Now()
+		res, err := casScript.Run(ctx, s.client, keys, w.args(b.state, s, claim)...).Result()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if written {
+		rtt := time.Since(start)
+		r, err := parseCAS(res)
+		if err != nil {
+			return 0, err
+		}
+		if r.written {
 			b.state, b.leases = w.state, w.leases
-			return nil
+			if r.lost > 0 {
+				yield = rtt + rand.N(rtt+1)
+			}
+			return yield, nil
 		}
-		b.state, b.leases = state, leases
+		b.state, b.leases = r.state, r.leases
+		if r.blocked {
+			// Another process's turn: its write comes within a round trip or so. A wait of up to a
+			// round trip at random spreads out those waiting for the turn to end.
+			time.Sleep(rand.N(rtt + 1))
+			continue
+		}
+		if attempts++; attempts == maxAttempts {
+			return 0, errContended
+		}
 	}
-	return errContended
 }
 
 // write is what a batch writes to a bucket.
@@ -242,14 +273,16 @@ func newest(ls []lease) int {
 	return i
 }
 
-// args returns casScript's ARGV for w, written over expected.
-func (w *write) args(expected string, retention time.Duration) []any {
+// args returns casScript's ARGV for w, written by s over expected, claiming a turn of claim ms should
+// it fail.
+func (w *write) args(expected string, s *Store, claim int64) []any {
 	drop := "0"
 	if w.drop {
 		drop = "1"
 	}
-	a := make([]any, 0, 6+len(w.remove)+2*len(w.add))
-	a = append(a, expected, w.state, w.expireAt, retention.Milliseconds(), drop, len(w.remove))
+	a := make([]any, 0, 8+len(w.remove)+2*len(w.add))
+	a = append(a, expected, w.state, w.expireAt, s.retention.Milliseconds(), drop, lostLife.Milliseconds(),
+		s.name, claim, len(w.remove))
 	for _, id := range w.remove {
 		a = append(a, id)
 	}
@@ -262,32 +295,49 @@ func (w *write) args(expected string, retention time.Duration) []any {
 // errReply reports an answer of casScript that is not of its shape.
 var errReply = errors.New("redisquota: unexpected answer of the compare-and-set script")
 
-// parseCAS reads casScript's answer: whether it wrote, and if not the bucket's state and leases.
-func parseCAS(res any) (written bool, state string, leases []lease, err error) {
+// casReply is casScript's answer: whether it wrote, and if so how many writes failed since the last
+// one; if not, the bucket's state and leases, and whether another writer holds its turn.
+type casReply struct {
+	written bool
+	lost    int64
+	state   string
+	leases  []lease
+	blocked bool
+}
+
+func parseCAS(res any) (casReply, error) {
+	var c casReply
 	r, ok := res.([]any)
 	if !ok || len(r) == 0 {
-		return false, "", nil, errReply
+		return c, errReply
 	}
 	if n, _ := r[0].(int64); n == 1 {
-		return true, "", nil, nil
+		c.written = true
+		if len(r) == 2 {
+			c.lost, _ = r[1].(int64)
+		}
+		return c, nil
 	}
-	if len(r) != 3 {
-		return false, "", nil, errReply
+	if len(r) != 4 {
+		return c, errReply
 	}
-	state, ok = r[1].(string)
+	var ok2 bool
+	c.state, ok = r[1].(string)
 	flat, ok2 := r[2].([]any)
 	if !ok || !ok2 || len(flat)%2 != 0 {
-		return false, "", nil, errReply
+		return c, errReply
 	}
-	leases = make([]lease, 0, len(flat)/2)
+	blocked, _ := r[3].(int64)
+	c.blocked = blocked == 1
+	c.leases = make([]lease, 0, len(flat)/2)
 	for i := 0; i < len(flat); i += 2 {
 		id, _ := flat[i].(string)
 		score, _ := flat[i+1].(string)
-		at, perr := strconv.ParseFloat(score, 64)
-		if perr != nil {
-			return false, "", nil, errReply
+		at, err := strconv.ParseFloat(score, 64)
+		if err != nil {
+			return c, errReply
 		}
-		leases = append(leases, lease{id: id, at: int64(at)})
+		c.leases = append(c.leases, lease{id: id, at: int64(at)})
 	}
-	return false, state, leases, nil
+	return c, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +43,7 @@ type Store struct {
 	retry     time.Duration
 	firstWait time.Duration
 	logger    *slog.Logger
+	name      string // the Store's name in its buckets' turns (see casScript), unique enough in a fleet
 
 	fallback *polite.MemoryStore
 
@@ -149,6 +152,7 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		fallback:  polite.NewMemoryStore(0),
 		local:     make(map[string]int),
 		buckets:   make(map[string]*bucket),
+		name:      strconv.FormatUint(rand.Uint64(), 36),
 	}
 	for _, o := range opts {
 		o(s)
@@ -379,6 +383,17 @@ func (s *Store) stateKey(bucket string) string {
 // leaseKey returns the name of bucket's sorted set of leases.
 func (s *Store) leaseKey(bucket string) string {
 	return s.prefix + "{" + tag(bucket) + "}:leases"
+}
+
+// lostKey returns the name of bucket's count of writes that failed since the last that went through
+// (see casScript).
+func (s *Store) lostKey(bucket string) string {
+	return s.prefix + "{" + tag(bucket) + "}:lost"
+}
+
+// turnKey returns the name of bucket's turn: the Store whose write goes next (see casScript).
+func (s *Store) turnKey(bucket string) string {
+	return s.prefix + "{" + tag(bucket) + "}:turn"
 }
 
 // tag escapes a bucket name for a hash tag: '%' and '}' become %25 and %7D; the empty name becomes

@@ -718,9 +718,11 @@ func TestKeysExpire(t *testing.T) {
 func TestKeysShareHashTag(t *testing.T) {
 	s := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), WithPrefix("p:"))
 	for _, b := range []string{"", "api", "a}b", "a{b}c", "%", "%25", "key\x00bucket", "{x}"} {
-		st, ls := s.stateKey(b), s.leaseKey(b)
-		if hashTag(st) != hashTag(ls) || hashTag(st) == "" || st == ls {
-			t.Errorf("bucket %q: keys %q and %q do not share a hash tag", b, st, ls)
+		keys := []string{s.stateKey(b), s.leaseKey(b), s.lostKey(b), s.turnKey(b)}
+		for _, k := range keys[1:] {
+			if hashTag(k) != hashTag(keys[0]) || hashTag(k) == "" || k == keys[0] {
+				t.Errorf("bucket %q: keys %q do not share a hash tag", b, keys)
+			}
 		}
 	}
 	seenTags := map[string]string{}
