@@ -30,7 +30,7 @@ func (c *commandCount) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 
 // BenchmarkTakeDone measures a Take and its Done (a 200 without rate-limit headers: the bucket never
 // throttles, so every pair is two calls to Redis) from 8 goroutines per CPU, on one bucket or on one
-// bucket per goroutine, through one Store (one process) or four (four processes sharing the bucket,
+// bucket per goroutine, through one Store (one process) or several (processes sharing the bucket,
 // each with its own client). Stores have the default timeout: degraded/op is the share of calls
 // answered by the in-process fallback, cmds/op the commands sent to Redis per pair.
 func BenchmarkTakeDone(b *testing.B) {
@@ -41,6 +41,7 @@ func BenchmarkTakeDone(b *testing.B) {
 	}{
 		{"bucket=one/procs=1", 1, false},
 		{"bucket=one/procs=4", 4, false},
+		{"bucket=one/procs=16", 16, false},
 		{"bucket=distinct/procs=1", 1, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
