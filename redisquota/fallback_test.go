@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -107,11 +108,12 @@ func TestSlowRedisTimesOut(t *testing.T) {
 	if _, err := s.Done(ctx, "slow", seen(now, smallLimit, 1, now.Add(time.Hour))); err != nil || s.Degraded() {
 		t.Fatalf("Done: %v", err)
 	}
-	// Take and give back once, so that Redis caches the scripts: the stalled call is then one EVALSHA.
+	// Take and give back once, so that Redis caches the script: the stalled call is then one EVALSHA.
 	if v, err := s.Take(ctx, "slow", now); err != nil || !v.OK {
 		t.Fatalf("Take: %+v %v", v, err)
 	}
 	s.Done(ctx, "slow", polite.Observation{Now: now, Took: true})
+	calls := scriptCalls(t, c)
 	srv.cmd.Process.Signal(syscall.SIGSTOP)
 	defer srv.cmd.Process.Signal(syscall.SIGCONT)
 	// The call returns (the test would hang otherwise) and degrades: the timeout cut it short.
@@ -122,11 +124,14 @@ func TestSlowRedisTimesOut(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGCONT)
 	// Redis granted the last slot after the Store stopped waiting: it is given back, not left to its lease.
 	deadline := time.Now().Add(5 * time.Second)
-	for c.HGet(ctx, s.stateKey("slow"), "n").Val() != "2" {
+	for scriptCalls(t, c) < calls+2 { // the stalled Take, and the Done giving its slot back
 		if time.Now().After(deadline) {
-			t.Fatal("the stalled Take never ran")
+			t.Fatal("the stalled Take never ran, or its slot was not given back")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if n := c.ZCard(ctx, s.leaseKey("slow")).Val(); n != 0 {
+		t.Fatalf("%d leases left, want none", n)
 	}
 	s2 := New(c, WithTimeout(2*time.Second))
 	for {
@@ -146,6 +151,21 @@ func TestSlowRedisTimesOut(t *testing.T) {
 		s.Done(ctx, "slow", polite.Observation{Now: now})
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// scriptCalls returns how many scripts the Redis behind c has run by EVALSHA.
+func scriptCalls(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info := c.Info(context.Background(), "commandstats").Val()
+	_, rest, ok := strings.Cut(info, "cmdstat_evalsha:calls=")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	return n
 }
 
 // TestCluster runs the store on a one-node Redis Cluster, which refuses a script whose keys lie in
@@ -183,7 +203,7 @@ func TestCluster(t *testing.T) {
 		if v, _ := s.Take(ctx, bucket, now); !v.OK {
 			t.Fatalf("bucket %q: first Take refused: %+v", bucket, v)
 		}
-		if v, _ := s.Take(ctx, bucket, now); v.OK || v.Reason != "quota spent until reset" {
+		if v, _ := s.Take(ctx, bucket, now); v.OK || v.Reason != whySpent {
 			t.Fatalf("bucket %q: second Take: %+v", bucket, v)
 		}
 		if s.Degraded() {

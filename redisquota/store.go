@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,15 +24,16 @@ const (
 	DefaultTimeout = 50 * time.Millisecond
 	// DefaultLease is how long a slot taken and never given back counts as in flight.
 	DefaultLease = 2 * time.Minute
-	// DefaultRetention is how long a bucket's keys outlive its reset, its hold and its last use.
+	// DefaultRetention is how long a bucket's keys outlive its reset, its hold, its newest lease and its
+	// last use.
 	DefaultRetention = time.Minute
 	// DefaultRetryInterval is how often a Store that fell back to its in-process store tries Redis again.
 	DefaultRetryInterval = time.Second
 )
 
 // Store is a [polite.Store] kept in Redis, so that the Throttles of a fleet of processes share one quota.
-// Create it with [New]; it is safe for concurrent use. See the package documentation for its consistency
-// model and its fallback when Redis is unreachable.
+// Create it with [New]; it is safe for concurrent use. See the package documentation for how it keeps a
+// bucket, and its fallback when Redis is unreachable.
 type Store struct {
 	client    redis.UniversalClient
 	prefix    string
@@ -39,7 +41,9 @@ type Store struct {
 	lease     time.Duration
 	retention time.Duration
 	retry     time.Duration
+	firstWait time.Duration
 	logger    *slog.Logger
+	name      string // the Store's name in its buckets' turns (see casScript), unique enough in a fleet
 
 	fallback *polite.MemoryStore
 
@@ -49,6 +53,9 @@ type Store struct {
 
 	mu    sync.Mutex
 	local map[string]int // per bucket, slots taken from the fallback and not given back yet
+
+	bmu     sync.Mutex
+	buckets map[string]*bucket // the buckets with steps queued or running, and some idle ones (see bucket)
 }
 
 var _ polite.Store = (*Store)(nil)
@@ -67,8 +74,9 @@ func WithPrefix(prefix string) Option {
 	return func(s *Store) { s.prefix = prefix }
 }
 
-// WithTimeout bounds each call to Redis (default [DefaultTimeout], 50 ms). A call that takes longer
-// is answered by the in-process fallback. d <= 0 panics.
+// WithTimeout bounds each call to Redis (default [DefaultTimeout], 50 ms), including the retries of a
+// compare-and-set that met another process's write. A call that takes longer is answered by the
+// in-process fallback. d <= 0 panics.
 func WithTimeout(d time.Duration) Option {
 	positive("WithTimeout", d)
 	return func(s *Store) { s.timeout = d }
@@ -82,10 +90,10 @@ func WithLease(d time.Duration) Option {
 	return func(s *Store) { s.lease = d }
 }
 
-// WithRetention sets how long a bucket's keys outlive the latest of its reset, its hold (Retry-After)
-// and its last Take (default [DefaultRetention], one minute); keys also live as long as a lease of
-// theirs. An idle bucket then vanishes, and with it what was learned: the next response teaches it
-// again. d <= 0 panics.
+// WithRetention sets how long a bucket's keys outlive the latest of its last use, the last time its
+// state names (its hold, its window's end or its reset; see [polite.Quota.Until]) and its newest lease
+// (default [DefaultRetention], one minute). An idle bucket then vanishes, and with it what was learned:
+// the next response teaches it again. d <= 0 panics.
 func WithRetention(d time.Duration) Option {
 	positive("WithRetention", d)
 	return func(s *Store) { s.retention = d }
@@ -96,6 +104,18 @@ func WithRetention(d time.Duration) Option {
 func WithRetryInterval(d time.Duration) Option {
 	positive("WithRetryInterval", d)
 	return func(s *Store) { s.retry = d }
+}
+
+// WithFirstWait sets how long a bucket's requests wait for the answer to the request that went alone
+// (its probe), or for the answers of the requests in flight, before they stop waiting for it (default
+// [polite.DefaultFirstWait], one second): what [polite.ThrottleFirstWait] sets for the Throttle's own
+// MemoryStore, and the firstWait of [polite.Quota.Take]. 0 makes them not wait at all. Give every
+// member of a fleet the same. d < 0 panics.
+func WithFirstWait(d time.Duration) Option {
+	if d < 0 {
+		panic(fmt.Sprintf("redisquota: WithFirstWait: duration must be >= 0, got %v", d))
+	}
+	return func(s *Store) { s.firstWait = d }
 }
 
 // WithLogger sets where the Store reports that Redis became unreachable (once per outage, at Warn)
@@ -127,9 +147,12 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 		lease:     DefaultLease,
 		retention: DefaultRetention,
 		retry:     DefaultRetryInterval,
+		firstWait: polite.DefaultFirstWait,
 		logger:    slog.New(slog.DiscardHandler),
 		fallback:  polite.NewMemoryStore(0),
 		local:     make(map[string]int),
+		buckets:   make(map[string]*bucket),
+		name:      strconv.FormatUint(rand.Uint64(), 36),
 	}
 	for _, o := range opts {
 		o(s)
@@ -137,18 +160,21 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 	return s
 }
 
-// Take implements [polite.Store]: it takes a slot of bucket at now in one atomic step on Redis. The
-// verdict's Wake is always nil, since Redis cannot notify: the Throttle polls. When Redis fails or is
-// slower than the timeout, the in-process fallback answers; the error is always nil.
+// Take implements [polite.Store]: it asks bucket's [polite.Quota], kept in Redis, whether a request may
+// go at now, in one atomic step across the fleet; a slot granted is a lease in Redis until Done gives it
+// back. The verdict has no Wake, since Redis cannot notify, and no Recheck: the Throttle polls. When
+// Redis fails or is slower than the timeout, the in-process fallback answers; the error is always nil.
 func (s *Store) Take(ctx context.Context, bucket string, now time.Time) (polite.Verdict, error) {
 	if start, ok := s.useRedis(); ok {
-		v, l, err := s.callLate(ctx, s.evalFunc(takeScript, bucket, now, s.lease.Milliseconds()))
+		r, l, err := s.callLate(ctx, func(ctx context.Context) (any, error) {
+			return s.step(ctx, bucket, now, nil)
+		})
 		if l != nil {
 			go s.giveBackLate(l, bucket, now)
 		}
 		if err == nil {
 			s.recovered(start)
-			return verdictOf(v)
+			return r.(result).v, nil
 		}
 		s.failed(err)
 	}
@@ -158,14 +184,15 @@ func (s *Store) Take(ctx context.Context, bucket string, now time.Time) (polite.
 		s.local[bucket]++
 		s.mu.Unlock()
 	}
-	v.Wake = nil // the Throttle polls, and so comes back to Redis as soon as it is reachable
+	// The Throttle polls, and so comes back to Redis as soon as it is reachable.
+	v.Wake, v.Recheck = nil, time.Time{}
 	return v, nil
 }
 
-// Done implements [polite.Store]: it gives back a slot of bucket if o.Took and records what o says, in
-// one atomic step on Redis. When Redis fails or is slower than the timeout, the in-process fallback
-// answers; the error is always nil. The fallback learns from every observation, so it is up to date
-// when Redis goes away.
+// Done implements [polite.Store]: it gives back a slot of bucket if o.Took and records what o says in
+// bucket's [polite.Quota], in one atomic step on Redis. When Redis fails or is slower than the timeout,
+// the in-process fallback answers; the error is always nil. The fallback learns from every observation,
+// so it is up to date when Redis goes away.
 func (s *Store) Done(ctx context.Context, bucket string, o polite.Observation) (bool, error) {
 	// A slot taken from the fallback goes back to the fallback; one taken from Redis, to Redis.
 	local := false
@@ -186,12 +213,13 @@ func (s *Store) Done(ctx context.Context, bucket string, o polite.Observation) (
 	if start, ok := s.useRedis(); ok {
 		ro := o
 		ro.Took = o.Took && !local
-		v, err := s.eval(ctx, doneScript, bucket, o.Now, doneArgs(ro)...)
+		r, err := s.call(ctx, func(ctx context.Context) (any, error) {
+			return s.step(ctx, bucket, ro.Now, &ro)
+		})
 		if err == nil {
 			s.recovered(start)
 			s.fallback.Done(ctx, bucket, lo)
-			n, isInt := v.(int64)
-			return !isInt || n == 1, nil
+			return r.(result).fits, nil
 		}
 		s.failed(err)
 	}
@@ -199,54 +227,52 @@ func (s *Store) Done(ctx context.Context, bucket string, o polite.Observation) (
 	return s.fallback.Done(ctx, bucket, lo)
 }
 
-// Snapshot reports what bucket last learned, as [polite.Quota.RateLimit] does, which lets
-// [polite.Throttle.Learned] show it. During an outage it reports the fallback's.
-func (s *Store) Snapshot(bucket string) (rl polite.RateLimit, ok bool) {
+// Quota returns bucket's state as Redis holds it, as the fleet learned it, if it holds one: it lets
+// [polite.Throttle.Learned] show the bucket. Leases that have lapsed are still counted in flight until
+// the bucket's next Take or Done. During an outage it returns the in-process fallback's copy. It is
+// safe for concurrent use.
+func (s *Store) Quota(bucket string) (polite.Quota, bool) {
 	if start, use := s.useRedis(); use {
 		v, err := s.call(context.Background(), func(ctx context.Context) (any, error) {
-			return s.client.HMGet(ctx, s.stateKey(bucket), "k", "l", "r", "rs", "w").Result()
+			return s.client.Get(ctx, s.stateKey(bucket)).Bytes()
 		})
-		if err == nil {
+		if err == nil || errors.Is(err, redis.Nil) {
 			s.recovered(start)
-			f := v.([]any)
-			n := func(i int) int64 {
-				str, _ := f[i].(string)
-				x, _ := strconv.ParseFloat(str, 64)
-				return int64(x)
+			var q polite.Quota
+			if err != nil || q.UnmarshalBinary(v.([]byte)) != nil {
+				return polite.Quota{}, false
 			}
-			rl = polite.RateLimit{Limit: int(n(1)), Remaining: int(n(2)), Reset: fromMillis(n(3)), Window: time.Duration(n(4)) * time.Millisecond}
-			return rl, n(0) == 1
+			return q, true
 		}
 		s.failed(err)
 	}
-	st, _ := s.fallback.Quota(bucket)
-	return st.RateLimit()
+	return s.fallback.Quota(bucket)
 }
-
-// Quota returns this process's copy of bucket's state, from its in-process fallback, which learns from
-// every response: it lets [polite.Throttle.Learned] show the bucket.
-func (s *Store) Quota(bucket string) (polite.Quota, bool) { return s.fallback.Quota(bucket) }
 
 // Buckets lists the buckets this process has heard of, from its in-process fallback, which learns from
 // every response: it lets [polite.Throttle.Learned] list the Throttle's keys. What it shows of each comes
-// from [Store.Snapshot], that is from Redis, as the whole fleet learned it.
+// from [Store.Quota], that is from Redis, as the whole fleet learned it. It is safe for concurrent use.
 func (s *Store) Buckets() []string { return s.fallback.Buckets() }
 
 // giveBackLate waits for the answer to a Take the Store stopped waiting for, and gives the slot back
 // if Redis granted it after all: the caller went on with the fallback's verdict, so no request holds
-// it. (A late answer that never comes, with a client that honours deadlines, leaves the slot to lapse
+// it. (A late answer that never comes, with a client that ignores deadlines, leaves the slot to lapse
 // with its lease.)
 func (s *Store) giveBackLate(l *late, bucket string, now time.Time) {
 	<-l.done
 	if l.err != nil {
 		return
 	}
-	if v, _ := verdictOf(l.v); v.OK {
-		s.call(context.Background(), s.evalFunc(doneScript, bucket, now, doneArgs(polite.Observation{Now: now, Took: true})...))
+	if v := l.v.(result).v; v.OK {
+		o := polite.Observation{Now: now, Sent: now, Took: true, Probe: v.Probe}
+		s.call(context.Background(), func(ctx context.Context) (any, error) {
+			return s.step(ctx, bucket, now, &o)
+		})
 	}
 }
 
 // Degraded reports whether the Store is answering from its in-process fallback because Redis failed.
+// It is safe for concurrent use.
 func (s *Store) Degraded() bool { return s.down.Load() }
 
 // useRedis reports whether this call should go to Redis: always when it is up, and during an outage
@@ -281,19 +307,6 @@ func (s *Store) recovered(start int64) {
 	}
 }
 
-// eval runs script for bucket with ARGV now, the retention and args.
-func (s *Store) eval(ctx context.Context, script *redis.Script, bucket string, now time.Time, args ...any) (any, error) {
-	return s.call(ctx, s.evalFunc(script, bucket, now, args...))
-}
-
-func (s *Store) evalFunc(script *redis.Script, bucket string, now time.Time, args ...any) func(context.Context) (any, error) {
-	keys := []string{s.stateKey(bucket), s.leaseKey(bucket)}
-	argv := append([]any{millis(now), s.retention.Milliseconds()}, args...)
-	return func(ctx context.Context) (any, error) {
-		return script.Run(ctx, s.client, keys, argv...).Result()
-	}
-}
-
 // errTimeout reports a call to Redis that outlasted the Store's timeout.
 var errTimeout = errors.New("redisquota: Redis did not answer in time")
 
@@ -319,11 +332,11 @@ func (s *Store) callLate(ctx context.Context, f func(context.Context) (any, erro
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	var mu sync.Mutex
 	var abandoned *late
-	type result struct {
+	type answer struct {
 		v   any
 		err error
 	}
-	ch := make(chan result, 1)
+	ch := make(chan answer, 1)
 	go func() {
 		defer cancel()
 		v, err := f(ctx)
@@ -334,7 +347,7 @@ func (s *Store) callLate(ctx context.Context, f func(context.Context) (any, erro
 			close(abandoned.done)
 			return
 		}
-		ch <- result{v, err}
+		ch <- answer{v, err}
 	}()
 	select {
 	case r := <-ch:
@@ -352,33 +365,6 @@ func (s *Store) callLate(ctx context.Context, f func(context.Context) (any, erro
 	}
 }
 
-func verdictOf(v any) (polite.Verdict, error) {
-	r, ok := v.([]any)
-	if !ok || len(r) != 3 {
-		return polite.Verdict{OK: true}, nil // cannot happen with the script above; never block on it
-	}
-	okFlag, _ := r[0].(int64)
-	at, _ := r[1].(int64)
-	reason, _ := r[2].(string)
-	if okFlag == 1 {
-		return polite.Verdict{OK: true}, nil
-	}
-	return polite.Verdict{RetryAt: fromMillis(at), Reason: reason}, nil
-}
-
-func doneArgs(o polite.Observation) []any {
-	rl := o.RateLimit
-	return []any{flag(o.Took), o.Status, flag(o.HasRateLimit), rl.Limit, rl.Remaining, millis(rl.Reset),
-		rl.Window.Milliseconds(), millis(o.RetryAt), o.ResetSpread.Milliseconds()}
-}
-
-func flag(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // millis returns t in Unix milliseconds, 0 for the zero time.
 func millis(t time.Time) int64 {
 	if t.IsZero() {
@@ -387,22 +373,27 @@ func millis(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-func fromMillis(ms int64) time.Time {
-	if ms == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
-}
-
-// stateKey returns the name of bucket's hash. Both keys of a bucket carry its name as a hash tag, so
-// that a Cluster keeps them in one slot; the name is escaped so that it cannot end the tag early.
+// stateKey returns the name of bucket's state, its encoded [polite.Quota]. Both keys of a bucket carry
+// its name as a hash tag, so that a Cluster keeps them in one slot; the name is escaped so that it
+// cannot end the tag early.
 func (s *Store) stateKey(bucket string) string {
-	return s.prefix + "{" + tag(bucket) + "}"
+	return s.prefix + "{" + tag(bucket) + "}:quota"
 }
 
 // leaseKey returns the name of bucket's sorted set of leases.
 func (s *Store) leaseKey(bucket string) string {
-	return s.stateKey(bucket) + ":leases"
+	return s.prefix + "{" + tag(bucket) + "}:leases"
+}
+
+// lostKey returns the name of bucket's count of writes that failed since the last that went through
+// (see casScript).
+func (s *Store) lostKey(bucket string) string {
+	return s.prefix + "{" + tag(bucket) + "}:lost"
+}
+
+// turnKey returns the name of bucket's turn: the Store whose write goes next (see casScript).
+func (s *Store) turnKey(bucket string) string {
+	return s.prefix + "{" + tag(bucket) + "}:turn"
 }
 
 // tag escapes a bucket name for a hash tag: '%' and '}' become %25 and %7D; the empty name becomes

@@ -2,7 +2,8 @@ package redisquota
 
 import (
 	"context"
-	"math/rand/v2"
+	"encoding/hex"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -14,64 +15,207 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// pair runs every step on a Redis Store. Until polite's throttle v2 (#20), the scripts were a port of
-// polite.MemoryStore's algorithm and every step was checked against it too; MemoryStore now runs the v2
-// quota model, which the scripts have yet to be ported to, so the tests check the scripts' own answers.
+// pair runs every step on a Redis Store and on a polite.MemoryStore, the reference, and checks that both
+// give the same verdict (but Wake and Recheck, which a Store without notification leaves out) and the same
+// answer, and then hold the same polite.Quota. The reference has no leases: where the Store gives back a
+// lease that lapsed, at the bucket's next step, the pair gives the reference a Done of a request that got
+// no answer, so that a test covers lapsed leases too.
 type pair struct {
-	t      *testing.T
+	t      testing.TB
 	rs     *Store
+	mem    *polite.MemoryStore
 	bucket string
+	lease  int64   // the Store's lease, ms
+	leases []int64 // when each lease the Store holds lapses, Unix ms, as the Store's rules keep them
+	lapsed int     // leases that lapsed
+	trace  []string
 }
 
-func newPair(t *testing.T, opts ...Option) *pair {
+func newPair(t testing.TB, opts ...Option) *pair {
 	s, _ := newStore(t, opts...)
-	return &pair{t: t, rs: s, bucket: "api.example\x00core"}
+	return &pair{t: t, rs: s, mem: polite.NewMemoryStore(0), bucket: "api.example\x00core", lease: s.lease.Milliseconds()}
+}
+
+// log keeps the last steps, for a failure's message.
+func (p *pair) log(format string, args ...any) {
+	if len(p.trace) == 40 {
+		p.trace = p.trace[1:]
+	}
+	p.trace = append(p.trace, fmt.Sprintf(format, args...))
+}
+
+func (p *pair) fatalf(format string, args ...any) {
+	p.t.Helper()
+	p.t.Fatalf("%s\nlast steps:\n  %s", fmt.Sprintf(format, args...), strings.Join(p.trace, "\n  "))
+}
+
+// lapse gives the reference a Done for every lease that has lapsed at now, as the Store does at its next
+// step.
+func (p *pair) lapse(now time.Time) {
+	ms := now.UnixMilli()
+	p.leases = slices.DeleteFunc(p.leases, func(at int64) bool {
+		if at > ms {
+			return false
+		}
+		p.lapsed++
+		p.log("lease lapsed at %v", now.Format("15:04:05.000"))
+		p.mem.Done(context.Background(), p.bucket, polite.Observation{Now: now, Took: true})
+		return true
+	})
 }
 
 func (p *pair) take(now time.Time) polite.Verdict {
 	p.t.Helper()
+	p.lapse(now)
+	want, _ := p.mem.Take(context.Background(), p.bucket, now)
 	got, err := p.rs.Take(context.Background(), p.bucket, now)
+	p.log("take at %v: %s", now.Format("15:04:05.000"), verdict(got))
 	if err != nil {
-		p.t.Fatalf("Take: %v", err)
+		p.fatalf("Take: %v", err)
 	}
 	if p.rs.Degraded() {
-		p.t.Fatal("store fell back to memory")
+		p.fatalf("store fell back to memory")
 	}
-	if got.Wake != nil {
-		p.t.Errorf("Take at %v: Wake is not nil", now)
+	if got.Wake != nil || !got.Recheck.IsZero() {
+		p.fatalf("Take at %v: Wake %v, Recheck %v: the Throttle would not poll", now, got.Wake, got.Recheck)
 	}
+	if verdict(got) != verdict(want) {
+		p.fatalf("Take at %v: Redis %s, memory %s", now, verdict(got), verdict(want))
+	}
+	if got.OK {
+		p.leases = append(p.leases, now.UnixMilli()+p.lease)
+	}
+	p.sameQuota()
 	return got
 }
 
 func (p *pair) done(o polite.Observation) bool {
 	p.t.Helper()
+	p.lapse(o.Now)
+	if i := slices.Index(p.leases, slices.Max(append([]int64{-1}, p.leases...))); o.Took && i >= 0 {
+		p.leases = slices.Delete(p.leases, i, i+1) // the newest
+	}
+	want, _ := p.mem.Done(context.Background(), p.bucket, o)
 	got, err := p.rs.Done(context.Background(), p.bucket, o)
+	p.log("done at %v: %s -> fits %v", o.Now.Format("15:04:05.000"), observation(o), got)
 	if err != nil {
-		p.t.Fatalf("Done: %v", err)
+		p.fatalf("Done: %v", err)
 	}
 	if p.rs.Degraded() {
-		p.t.Fatal("store fell back to memory")
+		p.fatalf("store fell back to memory")
 	}
+	if got != want {
+		p.fatalf("Done at %v: Redis fits %v, memory %v", o.Now, got, want)
+	}
+	p.sameQuota()
 	return got
 }
 
-// smallLimit is a limit under 10, of which a bucket keeps no request back while it does not know how it
-// refills: tests about counting slots use it.
+// sameQuota checks that Redis holds the Quota the reference holds.
+func (p *pair) sameQuota() {
+	p.t.Helper()
+	got, gok := p.rs.Quota(p.bucket)
+	want, wok := p.mem.Quota(p.bucket)
+	g, _ := got.MarshalBinary()
+	w, _ := want.MarshalBinary()
+	if gok != wok || string(g) != string(w) {
+		p.fatalf("Quota: Redis (%v) %s\nmemory (%v) %s", gok, hex.EncodeToString(g), wok, hex.EncodeToString(w))
+	}
+}
+
+// rateLimit returns what the bucket last learned, from Redis (pair checks that memory holds the same).
+func (p *pair) rateLimit() polite.RateLimit {
+	q, _ := p.rs.Quota(p.bucket)
+	rl, _ := q.RateLimit()
+	return rl
+}
+
+// verdict describes v but its Wake and Recheck.
+func verdict(v polite.Verdict) string {
+	if v.OK {
+		return fmt.Sprintf("ok probe=%v", v.Probe)
+	}
+	at := "an answer"
+	if !v.RetryAt.IsZero() {
+		at = v.RetryAt.Format("15:04:05.000000000")
+	}
+	return fmt.Sprintf("wait for %s (%s)", at, v.Reason)
+}
+
+func observation(o polite.Observation) string {
+	s := fmt.Sprintf("status %d took=%v probe=%v", o.Status, o.Took, o.Probe)
+	if !o.Sent.IsZero() {
+		s += " sent " + o.Sent.Format("15:04:05.000")
+	}
+	if o.HasRateLimit {
+		rl := o.RateLimit
+		s += fmt.Sprintf(" limit %d remaining %d reset %s window %v relative=%v", rl.Limit, rl.Remaining,
+			rl.Reset.Format("15:04:05.000"), rl.Window, o.ResetRelative)
+	}
+	if !o.RetryAt.IsZero() {
+		s += " retry at " + o.RetryAt.Format("15:04:05.000")
+	}
+	return s
+}
+
+// smallLimit is a limit under 10, of which a window keeps no request back: tests about counting slots
+// use it.
 const smallLimit = 9
 
-// seen is an observation of a 200 with rate-limit headers.
+// The reasons a Take waits, as polite's quota model gives them.
+const (
+	whyHeld   = "held: the server refused a request"
+	whyProbe  = "waiting for the probe's answer"
+	whySpent  = "quota spent until the window ends"
+	whyRefill = "paced at the rate the bucket refills"
+	whySilent = "paced at the rate the server let through"
+)
+
+// seen is an observation of a 200 with rate-limit headers, of a request that held a slot.
 func seen(now time.Time, limit, remaining int, reset time.Time) polite.Observation {
 	return polite.Observation{Now: now, Took: true, Status: 200, HasRateLimit: true,
 		RateLimit: polite.RateLimit{Limit: limit, Remaining: remaining, Reset: reset}}
 }
 
-func TestUnknownBucketIsNotThrottled(t *testing.T) {
+// probed marks o as the answer of the bucket's probe.
+func probed(o polite.Observation) polite.Observation {
+	o.Probe = true
+	return o
+}
+
+func TestNewBucketProbesFirst(t *testing.T) {
 	p := newPair(t)
 	now := base()
+	if v := p.take(now); !v.OK || !v.Probe {
+		t.Fatalf("first take: %s, want the probe", verdict(v))
+	}
+	if v := p.take(now); v.OK || !v.RetryAt.IsZero() || v.Reason != whyProbe {
+		t.Fatalf("second take: %s, want a wait for the probe", verdict(v))
+	}
+	// No rate-limit headers: the bucket does not throttle.
+	p.done(probed(polite.Observation{Now: now.Add(20 * time.Millisecond), Took: true, Status: 200}))
 	for i := range 50 {
-		if v := p.take(now.Add(time.Duration(i))); !v.OK {
-			t.Fatalf("take %d refused: %+v", i, v)
+		if v := p.take(now.Add(30*time.Millisecond + time.Duration(i))); !v.OK || v.Probe {
+			t.Fatalf("take %d: %s", i, verdict(v))
 		}
+	}
+}
+
+func TestProbeNeverAnsweredIsWaitedForFirstWait(t *testing.T) {
+	p := newPair(t)
+	now := base()
+	p.take(now) // the probe, which hangs
+	if v := p.take(now.Add(polite.DefaultFirstWait - time.Millisecond)); v.OK {
+		t.Fatalf("taken while the probe was waited for: %s", verdict(v))
+	}
+	if v := p.take(now.Add(polite.DefaultFirstWait)); !v.OK {
+		t.Fatalf("still waiting for the probe after the first wait: %s", verdict(v))
+	}
+	// WithFirstWait sets it.
+	p = newPair(t, WithFirstWait(0))
+	p.rs.Take(context.Background(), p.bucket, now)
+	if v, _ := p.rs.Take(context.Background(), p.bucket, now); !v.OK {
+		t.Fatalf("WithFirstWait(0): %s", verdict(v))
 	}
 }
 
@@ -80,16 +224,16 @@ func TestRemainingZeroWaitsUntilReset(t *testing.T) {
 	now := base()
 	reset := now.Add(5 * time.Second)
 	p.take(now)
-	p.done(seen(now, 10, 0, reset))
-	v := p.take(now.Add(time.Millisecond))
-	if v.OK || !v.RetryAt.Equal(reset) || v.Reason != "quota spent until reset" {
-		t.Fatalf("got %+v, want a wait until %v", v, reset)
+	p.done(probed(seen(now.Add(time.Millisecond), 10, 0, reset)))
+	v := p.take(now.Add(2 * time.Millisecond))
+	if v.OK || !v.RetryAt.Equal(reset) || v.Reason != whySpent {
+		t.Fatalf("got %s, want a wait until %v", verdict(v), reset)
 	}
 	if v := p.take(reset.Add(-time.Millisecond)); v.OK {
-		t.Fatalf("taken a millisecond before the reset: %+v", v)
+		t.Fatalf("taken a millisecond before the reset: %s", verdict(v))
 	}
-	if v := p.take(reset); !v.OK {
-		t.Fatalf("refused at the reset: %+v", v)
+	if v := p.take(reset); !v.OK || !v.Probe {
+		t.Fatalf("at the reset: %s, want the probe of the next window", verdict(v))
 	}
 }
 
@@ -97,18 +241,18 @@ func TestRemainingCountsInFlight(t *testing.T) {
 	p := newPair(t)
 	now := base()
 	p.take(now)
-	p.done(seen(now, smallLimit, 3, now.Add(time.Minute)))
+	p.done(probed(seen(now, smallLimit, 3, now.Add(time.Minute))))
 	for i := range 3 {
 		if v := p.take(now.Add(time.Millisecond)); !v.OK {
-			t.Fatalf("take %d refused: %+v", i, v)
+			t.Fatalf("take %d refused: %s", i, verdict(v))
 		}
 	}
-	if v := p.take(now.Add(time.Millisecond)); v.OK {
-		t.Fatal("a fourth slot was taken against 3 remaining")
+	if v := p.take(now.Add(time.Millisecond)); v.OK || v.Reason != whySpent {
+		t.Fatalf("a fourth take against 3 remaining: %s", verdict(v))
 	}
-	p.done(polite.Observation{Now: now.Add(2 * time.Millisecond), Took: true}) // no headers: gives back the slot
+	p.done(polite.Observation{Now: now.Add(2 * time.Millisecond), Took: true}) // no answer: gives back the slot
 	if v := p.take(now.Add(3 * time.Millisecond)); !v.OK {
-		t.Fatalf("refused after a slot was given back: %+v", v)
+		t.Fatalf("refused after a slot was given back: %s", verdict(v))
 	}
 }
 
@@ -117,20 +261,20 @@ func TestProbeAfterReset(t *testing.T) {
 	now := base()
 	reset := now.Add(2 * time.Second)
 	p.take(now)
-	p.done(seen(now, 10, 0, reset))
+	p.done(probed(seen(now, 10, 0, reset)))
 	after := reset.Add(10 * time.Millisecond)
-	if v := p.take(after); !v.OK {
-		t.Fatalf("the probe was refused: %+v", v)
+	if v := p.take(after); !v.OK || !v.Probe {
+		t.Fatalf("the probe: %s", verdict(v))
 	}
-	v := p.take(after)
-	if v.OK || !v.RetryAt.IsZero() || v.Reason != "waiting for the new window's budget" {
-		t.Fatalf("second request after the reset: %+v, want a wait for the probe", v)
+	if v := p.take(after); v.OK || !v.RetryAt.IsZero() || v.Reason != whyProbe {
+		t.Fatalf("second request after the reset: %s, want a wait for the probe", verdict(v))
 	}
-	// The probe's answer tells the new window's budget; the rest go.
-	p.done(seen(after.Add(20*time.Millisecond), 10, 9, reset.Add(2*time.Second)))
+	// The probe's answer tells the new window's budget, and that the bucket does not refill (a fixed
+	// window gives its whole limit back): none is kept back any more.
+	p.done(probed(seen(after.Add(20*time.Millisecond), 10, 9, reset.Add(2*time.Second))))
 	for i := range 9 {
 		if v := p.take(after.Add(30 * time.Millisecond)); !v.OK {
-			t.Fatalf("take %d of the new window refused: %+v", i, v)
+			t.Fatalf("take %d of the new window refused: %s", i, verdict(v))
 		}
 	}
 	if v := p.take(after.Add(30 * time.Millisecond)); v.OK {
@@ -138,28 +282,34 @@ func TestProbeAfterReset(t *testing.T) {
 	}
 }
 
-func TestProbeWithoutHeadersLetsAnotherGo(t *testing.T) {
+func TestProbeWithoutAnswerLetsAnotherGo(t *testing.T) {
 	p := newPair(t)
 	now := base()
 	reset := now.Add(time.Second)
 	p.take(now)
-	p.done(seen(now, 10, 0, reset))
+	p.done(probed(seen(now, 10, 0, reset)))
 	p.take(reset)
 	p.take(reset) // waits for the probe
-	p.done(polite.Observation{Now: reset.Add(time.Millisecond), Took: true, Status: 0})
-	if v := p.take(reset.Add(2 * time.Millisecond)); !v.OK {
-		t.Fatalf("no new probe after a probe without answer: %+v", v)
+	p.done(probed(polite.Observation{Now: reset.Add(time.Millisecond), Took: true, Status: 0}))
+	if v := p.take(reset.Add(2 * time.Millisecond)); !v.OK || !v.Probe {
+		t.Fatalf("no new probe after a probe without answer: %s", verdict(v))
 	}
 }
 
-func TestOutOfOrderKeepsMinimum(t *testing.T) {
+func TestOutOfOrderKeepsLeast(t *testing.T) {
 	p := newPair(t)
 	now := base()
 	reset := now.Add(10 * time.Second)
-	p.done(seen(now, 10, 5, reset))
-	p.done(seen(now.Add(time.Millisecond), 10, 2, reset))
-	p.done(seen(now.Add(2*time.Millisecond), 10, 4, reset)) // overtaken: an earlier answer arriving late
-	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 2 {
+	sent := now.Add(-50 * time.Millisecond)
+	answer := func(at time.Duration, remaining int) polite.Observation {
+		o := seen(now.Add(at), smallLimit, remaining, reset)
+		o.Took, o.Sent = false, sent // requests sent together, answered in any order
+		return o
+	}
+	p.done(answer(0, 5))
+	p.done(answer(time.Millisecond, 2))
+	p.done(answer(2*time.Millisecond, 4)) // counted before the one that said 2
+	if rl := p.rateLimit(); rl.Remaining != 2 {
 		t.Fatalf("remaining %d, want 2", rl.Remaining)
 	}
 	p.take(now.Add(3 * time.Millisecond))
@@ -175,29 +325,120 @@ func TestStaleWindowIgnored(t *testing.T) {
 	reset := now.Add(10 * time.Second)
 	p.done(seen(now, 10, 5, reset))
 	// An answer of the window before, arriving late: nothing to learn.
-	if !p.done(seen(now.Add(time.Millisecond), 10, 9, reset.Add(-10*time.Second))) {
-		t.Fatal("an earlier window of the same counter does not fit")
-	}
+	p.done(seen(now.Add(time.Millisecond), 10, 9, reset.Add(-10*time.Second)))
 	// An answer whose window is already over.
 	p.done(seen(now.Add(2*time.Millisecond), 10, 8, now.Add(time.Millisecond)))
-	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 5 || !rl.Reset.Equal(reset) {
+	if rl := p.rateLimit(); rl.Remaining != 5 || !rl.Reset.Equal(reset) {
 		t.Fatalf("learned from a stale window: %+v", rl)
 	}
 }
 
-func TestRetryAfterBlocksAndSuccessClears(t *testing.T) {
+func TestRetryAfterHoldsAndSuccessEndsTheHold(t *testing.T) {
 	p := newPair(t)
 	now := base()
 	until := now.Add(3 * time.Second)
 	p.take(now)
-	p.done(polite.Observation{Now: now, Took: true, Status: 429, RetryAt: until})
+	p.done(probed(polite.Observation{Now: now, Took: true, Status: 429, RetryAt: until}))
 	v := p.take(now.Add(time.Millisecond))
-	if v.OK || !v.RetryAt.Equal(until) || v.Reason != "server asked to retry later" {
-		t.Fatalf("got %+v, want a hold until %v", v, until)
+	if v.OK || !v.RetryAt.Equal(until) || v.Reason != whyHeld {
+		t.Fatalf("got %s, want a hold until %v", verdict(v), until)
 	}
+	// A request sent during the hold (one that opted out of the throttle) got through.
 	p.done(polite.Observation{Now: now.Add(2 * time.Millisecond), Status: 200})
-	if v := p.take(now.Add(3 * time.Millisecond)); !v.OK {
-		t.Fatalf("a 2xx did not end the hold: %+v", v)
+	if v := p.take(now.Add(3 * time.Millisecond)); !v.OK || !v.Probe {
+		t.Fatalf("a 2xx did not end the hold: %s, want a probe", verdict(v))
+	}
+}
+
+// TestBareRefusalsHoldThenPace: 429s without headers hold the bucket on a backoff that doubles, then the
+// bucket is paced at a share of what got through.
+func TestBareRefusalsHoldThenPace(t *testing.T) {
+	p := newPair(t)
+	now := base()
+	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
+	p.take(at(0))
+	p.done(probed(polite.Observation{Now: at(10), Took: true, Status: 200}))
+	// Ten requests a second get through for a while.
+	for i := range 20 {
+		if v := p.take(at(20 + 100*i)); !v.OK {
+			t.Fatalf("take %d: %s", i, verdict(v))
+		}
+		p.done(polite.Observation{Now: at(30 + 100*i), Took: true, Status: 200})
+	}
+	p.take(at(2020))
+	p.done(polite.Observation{Now: at(2030), Took: true, Status: 429})
+	if v := p.take(at(2040)); v.OK || v.Reason != whyHeld || !v.RetryAt.Equal(at(2030+250)) {
+		t.Fatalf("after a bare 429: %s, want a hold of 250 ms", verdict(v))
+	}
+	if v := p.take(at(2280)); !v.OK || !v.Probe {
+		t.Fatalf("after the hold: %s, want a probe", verdict(v))
+	}
+	// The probe is refused too: the backoff doubles.
+	p.done(probed(polite.Observation{Now: at(2290), Took: true, Status: 429}))
+	if v := p.take(at(2300)); v.OK || v.Reason != whyHeld || !v.RetryAt.Equal(at(2290+500)) {
+		t.Fatalf("after the probe's 429: %s, want a hold of 500 ms", verdict(v))
+	}
+	p.take(at(2790))
+	p.done(probed(polite.Observation{Now: at(2800), Took: true, Status: 200}))
+	// Paced at a share of the 10 a second that got through: one request saved up since the first hold,
+	// then a wait.
+	if v := p.take(at(2810)); !v.OK {
+		t.Fatalf("after the probe's success: %s", verdict(v))
+	}
+	if v := p.take(at(2811)); v.OK || v.Reason != whySilent {
+		t.Fatalf("at once after: %s, want pacing", verdict(v))
+	}
+}
+
+// TestRefillingBucketIsPaced: a window spent to its last request whose next window starts with little
+// refills (a sliding window or a token bucket): it is paced at 0.9 of its rate, one request kept back.
+func TestRefillingBucketIsPaced(t *testing.T) {
+	p := newPair(t)
+	now := base()
+	w := 10 * time.Second
+	reset := now.Add(w)
+	p.done(polite.Observation{Now: now, Status: 200, HasRateLimit: true,
+		RateLimit: polite.RateLimit{Limit: 10, Remaining: 0, Reset: reset, Window: w}})
+	if v := p.take(reset); !v.OK || !v.Probe {
+		t.Fatalf("at the reset: %s, want the probe", verdict(v))
+	}
+	start := reset.Add(time.Millisecond)
+	p.done(probed(polite.Observation{Now: start, Took: true, Status: 200, HasRateLimit: true,
+		RateLimit: polite.RateLimit{Limit: 10, Remaining: 2, Reset: reset.Add(w), Window: w}}))
+	// 2 remaining, one kept back: one goes. The rate is (10-1) per 10 s, counted at 0.9 of it.
+	if v := p.take(start.Add(time.Millisecond)); !v.OK {
+		t.Fatalf("first take: %s", verdict(v))
+	}
+	v := p.take(start.Add(time.Millisecond))
+	if v.OK || v.Reason != whyRefill || v.RetryAt.IsZero() {
+		t.Fatalf("second take: %s, want pacing", verdict(v))
+	}
+	if d := start.Add(time.Millisecond + 1234568*time.Microsecond); !p.take(d).OK {
+		t.Fatalf("no slot after a request's worth of refill at 0.81 a second (%v)", d.Sub(start))
+	}
+}
+
+// TestRisingRemainingMeansRefill: within a window, an answer to a request sent after a lower count came
+// says more remains: the bucket gives quota back (a token bucket), and is paced.
+func TestRisingRemainingMeansRefill(t *testing.T) {
+	p := newPair(t)
+	now := base()
+	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
+	reset := at(60_000)
+	p.take(at(0))
+	p.done(probed(seen(at(10), 20, 3, reset)))
+	p.take(at(20))
+	o := seen(at(520), 20, 8, reset)
+	o.Sent = at(500)
+	p.done(o)
+	// 8 remaining and what 10 a second gave back since, at 0.9 of it, less one kept back: 7 go.
+	for i := range 7 {
+		if v := p.take(at(530)); !v.OK {
+			t.Fatalf("take %d: %s", i, verdict(v))
+		}
+	}
+	if v := p.take(at(530)); v.OK || v.Reason != whyRefill {
+		t.Fatalf("after a rising count: %s, want pacing at the refill rate", verdict(v))
 	}
 }
 
@@ -216,229 +457,132 @@ func TestFitsFalseOnAnotherCounter(t *testing.T) {
 	if !p.done(seen(now.Add(time.Millisecond), 100, 40, reset.Add(60*time.Second+500*time.Millisecond))) {
 		t.Fatal("a reset a whole window away does not fit")
 	}
-	if rl, _ := p.rs.Snapshot(p.bucket); rl.Limit != 100 || rl.Remaining != 40 {
+	if rl := p.rateLimit(); rl.Limit != 100 || rl.Remaining != 40 {
 		t.Fatalf("after a next window's answer: %+v", rl)
 	}
-	// Once the window has passed anything fits.
-	if !p.done(seen(reset.Add(61*time.Second), 7, 6, reset.Add(90*time.Second))) {
+	// Once the window has passed anything fits but a refusal of another limit.
+	later := reset.Add(121 * time.Second)
+	if !p.done(seen(later, 7, 6, later.Add(30*time.Second))) {
 		t.Fatal("an answer after the window passed does not fit")
+	}
+	o := seen(later.Add(31*time.Second), 100, 0, later.Add(32*time.Second))
+	o.Status = 429
+	if p.done(o) {
+		t.Fatal("a refusal of another limit fits")
 	}
 }
 
-// TestResetSpread walks a bucket through answers whose resets are late by their round trips
-// (polite.Observation.ResetSpread), on Redis and in memory alike: late answers of one window are that
-// window, an earlier reset within the bucket's own spread tells when it ends more closely, and resets
-// beyond the spreads still tell another window or another counter.
-func TestResetSpread(t *testing.T) {
+// TestRelativeResets walks a bucket through resets given in seconds from the answer, which two answers
+// of one window read a second and a round trip apart: they are one window, and a reset further off is
+// another counter's.
+func TestRelativeResets(t *testing.T) {
 	p := newPair(t)
 	t0 := base()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	seen := func(now, reset, remaining, spread int) polite.Observation {
-		return polite.Observation{Now: at(now), Status: 200, HasRateLimit: true, ResetSpread: time.Duration(spread) * time.Millisecond,
-			RateLimit: polite.RateLimit{Limit: 40, Remaining: remaining, Reset: at(reset)}}
+	answer := func(sent, now, reset, remaining int) polite.Observation {
+		return polite.Observation{Now: at(now), Sent: at(sent), Status: 200, HasRateLimit: true, ResetRelative: true,
+			RateLimit: polite.RateLimit{Limit: 40, Remaining: remaining, Reset: at(reset), Window: 10 * time.Second}}
 	}
 	steps := []struct {
 		name string
 		o    polite.Observation
 		fits bool
 	}{
-		{"a fast answer", seen(20, 10000, 39, 20), true},
-		{"one 2.5 s late: the same window", seen(2500, 12500, 38, 2500), true},
-		{"the next window", seen(10020, 20000, 39, 20), true},
-		{"one 2.5 s late, after the window's reset: the same window", seen(20500, 22500, 1, 2500), true},
-		{"a probe of the next window, slow", seen(22500, 32500, 39, 2500), true},
-		{"a fast answer: the window ends earlier", seen(23000, 30500, 37, 20), true},
-		{"late by more than its round trip: another counter", seen(24000, 33000, 20, 1000), false},
-		{"early by more than the bucket's spread: another counter", seen(24000, 29000, 20, 0), false},
-		{"the window after, late by its round trip", seen(24000, 42500, 36, 2000), true},
+		{"a fast answer", answer(0, 20, 10000, 39), true},
+		{"one 2.5 s late, a second rounded later: the same window", answer(0, 2500, 11000, 38), true},
+		{"late by more than its round trip and the rounding: another counter", answer(3000, 3020, 14000, 20), false},
+		{"early by more than the rounding: another counter", answer(3000, 3020, 8000, 20), false},
+		{"the next window, a second rounded later", answer(10000, 10020, 21000, 39), true},
 	}
 	for _, st := range steps {
 		if got := p.done(st.o); got != st.fits {
 			t.Errorf("%s: fits %v, want %v", st.name, got, st.fits)
 		}
 	}
-	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 36 || !rl.Reset.Equal(at(42500)) || rl.Window != 10*time.Second {
-		t.Errorf("at the end: %+v, want 36 remaining, reset at +42.5s, window 10s", rl)
-	}
-	// A request sent just as a window of a second ended, answered "1" (seconds) 20 ms later: the next
-	// window's.
-	p = newPair(t)
-	p.done(seen(500, 1000, 5, 20))
-	p.done(seen(1020, 2020, 9, 20))
-	if rl, _ := p.rs.Snapshot(p.bucket); rl.Remaining != 9 || !rl.Reset.Equal(at(2020)) || rl.Window != 1020*time.Millisecond {
-		t.Errorf("a window of a second: %+v, want 9 remaining, reset at +2.02s, window 1.02s", rl)
+	if rl := p.rateLimit(); rl.Remaining != 39 || !rl.Reset.Equal(at(21000)) || rl.Window != 10*time.Second {
+		t.Errorf("at the end: %+v, want 39 remaining, reset at +21s, window 10s", rl)
 	}
 }
 
-// pacedPair returns a pair whose bucket of the given limit per 10 s has just been found to be a sliding
-// window, and the time the probe's answer came (the pacing starts then, empty).
-func pacedPair(t *testing.T, limit int) (*pair, time.Time) {
-	p := newPair(t)
+// TestLapsedLeaseIsARequestWithoutAnswer: a lease that lapses is given back at the bucket's next step as
+// the Done of a request that got no answer; the late answer of its request then gives back nothing more.
+func TestLapsedLeaseIsARequestWithoutAnswer(t *testing.T) {
+	p := newPair(t, WithLease(5*time.Second))
 	now := base()
-	w := 10 * time.Second
-	reset := now.Add(w)
-	p.done(polite.Observation{Now: now, Status: 200, HasRateLimit: true,
-		RateLimit: polite.RateLimit{Limit: limit, Remaining: 0, Reset: reset, Window: w}})
-	// The probe of the next window finds less than half the limit: a sliding window.
-	p.take(reset)
-	start := reset.Add(time.Millisecond)
-	p.done(polite.Observation{Now: start, Took: true, Status: 200, HasRateLimit: true,
-		RateLimit: polite.RateLimit{Limit: limit, Remaining: limit / 5, Reset: reset.Add(w), Window: w}})
-	return p, start
-}
-
-func TestSlidingWindowIsPaced(t *testing.T) {
-	p, start := pacedPair(t, 10)
-	// Paced from the probe's answer, starting empty, at 0.98 * (10-1) / 10 s: one token every 1.1338 s.
-	at := start.Add(time.Millisecond)
-	v := p.take(at)
-	if v.OK || v.Reason != "pacing a sliding window" {
-		t.Fatalf("got %+v, want pacing", v)
+	at := func(ms int) time.Time { return now.Add(time.Duration(ms) * time.Millisecond) }
+	p.take(at(0))
+	p.done(probed(seen(at(10), smallLimit, 2, at(60_000))))
+	p.take(at(20)) // hangs
+	p.take(at(30)) // hangs
+	if v := p.take(at(5019)); v.OK {
+		t.Fatalf("taken before the leases lapsed: %s", verdict(v))
 	}
-	if d := v.RetryAt.Sub(at); d < 1132*time.Millisecond || d > 1134*time.Millisecond {
-		t.Fatalf("next token in %v, want 1.133 s", d)
+	if v := p.take(at(5020)); !v.OK {
+		t.Fatalf("a lapsed lease was not given back: %s", verdict(v))
 	}
-	if v := p.take(v.RetryAt); !v.OK {
-		t.Fatalf("refused when the token is due: %+v", v)
+	if p.lapsed != 1 {
+		t.Fatalf("%d leases lapsed, want 1", p.lapsed)
 	}
-	// A refusal ends the pacing.
-	p.done(polite.Observation{Now: v.RetryAt.Add(time.Millisecond), Took: true, Status: 429, RetryAt: v.RetryAt.Add(time.Second)})
-	p.take(v.RetryAt.Add(2 * time.Second))
-}
-
-// TestSlidingPaceBurst: a pacer of a limit of 200 has a burst of two, in Redis as in memory, so a late
-// take does not push the next slot back and a pause saves up two requests, no more.
-func TestSlidingPaceBurst(t *testing.T) {
-	p, start := pacedPair(t, 200)
-	// One token every 10 s / (0.98 × 199) = 51.277 ms from start.
-	const interval = 51277 * time.Microsecond
-	var got []bool
-	for _, at := range []time.Duration{
-		interval + 30*time.Millisecond, // the first slot, 30 ms late
-		2*interval + time.Millisecond,  // the second, on time
-		2*interval + 2*time.Millisecond,
-		10 * time.Second, // a pause: two, then none
-		10 * time.Second,
-		10 * time.Second,
-	} {
-		got = append(got, p.take(start.Add(at)).OK)
+	p.done(seen(at(5100), smallLimit, 1, at(60_000))) // the answer of the request taken at 20 ms, late
+	p.take(at(6000))
+	if p.lapsed != 2 {
+		t.Fatalf("%d leases lapsed, want 2", p.lapsed)
 	}
-	if want := []bool{true, true, false, true, true, false}; !slices.Equal(got, want) {
-		t.Errorf("paced takes %v, want %v", got, want)
+	// The late answer gave back the newest lease, the take at 5020's: in flight is the take at 6000
+	// alone, against 1 remaining.
+	if v := p.take(at(6001)); v.OK {
+		t.Fatalf("the late answer gave back a slot twice: %s", verdict(v))
 	}
 }
 
-// TestSlidingPaceBurstKeptThroughALimitChange: the pacer's burst is fixed when the pacing begins, in Redis
-// as in memory, even when a later window reports another limit (a plan change) while the bucket is paced.
-func TestSlidingPaceBurstKeptThroughALimitChange(t *testing.T) {
-	p, start := pacedPair(t, 50) // a burst of 1 + 49/100 = 1
-	w := 10 * time.Second
-	reset := start.Add(-time.Millisecond).Add(w) // the reset the probe's answer reported
-	at := reset.Add(time.Second)
-	p.done(polite.Observation{Now: at, Status: 200, HasRateLimit: true,
-		RateLimit: polite.RateLimit{Limit: 1000, Remaining: 900, Reset: reset.Add(w), Window: w}})
-	later := at.Add(5 * time.Second) // long enough to fill any burst
-	if !p.take(later).OK {
-		t.Fatal("no slot after a pause")
-	}
-	if p.take(later).OK { // take compares the stores; both refuse
-		t.Error("a second slot at once: the burst followed the new limit")
-	}
-}
-
-// TestMatchesMemoryStore drives both stores through random steps and checks every answer agrees.
-func TestMatchesMemoryStore(t *testing.T) {
-	t.Skip("polite.MemoryStore runs the throttle v2 quota model, which the scripts have yet to be ported to (#20)")
-	redisAddr(t)
-	reasons := map[string]int{}
-	var mu sync.Mutex
-	defer func() {
-		// The steps must have gone through every way a Take can wait.
-		for _, r := range []string{"server asked to retry later", "pacing a sliding window", "quota spent until reset", "waiting for the new window's budget"} {
-			if reasons[r] == 0 && !t.Failed() {
-				t.Errorf("no step waited for %q: %v", r, reasons)
-			}
-		}
-	}()
-	for seed := range uint64(24) {
-		t.Run("", func(t *testing.T) {
-			p := newPair(t, WithLease(time.Hour))
-			r := rand.New(rand.NewPCG(seed, 42))
-			now := base()
-			epoch := now
-			window := time.Duration(2+r.IntN(8)) * time.Second
-			held := 0
-			for range 400 {
-				now = now.Add(time.Duration(r.IntN(400)) * time.Millisecond)
-				if r.IntN(2) == 0 {
-					v := p.take(now)
-					if v.OK {
-						held++
-					}
-					mu.Lock()
-					reasons[v.Reason]++
-					mu.Unlock()
-					continue
-				}
-				o := polite.Observation{Now: now, Status: []int{200, 200, 200, 429, 503, 0}[r.IntN(6)]}
-				if held > 0 && r.IntN(4) > 0 {
-					o.Took = true
-					held--
-				}
-				if o.Status != 0 && r.IntN(5) > 0 {
-					o.HasRateLimit = true
-					limit := []int{10, 10, 10, 20}[r.IntN(4)]
-					// The reset of this window, sometimes of another, sometimes off by some jitter.
-					i := int(now.Sub(epoch)/window) + 1 + []int{0, 0, 0, -1, 1}[r.IntN(5)]
-					reset := epoch.Add(time.Duration(i)*window + time.Duration(r.IntN(1500)-200)*time.Millisecond)
-					o.RateLimit = polite.RateLimit{Limit: limit, Remaining: r.IntN(limit + 1), Reset: reset}
-					if r.IntN(3) == 0 {
-						o.RateLimit.Window = window
-					}
-				}
-				if (o.Status == 429 || o.Status == 503) && r.IntN(2) == 0 {
-					o.RetryAt = now.Add(time.Duration(1+r.IntN(3)) * time.Second)
-				}
-				p.done(o)
-			}
-		})
-	}
-}
-
-// TestConcurrentTakesNeverOverdraw: 64 takes racing for 11 remaining get exactly 10: one is kept back
-// until the bucket's refill is known.
+// TestConcurrentTakesNeverOverdraw: 64 takes racing for 11 remaining get exactly 10 (one is kept back
+// until the bucket's refill is known), from one process or from sixteen, whose compare-and-sets conflict.
 func TestConcurrentTakesNeverOverdraw(t *testing.T) {
-	s, _ := newStore(t)
-	ctx := context.Background()
-	now := base()
-	const bucket = "race"
-	if _, err := s.Done(ctx, bucket, seen(now, 100, 11, now.Add(5*time.Second))); err != nil {
-		t.Fatal(err)
-	}
-	var ok atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range 64 {
-		wg.Go(func() {
-			<-start
-			v, err := s.Take(ctx, bucket, now.Add(time.Duration(i)*time.Millisecond))
-			if err != nil {
-				t.Error(err)
+	for _, procs := range []int{1, 16} {
+		t.Run(fmt.Sprint("procs=", procs), func(t *testing.T) {
+			c := newClient(t)
+			prefix := testPrefix(t, c)
+			stores := make([]*Store, procs)
+			for i := range stores {
+				stores[i] = New(c, WithPrefix(prefix), WithTimeout(5*time.Second))
 			}
-			if v.OK {
-				ok.Add(1)
-			} else if v.Reason != "quota spent until reset" {
-				t.Errorf("refused for %q", v.Reason)
+			ctx := context.Background()
+			now := base()
+			const bucket = "race"
+			if _, err := stores[0].Done(ctx, bucket, seen(now, 100, 11, now.Add(5*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+			var ok atomic.Int32
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range 64 {
+				wg.Go(func() {
+					<-start
+					v, err := stores[i%procs].Take(ctx, bucket, now.Add(time.Duration(i)*time.Millisecond))
+					if err != nil {
+						t.Error(err)
+					}
+					if v.OK {
+						ok.Add(1)
+					} else if v.Reason != whySpent {
+						t.Errorf("refused for %q", v.Reason)
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			for _, s := range stores {
+				if s.Degraded() {
+					t.Fatal("a store fell back to memory")
+				}
+			}
+			if n := ok.Load(); n != 10 {
+				t.Fatalf("%d takes succeeded against 11 remaining, one kept back", n)
+			}
+			if n := c.ZCard(ctx, stores[0].leaseKey(bucket)).Val(); n != 10 {
+				t.Fatalf("%d leases, want 10", n)
 			}
 		})
-	}
-	close(start)
-	wg.Wait()
-	if s.Degraded() {
-		t.Fatal("store fell back to memory")
-	}
-	if n := ok.Load(); n != 10 {
-		t.Fatalf("%d takes succeeded against 11 remaining, one kept back", n)
 	}
 }
 
@@ -451,7 +595,7 @@ func TestConcurrentProbe(t *testing.T) {
 	const bucket = "probe"
 	stores := make([]*Store, 4)
 	for i := range stores {
-		stores[i] = New(c, WithPrefix(prefix), WithTimeout(2*time.Second))
+		stores[i] = New(c, WithPrefix(prefix), WithTimeout(5*time.Second))
 	}
 	stores[0].Done(ctx, bucket, seen(now, 100, 0, now.Add(time.Second)))
 	var ok atomic.Int32
@@ -511,36 +655,61 @@ func TestDoneGivesBackSlotWithCancelledContext(t *testing.T) {
 	}
 }
 
-func TestKeysExpireAfterReset(t *testing.T) {
+// TestStateUnreadableStartsAfresh: a state this version cannot decode (another encoding) is a bucket not
+// heard from, and the leases kept with it are no request's.
+func TestStateUnreadableStartsAfresh(t *testing.T) {
+	s, c := newStore(t)
+	ctx := context.Background()
+	now := base()
+	const bucket = "garbled"
+	c.Set(ctx, s.stateKey(bucket), "\xffnot a quota", 0)
+	c.ZAdd(ctx, s.leaseKey(bucket), redis.Z{Score: float64(now.Add(time.Hour).UnixMilli()), Member: "x"})
+	if _, ok := s.Quota(bucket); ok {
+		t.Fatal("Quota decoded garbage")
+	}
+	if v, _ := s.Take(ctx, bucket, now); !v.OK || !v.Probe || s.Degraded() {
+		t.Fatalf("first take: %+v degraded=%v, want the probe of a new bucket", v, s.Degraded())
+	}
+	if n := c.ZCard(ctx, s.leaseKey(bucket)).Val(); n != 1 {
+		t.Fatalf("%d leases, want the probe's alone", n)
+	}
+	if _, ok := s.Quota(bucket); !ok {
+		t.Fatal("no state after a take")
+	}
+}
+
+func TestKeysExpire(t *testing.T) {
 	s, c := newStore(t, WithRetention(30*time.Second), WithLease(time.Minute))
 	ctx := context.Background()
 	now := base()
 	const bucket = "expiry"
+	pttl := func(key string, want time.Duration) {
+		t.Helper()
+		// The keys expire at times of the test's clock, base(), which is Redis's less the test's time.
+		if ttl := c.PTTL(ctx, key).Val(); ttl > want || ttl < want-5*time.Second {
+			t.Fatalf("%q PTTL %v, want about %v", key, ttl, want)
+		}
+	}
 	reset := now.Add(20 * time.Second)
 	s.Done(ctx, bucket, seen(now, 100, 50, reset))
-	ttl := c.PTTL(ctx, s.stateKey(bucket)).Val()
-	// reset + retention from now, less the time the test took.
-	if want := 50 * time.Second; ttl > want || ttl < want-5*time.Second {
-		t.Fatalf("state PTTL %v, want about %v", ttl, want)
-	}
+	pttl(s.stateKey(bucket), 50*time.Second) // the reset, plus the retention
 	if v, _ := s.Take(ctx, bucket, now); !v.OK {
 		t.Fatal("refused")
 	}
-	// A lease running past reset + retention keeps the keys as long.
-	s2 := New(c, WithPrefix(s.prefix), WithLease(2*time.Minute), WithTimeout(2*time.Second))
+	pttl(s.stateKey(bucket), 90*time.Second) // the lease, plus the retention
+	// A later lease keeps both keys as long, even one another process took.
+	s2 := New(c, WithPrefix(s.prefix), WithLease(2*time.Minute), WithRetention(30*time.Second), WithTimeout(2*time.Second))
 	s2.Take(ctx, bucket, now)
 	for _, k := range []string{s.stateKey(bucket), s.leaseKey(bucket)} {
-		ttl := c.PTTL(ctx, k).Val()
-		if want := 2 * time.Minute; ttl > want || ttl < want-5*time.Second {
-			t.Fatalf("%q PTTL %v, want about %v", k, ttl, want)
-		}
+		pttl(k, 150*time.Second)
 	}
-	// With no slot held and the reset past, keys outlive the last use by the retention only.
-	c.Del(ctx, s.leaseKey(bucket))
 	s.Done(ctx, bucket, polite.Observation{Now: now, Status: 200})
-	if ttl := c.PTTL(ctx, s.stateKey(bucket)).Val(); ttl > 50*time.Second || ttl < 45*time.Second {
-		t.Fatalf("state PTTL %v after the slots were given back, want about 50 s", ttl)
+	pttl(s.stateKey(bucket), 150*time.Second)
+	// With no slot held and the reset past, keys outlive the last use by the retention only.
+	for range 2 {
+		s.Done(ctx, bucket, polite.Observation{Now: now, Took: true, Status: 200})
 	}
+	pttl(s.stateKey(bucket), 50*time.Second)
 	if n := c.Exists(ctx, s.leaseKey(bucket)).Val(); n != 0 {
 		t.Fatal("an empty lease set is kept")
 	}
@@ -549,9 +718,11 @@ func TestKeysExpireAfterReset(t *testing.T) {
 func TestKeysShareHashTag(t *testing.T) {
 	s := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), WithPrefix("p:"))
 	for _, b := range []string{"", "api", "a}b", "a{b}c", "%", "%25", "key\x00bucket", "{x}"} {
-		st, ls := s.stateKey(b), s.leaseKey(b)
-		if hashTag(st) != hashTag(ls) || hashTag(st) == "" {
-			t.Errorf("bucket %q: keys %q and %q do not share a hash tag", b, st, ls)
+		keys := []string{s.stateKey(b), s.leaseKey(b), s.lostKey(b), s.turnKey(b)}
+		for _, k := range keys[1:] {
+			if hashTag(k) != hashTag(keys[0]) || hashTag(k) == "" || k == keys[0] {
+				t.Errorf("bucket %q: keys %q do not share a hash tag", b, keys)
+			}
 		}
 	}
 	seenTags := map[string]string{}
