@@ -68,7 +68,7 @@ func TestMatchesMemoryStore(t *testing.T) {
 		return
 	}
 	// The runs must have gone through every way a Take waits, lapsed leases and reordered answers.
-	for _, why := range []string{whyHeld, whyProbe, whySpent, whyRefill, whySilent} {
+	for _, why := range []string{whyHeld, whyProbe, whySpent, whyRefill, whySlow} {
 		if reasons[why] == 0 {
 			t.Errorf("no Take waited for %q: %v", why, reasons)
 		}
