@@ -22,8 +22,9 @@ type Learned struct {
 	// "refilling (sliding window or token bucket)" or "no headers, refusing"; "" when the Store cannot
 	// tell.
 	Kind string
-	// Rate is the pace the throttle keeps to, in requests a second, for a bucket that refills or that
-	// refuses without headers; 0 when it keeps to none.
+	// Rate is the pace the throttle keeps to, in requests a second: the refill rate of a bucket that
+	// refills, or what one window of a bucket that refuses without headers lets through per its length;
+	// 0 when it keeps to none.
 	Rate float64
 	// HeldUntil is when the hold after the bucket's last refusal ends; zero if it is not held.
 	HeldUntil time.Time
