@@ -1,7 +1,9 @@
 package polite
 
 import (
+	"bytes"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -20,13 +22,34 @@ const (
 // which unblocks net/http's HTTP/1 and HTTP/2 bodies and loses only the connection. Read and close
 // errors are ignored: the body is being thrown away. A nil body is a no-op.
 func drainClose(body io.ReadCloser) {
-	if body == nil {
-		return
+	if body != nil {
+		readClose(body, io.Discard, maxDrain)
 	}
+}
+
+// readClose copies at most limit bytes of body to w, for at most maxDrainTime, closes it, and reports
+// whether w got all of it (fewer than limit bytes, then the end).
+func readClose(body io.ReadCloser, w io.Writer, limit int64) (whole bool) {
 	var once sync.Once
 	closeBody := func() { once.Do(func() { _ = body.Close() }) }
 	timer := time.AfterFunc(maxDrainTime, closeBody)
-	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrain))
+	n, err := io.Copy(w, io.LimitReader(body, limit))
 	timer.Stop()
 	closeBody()
+	return err == nil && n < limit
+}
+
+// keep reads resp's body into memory within the bounds of drainClose, and returns resp with that body,
+// readable and closable as before; nil (the body closed) when it is larger or slower than the bounds. It
+// lets a response be given to the caller after all while its connection is back in the pool.
+func keep(resp *http.Response) *http.Response {
+	if resp == nil || resp.Body == nil {
+		return resp
+	}
+	var buf bytes.Buffer
+	if !readClose(resp.Body, &buf, maxDrain) {
+		return nil
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
+	return resp
 }

@@ -162,8 +162,8 @@ func FuzzRetryDecision(f *testing.F) {
 					}
 					continue
 				}
-				if wait < 0 || wait > maxWait {
-					t.Errorf("planned wait %v outside [0, %v] (max wait)", wait, maxWait)
+				if wait < 0 || wait > maxWait+retryAfterSlack {
+					t.Errorf("planned wait %v outside [0, %v] (max wait, and the second polite adds to a server's)", wait, maxWait+retryAfterSlack)
 				}
 				if dl, ok := ctx.Deadline(); ok && wait > dl.Sub(before) {
 					t.Errorf("planned wait %v outlasts the deadline %v away", wait, dl.Sub(before))

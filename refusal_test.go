@@ -248,3 +248,34 @@ func TestCheckResponseRateLimited403(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalHeldLongerThanTheRetry: a refusal that names no time is retried on the backoff, but the
+// throttle holds its bucket to the window's end, an hour away: the retry is not sent, and the caller gets
+// the refusal itself, body and all, with no error.
+func TestRefusalHeldLongerThanTheRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const limited = `{"error":"limited"}`
+		srv := newRefusalServer(answer{status: 403, body: limited,
+			kv: epochResets([]string{"X-RateLimit-Limit", "100", "X-RateLimit-Remaining", "10", "X-RateLimit-Reset", "+1h"}, time.Now())})
+		var gaveUp []string
+		refusals := func(resp *http.Response) (time.Duration, bool) {
+			b, _ := io.ReadAll(resp.Body)
+			return 0, string(b) == limited
+		}
+		hook := func(e Event) {
+			if e.Kind == EventGiveUp {
+				gaveUp = append(gaveUp, e.Reason)
+			}
+		}
+		status, body := srv.do(t, http.MethodGet, WithRefusals(refusals), WithHook(hook), WithMaxWait(10*time.Second))
+		if status != 403 || body != limited {
+			t.Errorf("the caller got %d %q, want the 403 and its body", status, body)
+		}
+		if n := len(srv.times()); n != 1 {
+			t.Errorf("the server saw %d requests, want 1", n)
+		}
+		if len(gaveUp) != 1 || !strings.Contains(gaveUp[0], "throttle holds the retry") {
+			t.Errorf("give-up events %q, want one saying the throttle holds the retry", gaveUp)
+		}
+	})
+}

@@ -145,12 +145,20 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	bo := lazyBackoff{ctx: ctx, factory: l.cfg.newBackoff}
 	_, timed := ctx.Deadline() // the round trip is timed only when a deadline needs it
 	attempt := req
+	var last *http.Response // the response retried, in memory, while its retry has not answered
 	for n := 1; ; n++ {
 		var sent time.Time
 		if timed {
 			sent = time.Now()
 		}
 		resp, err := l.next.RoundTrip(attempt)
+		if last != nil && errors.Is(err, ErrRateLimited) {
+			// The throttle will not send the retry in time: the caller gets the response it has.
+			l.cfg.emit(ctx, Event{Kind: EventGiveUp, Request: req, Attempt: n - 1, StatusCode: last.StatusCode, Err: err,
+				Reason: "the throttle holds the retry: " + err.Error()})
+			return last, nil
+		}
+		last = nil
 		refusedUntil, refused := refusalOf(resp, l.cfg.refusals)
 		if !refused && !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
@@ -183,9 +191,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		ev.Wait, ev.Reason = wait, "retrying"
 		l.cfg.emit(ctx, ev)
-		if resp != nil {
-			drainClose(resp.Body)
-		}
+		last = keep(resp)
 		if err := sleep(ctx, wait); err != nil {
 			closeBody(again)
 			return nil, err
@@ -212,7 +218,7 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	if !ok {
 		return 0, why
 	}
-	if wait > l.cfg.maxWait {
+	if l.cfg.waitTooLong(wait, why != whyBackoff) {
 		return 0, fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
 	}
 	if endsTooLate(ctx, now.Add(wait), took) {

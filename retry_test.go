@@ -174,6 +174,8 @@ func TestRetryGivesBackLastResponse(t *testing.T) {
 	})
 }
 
+// TestRetryWaitBounds: a wait longer than the maximum (the server's Retry-After, not counting the second
+// polite adds) or than the deadline allows is not started.
 func TestRetryWaitBounds(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -182,7 +184,7 @@ func TestRetryWaitBounds(t *testing.T) {
 		opts     []Option
 	}{
 		{"longer than max wait", "120", 0, nil},
-		{"longer than a configured max wait", "5", 0, []Option{WithMaxWait(5 * time.Second)}},
+		{"longer than a configured max wait", "6", 0, []Option{WithMaxWait(5 * time.Second)}},
 		{"past the deadline", "10", 5 * time.Second, nil},
 		{"a day", "86400", 0, nil},
 	}
@@ -382,6 +384,20 @@ func TestRetryWaitSetsTheBackoff(t *testing.T) {
 			if wait < lo || wait > hi {
 				t.Errorf("wait %d: %v, want within [%v, %v]", i, wait, lo, hi)
 			}
+		}
+	})
+}
+
+// TestRetryWaitsAMinuteWhenAsked: a server that asks for exactly the maximum wait is waited for, with the
+// second polite adds.
+func TestRetryWaitsAMinuteWhenAsked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		base := newScript(outcome{status: 429, kv: []string{"Retry-After", "60"}}, outcome{status: 200})
+		if code, err := get(t, Chain(base, Retry()), context.Background()); err != nil || code != 200 {
+			t.Fatalf("got %d, %v; want the retry's 200", code, err)
+		}
+		if diff := cmp.Diff([]time.Duration{0, 61 * time.Second}, base.times()); diff != "" {
+			t.Errorf("attempt times (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -60,22 +60,25 @@ func (t *routeTable) set(key, route, bucket string) {
 	}
 	m[route] = bucket
 	for t.n > t.max {
-		t.forgetOne()
+		t.forgetOne(key, route)
 	}
 }
 
-// forgetOne forgets one route, whichever the map gives first. t.mu is held.
-func (t *routeTable) forgetOne() {
-	for key, m := range t.byKey {
+// forgetOne forgets one route other than key's route keep (the one just set), whichever the map gives
+// first. t.mu is held.
+func (t *routeTable) forgetOne(key, keep string) {
+	for k, m := range t.byKey {
 		for route := range m {
+			if k == key && route == keep {
+				continue
+			}
 			delete(m, route)
 			t.n--
-			break
+			if len(m) == 0 {
+				delete(t.byKey, k)
+			}
+			return
 		}
-		if len(m) == 0 {
-			delete(t.byKey, key)
-		}
-		return
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -104,7 +105,7 @@ func RouteKey(f func(*http.Request) string) ThrottleOption {
 // gone for longer than the request could wait. It matches [ErrRateLimited] with errors.Is, and unwraps to
 // the context's error when the deadline or a cancellation ended the wait.
 type ThrottleError struct {
-	Bucket string        // the bucket whose quota was spent
+	Bucket string        // the bucket whose quota was spent: the key, or the key, a NUL byte and the bucket's name
 	Wait   time.Duration // how long the request would have had to wait from when it gave up
 	Reason string        // why it had to wait
 	Err    error         // context.DeadlineExceeded, context.Canceled, or nil when Wait exceeded the maximum
@@ -113,6 +114,9 @@ type ThrottleError struct {
 // Error says which bucket was spent, why, and how long the request would have had to wait.
 func (e *ThrottleError) Error() string {
 	s := fmt.Sprintf("polite: rate limited (%s) on %q", e.Reason, e.Bucket)
+	if key, name, ok := strings.Cut(e.Bucket, "\x00"); ok {
+		s = fmt.Sprintf("polite: rate limited (%s) on %q, bucket %q", e.Reason, key, name)
+	}
 	if e.Wait > 0 {
 		s += fmt.Sprintf(", next slot in %v", e.Wait.Round(time.Millisecond))
 	}
@@ -212,7 +216,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		if !v.RetryAt.IsZero() {
 			wait = max(v.RetryAt.Sub(now), 0)
 			switch {
-			case wait > l.cfg.maxWait:
+			case l.cfg.waitTooLong(wait, v.Reason == whyHeld):
 				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason}
 			case endsTooLate(ctx, v.RetryAt, 0):
 				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}

@@ -162,3 +162,13 @@ func TestThrottleHungRequestDoesNotHoldTheBucket(t *testing.T) {
 		<-done
 	})
 }
+
+// TestThrottleErrorNamesTheBucket: the error names a server-named bucket apart from its key, without the
+// NUL byte that joins them.
+func TestThrottleErrorNamesTheBucket(t *testing.T) {
+	e := &ThrottleError{Bucket: "api.github.test\x00core", Wait: time.Minute, Reason: whyHeld}
+	want := `polite: rate limited (held: the server refused a request) on "api.github.test", bucket "core", next slot in 1m0s`
+	if got := e.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

@@ -190,8 +190,9 @@ func WithMaxAttempts(n int) Option {
 }
 
 // WithMaxWait sets the longest single wait the stack accepts, for a retry or for the throttle (default
-// one minute). A longer wait is not started: the retry layer returns the last response, the throttle
-// fails the request with a [*ThrottleError]. d <= 0 is refused.
+// one minute), not counting the second the stack adds to a server's Retry-After: a server that asks for
+// a minute is waited for. A longer wait is not started: the retry layer returns the last response, the
+// throttle fails the request with a [*ThrottleError]. d <= 0 is refused.
 func WithMaxWait(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
@@ -199,6 +200,15 @@ func WithMaxWait(d time.Duration) Option {
 		}
 		c.maxWait = d
 	}
+}
+
+// waitTooLong reports whether wait exceeds the longest single wait, allowing, for a wait the server asked
+// for, the second the stack adds to its Retry-After.
+func (c *config) waitTooLong(wait time.Duration, serverAsked bool) bool {
+	if serverAsked {
+		wait -= retryAfterSlack
+	}
+	return wait > c.maxWait
 }
 
 // WithBackoff sets the factory of the retry timing used when the server gives none (default
