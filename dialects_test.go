@@ -100,3 +100,45 @@ func TestRateLimitDialectsGarbage(t *testing.T) {
 		t.Errorf("with an unreadable Date: reset %v, want %v", rl.Reset, hdrTestNow.Add(time.Minute))
 	}
 }
+
+// TestReadCounters: beside their requests, OpenAI reports tokens and Anthropic tokens, input tokens and
+// output tokens, each with its own reset; other dialects report no counter.
+func TestReadCounters(t *testing.T) {
+	now := hdrTestNow
+	for _, tt := range []struct {
+		name   string
+		header http.Header
+		want   map[string]RateLimit
+	}{
+		{"OpenAI", hdrTestHeader("X-Ratelimit-Limit-Requests", "60", "X-Ratelimit-Remaining-Requests", "59",
+			"X-Ratelimit-Reset-Requests", "1s", "X-Ratelimit-Limit-Tokens", "150000",
+			"X-Ratelimit-Remaining-Tokens", "149984", "X-Ratelimit-Reset-Tokens", "6m0s"),
+			map[string]RateLimit{"tokens": {Limit: 150000, Remaining: 149984, Reset: now.Add(6 * time.Minute)}}},
+		{"Anthropic", hdrTestHeader("Anthropic-Ratelimit-Requests-Limit", "1000", "Anthropic-Ratelimit-Requests-Remaining", "999",
+			"Anthropic-Ratelimit-Tokens-Limit", "96000", "Anthropic-Ratelimit-Tokens-Remaining", "95000",
+			"Anthropic-Ratelimit-Tokens-Reset", "2020-01-20T19:59:10Z",
+			"Anthropic-Ratelimit-Input-Tokens-Limit", "80000", "Anthropic-Ratelimit-Input-Tokens-Remaining", "80000",
+			"Anthropic-Ratelimit-Input-Tokens-Reset", "2020-01-20T19:59:00Z",
+			"Anthropic-Ratelimit-Output-Tokens-Limit", "16000", "Anthropic-Ratelimit-Output-Tokens-Remaining", "15000",
+			"Anthropic-Ratelimit-Output-Tokens-Reset", "2020-01-20T19:59:01Z"),
+			map[string]RateLimit{
+				"tokens":        {Limit: 96000, Remaining: 95000, Reset: now.Add(10 * time.Second)},
+				"input-tokens":  {Limit: 80000, Remaining: 80000, Reset: now},
+				"output-tokens": {Limit: 16000, Remaining: 15000, Reset: now.Add(time.Second)},
+			}},
+		{"GitHub", hdrTestHeader("X-RateLimit-Limit", "5000", "X-RateLimit-Remaining", "4999",
+			"X-Ratelimit-Remaining-Tokens", "5"), map[string]RateLimit{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := map[string]RateLimit{}
+			_, dialect, _, _ := readRateLimit(tt.header, now, nil)
+			readCounters(tt.header, dialect, now, nil, func(counter string, rl RateLimit, _ bool) {
+				rl.Reset = rl.Reset.UTC()
+				got[counter] = rl
+			})
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

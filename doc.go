@@ -49,7 +49,8 @@
 //
 // Rate-limit headers are read in the dialects of the IETF drafts, GitHub, Discord, GitLab, Okta and X,
 // OpenAI, Anthropic and Shopify (see [ParseRateLimit]); Retry-After also as Retry-After-Ms and
-// X-Ms-Retry-After-Ms (see [ParseRetryAfter]). A time the server gives on its own clock is read against
+// X-Ms-Retry-After-Ms (see [ParseRetryAfter]). OpenAI's and Anthropic's token counters hold the
+// requests that declare their tokens with [Spend]. A time the server gives on its own clock is read against
 // its Date header when the two clocks disagree by more than a second.
 //
 // Rate-limit headers come with 2xx answers too, so the throttle slows down before it is refused; a

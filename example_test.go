@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -268,4 +270,53 @@ func ExampleWithRefusals() {
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println(resp.StatusCode, string(body), "after", calls.Load(), "requests")
 	// Output: 200 {"ok":true} after 2 requests
+}
+
+// An LLM API that limits tokens as well as requests, in OpenAI's headers: each request declares the
+// tokens it will spend, and the throttle holds it until the token counter has room, instead of sending
+// it into a 429.
+func ExampleSpend() {
+	var mu sync.Mutex
+	var start time.Time
+	used, refused := 0, 0
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		const limit, window = 5000, 2100 * time.Millisecond
+		if time.Since(start) >= window {
+			start, used = time.Now(), 0
+		}
+		status := http.StatusOK
+		if used+3000 > limit {
+			status, refused = http.StatusTooManyRequests, refused+1
+		} else {
+			used += 3000
+		}
+		left := time.Until(start.Add(window)) + time.Millisecond - 1 // rounded up, as servers should
+		w.Header().Set("X-Ratelimit-Remaining-Requests", "100")
+		w.Header().Set("X-Ratelimit-Reset-Requests", "1s")
+		w.Header().Set("X-Ratelimit-Limit-Tokens", strconv.Itoa(limit))
+		w.Header().Set("X-Ratelimit-Remaining-Tokens", strconv.Itoa(limit-used))
+		w.Header().Set("X-Ratelimit-Reset-Tokens", left.Truncate(time.Millisecond).String())
+		w.WriteHeader(status)
+	}))
+	defer api.Close()
+
+	client := &http.Client{Transport: polite.New(http.DefaultTransport)}
+	for range 2 {
+		ctx := polite.Spend(context.Background(), "tokens", 3000) // the prompt's tokens and max_tokens
+		req, _ := http.NewRequestWithContext(ctx, "POST", api.URL+"/v1/chat/completions", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		fmt.Println(resp.StatusCode)
+	}
+	fmt.Println("refused by the server:", refused)
+	// Output:
+	// 200
+	// 200
+	// refused by the server: 0
 }

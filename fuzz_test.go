@@ -118,12 +118,12 @@ func FuzzRetryDecision(f *testing.F) {
 			if !retry {
 				t.Errorf("429 not retried")
 			}
-		case status == http.StatusServiceUnavailable:
+		case status == http.StatusServiceUnavailable || status == statusOverloaded:
 			if idem && !retry {
-				t.Errorf("503 %q (key %v) not retried", method, idemKey)
+				t.Errorf("%d %q (key %v) not retried", status, method, idemKey)
 			}
 			if !idem && retry != validRA {
-				t.Errorf("503 %q with Retry-After %q (valid %v): retry = %v", method, retryAfter, validRA, retry)
+				t.Errorf("%d %q with Retry-After %q (valid %v): retry = %v", status, method, retryAfter, validRA, retry)
 			}
 		case status == 500 || status == 502 || status == 504:
 			if retry != idem {
@@ -131,10 +131,10 @@ func FuzzRetryDecision(f *testing.F) {
 			}
 		default:
 			if retry {
-				t.Errorf("status %d retried; only 429, 500, 502, 503, 504 and connection errors may be", status)
+				t.Errorf("status %d retried; only 429, 500, 502, 503, 504, 529 and connection errors may be", status)
 			}
 		}
-		if retry && !idem && err == nil && status != 429 && status != 503 {
+		if retry && !idem && err == nil && status != 429 && status != 503 && status != statusOverloaded {
 			t.Errorf("%q without Idempotency-Key retried after %d", method, status)
 		}
 

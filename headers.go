@@ -186,6 +186,7 @@ func RateLimitDialect(h http.Header) string {
 // hdrFieldDialect is a dialect that gives the limit, the remaining count and the reset in a header each.
 type hdrFieldDialect struct {
 	name                    string // as RateLimitDialect reports it
+	counter                 string // what it counts, for a counter other than requests (see Spend); "" for requests
 	limit, remaining, reset string // canonical keys
 	// resetAlt is read, with parseAlt, when reset gives nothing usable; "" for none.
 	resetAlt string
@@ -200,16 +201,27 @@ var hdrFieldDialects = [...]hdrFieldDialect{
 	{name: "X-RateLimit-*", limit: hdrXRateLimitLimit, remaining: hdrXRateLimitRemaining, reset: hdrXRateLimitReset,
 		resetAlt: hdrXRateLimitResetAfter, parseAlt: hdrParseDecimalDelay}, // Discord's seconds from now
 	{name: "X-Rate-Limit-*", limit: "X-Rate-Limit-Limit", remaining: "X-Rate-Limit-Remaining", reset: "X-Rate-Limit-Reset"},
-	{name: "OpenAI x-ratelimit-*-requests", limit: "X-Ratelimit-Limit-Requests", remaining: "X-Ratelimit-Remaining-Requests",
+	{name: hdrDialectOpenAI, limit: "X-Ratelimit-Limit-Requests", remaining: "X-Ratelimit-Remaining-Requests",
 		reset: "X-Ratelimit-Reset-Requests"},
-	{name: "Anthropic anthropic-ratelimit-requests-*", limit: "Anthropic-Ratelimit-Requests-Limit",
+	{name: hdrDialectAnthropic, limit: "Anthropic-Ratelimit-Requests-Limit",
 		remaining: "Anthropic-Ratelimit-Requests-Remaining", reset: "Anthropic-Ratelimit-Requests-Reset"},
+	// Counters of tokens, read only beside their dialect's requests (see readCounters).
+	{name: hdrDialectOpenAI, counter: "tokens", limit: "X-Ratelimit-Limit-Tokens", remaining: "X-Ratelimit-Remaining-Tokens",
+		reset: "X-Ratelimit-Reset-Tokens"},
+	{name: hdrDialectAnthropic, counter: "tokens", limit: "Anthropic-Ratelimit-Tokens-Limit",
+		remaining: "Anthropic-Ratelimit-Tokens-Remaining", reset: "Anthropic-Ratelimit-Tokens-Reset"},
+	{name: hdrDialectAnthropic, counter: "input-tokens", limit: "Anthropic-Ratelimit-Input-Tokens-Limit",
+		remaining: "Anthropic-Ratelimit-Input-Tokens-Remaining", reset: "Anthropic-Ratelimit-Input-Tokens-Reset"},
+	{name: hdrDialectAnthropic, counter: "output-tokens", limit: "Anthropic-Ratelimit-Output-Tokens-Limit",
+		remaining: "Anthropic-Ratelimit-Output-Tokens-Remaining", reset: "Anthropic-Ratelimit-Output-Tokens-Reset"},
 }
 
-// Names of the dialects that are not in hdrFieldDialects.
+// Names of dialects.
 const (
-	hdrDialectIETF    = "IETF RateLimit"
-	hdrDialectShopify = "Shopify X-Shopify-Shop-Api-Call-Limit"
+	hdrDialectIETF      = "IETF RateLimit"
+	hdrDialectShopify   = "Shopify X-Shopify-Shop-Api-Call-Limit"
+	hdrDialectOpenAI    = "OpenAI x-ratelimit-*-requests"
+	hdrDialectAnthropic = "Anthropic anthropic-ratelimit-requests-*"
 )
 
 // readRateLimit is parseRateLimit that also names the dialect it read, and reports whether its reset was
@@ -227,7 +239,7 @@ func readRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit
 	for i := range hdrFieldDialects {
 		d := &hdrFieldDialects[i]
 		v := h[d.remaining]
-		if v == nil || !hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
+		if d.counter != "" || v == nil || !hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
 			continue
 		}
 		key := d.reset
@@ -248,19 +260,45 @@ func readRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit
 	}
 	if dialect == hdrDialectShopify {
 		relative = true
-	} else if resetKey != "" && !rl.Reset.IsZero() {
-		// A lone value tells its form; several are taken for times.
-		if relative, _ = hdrRelativeReset(h[resetKey]); !relative {
-			// A time on the server's clock: moved to ours by how far apart the two are.
-			if skew := hdrSkew(h, now, dates); skew != 0 {
-				rl.Reset, _ = hdrTrustedReset(rl.Reset.Add(-skew), now)
-			}
-		}
+	} else if resetKey != "" {
+		relative = hdrLocalReset(h, &rl, resetKey, now, dates)
 	}
 	if bucket, key := hdrBucketHeader(h); key != "" {
 		rl.Bucket = bucket // over the IETF policy's name, if any
 	}
 	return rl, dialect, relative, true
+}
+
+// hdrLocalReset moves rl's reset, read from the header resetKey, to the local clock if it was given as a
+// time on the server's (see hdrSkew), and reports whether it was given relative to now instead. A lone
+// value tells its form; several are taken for times.
+func hdrLocalReset(h http.Header, rl *RateLimit, resetKey string, now time.Time, dates *dateCache) (relative bool) {
+	if rl.Reset.IsZero() {
+		return false
+	}
+	if relative, _ = hdrRelativeReset(h[resetKey]); !relative {
+		if skew := hdrSkew(h, now, dates); skew != 0 {
+			rl.Reset, _ = hdrTrustedReset(rl.Reset.Add(-skew), now)
+		}
+	}
+	return relative
+}
+
+// readCounters calls f for each counter other than requests that h reports in dialect (one that
+// readRateLimit named): OpenAI's tokens, Anthropic's tokens, input tokens and output tokens. Each
+// comes with what its headers say and whether its reset was relative to now.
+func readCounters(h http.Header, dialect string, now time.Time, dates *dateCache, f func(counter string, rl RateLimit, relative bool)) {
+	for i := range hdrFieldDialects {
+		d := &hdrFieldDialects[i]
+		if d.counter == "" || d.name != dialect {
+			continue
+		}
+		var c RateLimit
+		if v := h[d.remaining]; v != nil && hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
+			relative := hdrLocalReset(h, &c, d.reset, now, dates)
+			f(d.counter, c, relative)
+		}
+	}
 }
 
 // hdrShopifyCallLimit is Shopify's leaky bucket: "32/40" says 32 of a bucket of 40 are used.

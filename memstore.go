@@ -51,9 +51,9 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // closed when the bucket's next answer comes; its RetryAt, when not zero, is when the request may go if
 // none comes first, and its Recheck, when RetryAt is zero, when to ask again (see ThrottleFirstWait). It
 // never fails.
-func (s *MemoryStore) Take(_ context.Context, bucket string, now time.Time) (Verdict, error) {
+func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time.Time) (Verdict, error) {
 	b := s.get(bucket, 1, now)
-	v := b.take(now, s.probeWait)
+	v := b.take(now, units, s.probeWait)
 	if !v.OK {
 		s.mu.Lock()
 		b.inflight--
@@ -140,10 +140,10 @@ func (b *storedBucket) heldAt(now time.Time) bool {
 
 // take asks b's quota whether a request may go at now. When it may not, the verdict's Wake is closed
 // when the next answer comes.
-func (b *storedBucket) take(now time.Time, firstWait time.Duration) Verdict {
+func (b *storedBucket) take(now time.Time, units int, firstWait time.Duration) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	v := b.st.Take(now, firstWait)
+	v := b.st.Take(now, units, firstWait)
 	if !v.OK {
 		if b.wake == nil {
 			b.wake = make(chan struct{})

@@ -17,7 +17,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	s := NewMemoryStore(8)
 	for i := range 1000 {
 		name := fmt.Sprint("host-", i)
-		if v, _ := s.Take(ctx, name, now); !v.OK {
+		if v, _ := s.Take(ctx, name, 1, now); !v.OK {
 			t.Fatalf("take in new bucket %s refused: %+v", name, v)
 		}
 		s.Done(ctx, name, Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
@@ -32,7 +32,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	// Requests in flight keep their buckets: past the bound, the store grows rather than drop them.
 	busy := NewMemoryStore(4)
 	for i := range 6 {
-		busy.Take(ctx, fmt.Sprint("busy-", i), now)
+		busy.Take(ctx, fmt.Sprint("busy-", i), 1, now)
 	}
 	if n := busy.Len(); n != 6 {
 		t.Errorf("store with 6 buckets in flight holds %d, want 6", n)
@@ -78,11 +78,11 @@ func TestHeldBucketsAreDroppedLast(t *testing.T) {
 	now := time.Unix(1_765_000_000, 0)
 	s := NewMemoryStore(2)
 	refuse := Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 429, RetryAt: now.Add(time.Minute)}
-	s.Take(ctx, "held", now)
+	s.Take(ctx, "held", 1, now)
 	s.Done(ctx, "held", refuse)
-	s.Take(ctx, "idle", now)
+	s.Take(ctx, "idle", 1, now)
 	s.Done(ctx, "idle", Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
-	s.Take(ctx, "new", now) // the held bucket is the least recently used
+	s.Take(ctx, "new", 1, now) // the held bucket is the least recently used
 	if _, ok := s.Quota("held"); !ok {
 		t.Error("the held bucket was dropped while an idle one could go")
 	}
@@ -94,10 +94,10 @@ func TestHeldBucketsAreDroppedLast(t *testing.T) {
 	all := NewMemoryStore(heldScan)
 	for i := range heldScan {
 		name := fmt.Sprint("h", i)
-		all.Take(ctx, name, now)
+		all.Take(ctx, name, 1, now)
 		all.Done(ctx, name, refuse)
 	}
-	all.Take(ctx, "new", now)
+	all.Take(ctx, "new", 1, now)
 	if all.Len() != heldScan {
 		t.Errorf("store of held buckets holds %d after one more, want %d", all.Len(), heldScan)
 	}

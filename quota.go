@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"math"
 	"net/http"
 	"time"
 )
@@ -53,7 +54,7 @@ type quota struct {
 	classed   bool          // an end has shown whether a window bucket refills
 	tested    bool          // a spent window has been tested for refilling before its end (see refillTestDue)
 	relative  bool          // the newest reset was given in seconds from now
-	inflight  int           // requests taken and not answered
+	inflight  int           // units taken and not answered: one a request, or what it declared (see Spend)
 	probing   bool          // a probe is out: the others wait for its answer
 	probeAt   time.Time     // when the last probe went
 	probeDue  bool          // the next request to go probes
@@ -138,10 +139,14 @@ type reply struct {
 	probe         bool // the request was the bucket's probe
 	relative      bool // the reset was given in seconds from now, not as a time
 	untaken       bool // the request went without take (it opted out of the throttle): nothing to give back
+	units         int  // the units it took (see takeN); 0 means 1
 }
 
 // take decides whether a request may go at now, and if so counts it in flight.
-func (q *quota) take(now time.Time) decision {
+func (q *quota) take(now time.Time) decision { return q.takeN(now, 1) }
+
+// takeN decides whether a request of n units may go at now, and if so counts them in flight.
+func (q *quota) takeN(now time.Time, n int) decision {
 	switch {
 	case now.Before(q.hold):
 		return decision{until: q.hold, why: whyHeld}
@@ -151,11 +156,11 @@ func (q *quota) take(now time.Time) decision {
 		// A bucket not heard from yet sends one request first too: a burst that knows no limit would
 		// spend more than the server allows and be refused, each refusal costing a hold.
 		q.heard = true
-		return q.probe(now)
+		return q.probe(now, n)
 	}
 	switch q.kind {
 	case kindWindow:
-		if q.remaining-q.inflight <= q.keepBack() {
+		if q.remaining-q.inflight-n < q.keepBack() {
 			switch {
 			case !q.end.IsZero() && q.refillTestDue():
 				// Once, a quarter of the way to the end, one request finds out whether the bucket refills.
@@ -163,42 +168,42 @@ func (q *quota) take(now time.Time) decision {
 					return decision{until: test, why: whySpent}
 				}
 				q.tested = true
-				return q.probe(now)
+				return q.probe(now, n)
 			case !q.end.IsZero():
 				return decision{until: q.end, why: whySpent}
 			case q.inflight > 0:
 				return decision{why: whyUnknown} // no end known: the answers in flight will tell
 			}
-			return q.probe(now) // no end known and nothing in flight: one request finds out
+			return q.probe(now, n) // no end known and nothing in flight: one request finds out
 		}
 	case kindRefill:
 		keep := 1 // one request kept back, but not of a bucket of one or two
 		if q.limit > 0 && q.limit <= 2 {
 			keep = 0
 		}
-		if avail := q.refilled(now) - float64(q.inflight+keep); avail < 1 {
-			return decision{until: q.after(now, 1-avail), why: whyRefill}
+		if avail := q.refilled(now) - float64(q.inflight+keep); avail < float64(n)-1e-6 { // short by more than rounding
+			return decision{until: q.after(now, float64(n)-avail), why: whyRefill}
 		}
 	case kindSilent, kindUnknown:
 		switch {
 		case q.kind == kindSilent && q.limit > 0:
-			if q.remaining-q.inflight <= 0 {
+			if q.remaining-q.inflight < n {
 				return decision{until: q.end, why: whySpent}
 			}
 		case q.inflight >= 2+(q.limit-q.remaining)/slowStart && now.Before(q.probeAt.Add(silentWindow)):
 			return decision{why: whySlow} // limit less remaining is what got through
 		}
 	}
-	q.inflight++
+	q.inflight += n
 	return decision{ok: true}
 }
 
 // probe lets one request go alone: the others wait for its answer. It is the one way a bucket finds out
 // what it does not know: when it is new, when a hold is over, when a window has ended, when a spent window
 // has no end, and whether a window refills.
-func (q *quota) probe(now time.Time) decision {
+func (q *quota) probe(now time.Time, n int) decision {
 	q.probeDue, q.probing, q.probeAt = false, true, now
-	q.inflight++
+	q.inflight += n
 	return decision{ok: true, probe: true}
 }
 
@@ -242,15 +247,15 @@ func (q *quota) after(now time.Time, n float64) time.Time {
 	if q.rate <= 0 {
 		return time.Time{}
 	}
-	return now.Add(max(time.Duration(n/(refillPace*q.rate)*float64(time.Second)), time.Millisecond))
+	return now.Add(max(time.Duration(math.Ceil(n/(refillPace*q.rate)*float64(time.Second))), time.Millisecond))
 }
 
 // answer records what the answer to a request that take let go said. A request that got no response
 // has status 0: it only gives its place back.
 func (q *quota) answer(r reply) {
 	q.heard = true
-	if q.inflight > 0 && !r.untaken {
-		q.inflight--
+	if !r.untaken {
+		q.inflight = max(q.inflight-max(r.units, 1), 0)
 	}
 	if r.probe && !r.sent.Before(q.probeAt) {
 		q.probing = false // the answer of the probe out, not of one given up on before it

@@ -392,3 +392,44 @@ func TestQuotaFixedWindowRefusesTheRefillTestOnce(t *testing.T) {
 	m.takeN(4, 2*time.Second, "go")
 	m.take(2*time.Second, "wait until", 4*time.Second) // no second test
 }
+
+// TestQuotaUnits: a request of several units (a counter of tokens, see Spend) goes when the counter has
+// room for all of them, in a window or in a refilling bucket, and its answer gives them all back.
+func TestQuotaUnits(t *testing.T) {
+	t.Run("window", func(t *testing.T) {
+		var q quota
+		q.answer(reply{sent: at(0), now: at(0), status: 200, hasRL: true,
+			rl: RateLimit{Limit: 10_000, Remaining: 10_000, Reset: at(time.Minute)}})
+		for i, n := range []int{6000, 3000} {
+			if d := q.takeN(at(time.Second), n); !d.ok {
+				t.Fatalf("take %d of %d: %+v", i, n, d)
+			}
+		}
+		// 9,000 in flight of 10,000, one kept back: 1,000 more do not fit, 999 do.
+		if d := q.takeN(at(time.Second), 1000); d.ok || !d.until.Equal(at(time.Minute)) {
+			t.Fatalf("1,000 more: %+v, want a wait for the window's end", d)
+		}
+		if d := q.takeN(at(time.Second), 999); !d.ok {
+			t.Fatalf("999 more: %+v", d)
+		}
+		q.answer(reply{sent: at(time.Second), now: at(2 * time.Second), status: 200, units: 6000, hasRL: true,
+			rl: RateLimit{Limit: 10_000, Remaining: 4000, Reset: at(time.Minute)}})
+		if q.inflight != 3999 {
+			t.Errorf("in flight %d after the 6,000's answer, want 3,999", q.inflight)
+		}
+	})
+	t.Run("refill", func(t *testing.T) {
+		q := quota{kind: kindRefill, heard: true, classed: true, limit: 10_000, remaining: 1000, remAt: at(0), rate: 1000}
+		// 1,000 and 900 a second at the pace counted: 2,000 more take about 1.2 s, one kept back.
+		d := q.takeN(at(0), 2000)
+		if d.ok || d.why != whyRefill {
+			t.Fatalf("2,000 of 1,000: %+v, want a wait for the refill", d)
+		}
+		if wait := d.until.Sub(at(0)); wait < time.Second || wait > 1200*time.Millisecond {
+			t.Errorf("wait %v for 1,001 more at 900 a second", wait)
+		}
+		if d := q.takeN(d.until, 2000); !d.ok {
+			t.Errorf("at the time named: %+v", d)
+		}
+	})
+}

@@ -20,19 +20,19 @@ type Quota struct {
 	quietSince time.Time
 }
 
-// Take asks whether a request may go at now, and if so counts it in flight until Done is called for
-// it. The verdict's Wake is nil: notifying waiters is the Store's business. An answer waited for may
+// Take asks whether a request of units units (one for a bucket of requests) may go at now, and if so
+// counts them in flight until Done is called for them. The verdict's Wake is nil: notifying waiters is the Store's business. An answer waited for may
 // never come (its request hung, or its process died), so a bucket whose requests wait for one stops
 // waiting after firstWait (see [ThrottleFirstWait]): for a probe's answer, from when the probe went;
 // for the answers of the requests in flight, from when the first request waited for them.
-func (b *Quota) Take(now time.Time, firstWait time.Duration) Verdict {
+func (b *Quota) Take(now time.Time, units int, firstWait time.Duration) Verdict {
 	if b.q.probing && !now.Before(b.q.probeAt.Add(firstWait)) {
 		b.q.probing = false // its answer is overdue: stop waiting for it
 	}
 	if !b.quietSince.IsZero() && !now.Before(b.quietSince.Add(firstWait)) {
 		b.q.probeDue, b.quietSince = true, time.Time{} // no answer for as long: one request finds out
 	}
-	d := b.q.take(now)
+	d := b.q.takeN(now, max(units, 1))
 	if d.ok {
 		return Verdict{OK: true, Probe: d.probe}
 	}

@@ -82,7 +82,7 @@ func TestQuotaSavedBetweenCalls(t *testing.T) {
 					saved = reload(t, &saved)
 				}
 				const firstWait = time.Second
-				v, sv := mem.Take(now, firstWait), saved.Take(now, firstWait)
+				v, sv := mem.Take(now, 1, firstWait), saved.Take(now, 1, firstWait)
 				saved = reload(t, &saved)
 				if diff := cmp.Diff(v, sv, cmp.Comparer(func(x, y time.Time) bool { return x.Equal(y) })); diff != "" {
 					t.Fatalf("%v: the saved Quota decides otherwise (-memory +saved):\n%s", now.Sub(start), diff)
@@ -151,7 +151,7 @@ func FuzzQuotaUnmarshal(f *testing.F) {
 		{Now: now, Took: true, Status: 200, HasRateLimit: true, RateLimit: RateLimit{Limit: 10, Remaining: 3, Reset: now.Add(time.Second)}},
 		{Now: now, Status: 429, RetryAt: now.Add(2 * time.Second)},
 	} {
-		q.Take(now, time.Second)
+		q.Take(now, 1, time.Second)
 		q.Done(o)
 		data, _ := q.MarshalBinary()
 		f.Add(data)
@@ -167,7 +167,7 @@ func FuzzQuotaUnmarshal(f *testing.F) {
 		}
 		for i := range 3 {
 			at := now.Add(time.Duration(i) * time.Second)
-			v := q.Take(at, time.Second)
+			v := q.Take(at, 1, time.Second)
 			q.Done(Observation{Now: at, Took: v.OK, Probe: v.Probe, Status: 200,
 				HasRateLimit: true, RateLimit: RateLimit{Limit: 5, Remaining: 4 - i, Reset: at.Add(time.Second)}})
 		}

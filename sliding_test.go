@@ -142,10 +142,10 @@ func TestLightWindowTellsNothing(t *testing.T) {
 // on average), then asks the inner store at the time it has become.
 type lateStore struct{ Store }
 
-func (s lateStore) Take(ctx context.Context, bucket string, _ time.Time) (Verdict, error) {
+func (s lateStore) Take(ctx context.Context, bucket string, units int, _ time.Time) (Verdict, error) {
 	const tick = 4 * time.Millisecond
 	time.Sleep(tick - time.Duration(time.Now().UnixNano())%tick)
-	return s.Store.Take(ctx, bucket, time.Now())
+	return s.Store.Take(ctx, bucket, units, time.Now())
 }
 
 // TestSlidingPaceToleratesLateWaiters hammers a sliding window of 200 per 10s (paced at one request per

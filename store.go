@@ -21,9 +21,10 @@ import (
 // a copy of a bucket's state if the Store holds it, and Buckets() []string, the buckets it holds (the
 // keys' shared buckets are listed from it).
 type Store interface {
-	// Take asks for one request slot in bucket at now, the clock's time. When the verdict is OK the
-	// slot is held until Done is called for it.
-	Take(ctx context.Context, bucket string, now time.Time) (Verdict, error)
+	// Take asks for a request's slot in bucket at now, the clock's time: units units of the bucket's
+	// counter, one for a bucket of requests (see [Spend] for the others). When the verdict is OK the
+	// units are held until Done is called for them.
+	Take(ctx context.Context, bucket string, units int, now time.Time) (Verdict, error)
 	// Done records what the response to a request of bucket said, and gives back the request's slot
 	// when o.Took is set. ctx is the request's and may be done already (a cancelled request gives its
 	// slot back too): an implementation that talks to a server must record the outcome regardless,
@@ -72,6 +73,8 @@ type Observation struct {
 	ResetRelative bool
 	// Took reports that the request held a slot from Take, which Done gives back.
 	Took bool
+	// Units is how many units the slot held (Take's units); 0 means 1.
+	Units int
 	// Status is the response's status code, or 0 when the request got no response. A 2xx ends any
 	// hold the server asked for earlier: the server is answering again.
 	Status int
@@ -92,7 +95,7 @@ type Observation struct {
 // reply is what the quota model is told of o (see quota.answer).
 func (o *Observation) reply() reply {
 	r := reply{sent: o.Sent, now: o.Now, status: o.Status, rl: o.RateLimit, hasRL: o.HasRateLimit,
-		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took}
+		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took, units: o.Units}
 	if r.sent.IsZero() {
 		r.sent = o.Now.Add(-o.ResetSpread)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -27,6 +28,9 @@ type Throttle struct {
 	routes    *routeTable
 	routeKey  func(*http.Request) string // nil: DefaultRoute
 	firstWait time.Duration              // for the MemoryStore it makes (see ThrottleFirstWait)
+
+	cmu      sync.Mutex
+	counters map[string]bool // the counter buckets (see Spend) answers have reported, at most DefaultMaxBuckets
 }
 
 // ThrottleOption configures [NewThrottle].
@@ -169,20 +173,76 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	key := l.cfg.key(req)
 	bucket := l.th.routes.bucketOf(key, req, l.th.routeKey)
 	var slot Verdict
+	var held []heldUnits
 	var sent time.Time // the time take last read, when the request went at once: no need to read it again
 	if out&noThrottle == 0 {
+		// The request's slot first: a bucket's first answer, which its others wait for, reports its
+		// counters.
 		var err error
-		if slot, sent, err = l.take(ctx, req, bucket); err != nil {
+		if slot, sent, err = l.take(ctx, req, bucket, 1); err == nil {
+			if held, err = l.takeCounters(ctx, req, key); err != nil {
+				l.done(ctx, bucket, Observation{Now: time.Now(), Took: slot.OK, Probe: slot.Probe}) // gives the slot back
+			}
+		}
+		if err != nil {
 			closeBody(req)
 			return nil, err
+		}
+		if held != nil {
+			sent = time.Time{} // read again: the counters may have waited
 		}
 	}
 	if sent.IsZero() {
 		sent = time.Now()
 	}
 	resp, err := l.next.RoundTrip(req)
-	l.learn(ctx, req, key, bucket, slot, sent, resp)
+	l.learn(ctx, req, key, bucket, slot, held, sent, resp)
 	return resp, err
+}
+
+// heldUnits is what a request holds of a counter other than requests (see Spend).
+type heldUnits struct {
+	counter, bucket string
+	units           int
+	probe           bool
+}
+
+// takeCounters waits until each counter the request spends (see Spend) has room for it, and returns what
+// it holds; a counter no answer has reported holds nothing. On an error it holds nothing.
+func (l *throttleLayer) takeCounters(ctx context.Context, req *http.Request, key string) ([]heldUnits, error) {
+	var held []heldUnits
+	for _, s := range spendsOf(ctx) {
+		cb := counterBucket(key, s.counter)
+		if !l.th.reported(cb, false) {
+			continue
+		}
+		v, _, err := l.take(ctx, req, cb, s.units)
+		if err != nil {
+			l.learnCounters(ctx, key, held, nil, "", Observation{Now: time.Now()}) // gives the units back
+			return nil, err
+		}
+		if v.OK {
+			held = append(held, heldUnits{s.counter, cb, s.units, v.Probe})
+		}
+	}
+	return held, nil
+}
+
+// counterBucket names key's bucket of counter.
+func counterBucket(key, counter string) string { return key + "\x00#" + counter }
+
+// reported reports whether answers have reported the counter bucket cb; with add, it records that one
+// has.
+func (th *Throttle) reported(cb string, add bool) bool {
+	th.cmu.Lock()
+	defer th.cmu.Unlock()
+	if add && !th.counters[cb] {
+		if th.counters == nil || len(th.counters) >= DefaultMaxBuckets {
+			th.counters = make(map[string]bool)
+		}
+		th.counters[cb] = true
+	}
+	return th.counters[cb]
 }
 
 // pollInterval is how often a waiter asks a Store that cannot notify (no Wake) and names no time.
@@ -192,7 +252,7 @@ const pollInterval = 50 * time.Millisecond
 // came at once (zero after a wait). A store that fails lets the request go without one (and the failure
 // is logged). A wait longer than the maximum, or one that would end too close to the deadline, fails the
 // request with a *ThrottleError; so does the context's end.
-func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string) (Verdict, time.Time, error) {
+func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string, units int) (Verdict, time.Time, error) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -201,7 +261,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 	}()
 	for waited := false; ; waited = true {
 		now := time.Now()
-		v, err := l.th.store.Take(ctx, bucket, now)
+		v, err := l.th.store.Take(ctx, bucket, units, now)
 		if err != nil {
 			l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
 			return Verdict{}, time.Time{}, nil
@@ -263,13 +323,15 @@ func resetTimer(t **time.Timer, d time.Duration) <-chan time.Time {
 // bucket (X-RateLimit-Bucket, X-RateLimit-Resource, an IETF policy's name) moves the route to that
 // bucket; one that describes another counter than the bucket's, or a 429 that reports requests left (a
 // limit of the route's own), moves it to a bucket of its own. The answer then teaches the route's new
-// bucket, and the slot is given back where it was taken.
-func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucket string, slot Verdict, sent time.Time, resp *http.Response) {
+// bucket, and the slot is given back where it was taken. The counters the answer reports, and those the
+// request held, learn first.
+func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucket string, slot Verdict, held []heldUnits, sent time.Time, resp *http.Response) {
 	o := Observation{Now: time.Now(), Sent: sent, Took: slot.OK, Probe: slot.Probe}
+	var dialect string
 	if resp != nil {
 		o.Status = resp.StatusCode
 		var relative bool
-		o.RateLimit, _, relative, o.HasRateLimit = readRateLimit(resp.Header, o.Now, &l.th.dates)
+		o.RateLimit, dialect, relative, o.HasRateLimit = readRateLimit(resp.Header, o.Now, &l.th.dates)
 		if relative && !o.RateLimit.Reset.IsZero() {
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}
@@ -281,6 +343,10 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 			o.Status = http.StatusServiceUnavailable
 		}
 	}
+	counterSpent := false
+	if held != nil || dialect == hdrDialectOpenAI || dialect == hdrDialectAnthropic {
+		counterSpent = l.learnCounters(ctx, key, held, resp, dialect, o)
+	}
 	release := Observation{Now: o.Now, Sent: sent, Took: slot.OK, Probe: slot.Probe} // gives the slot back, and nothing else
 	var target string
 	switch name := o.RateLimit.Bucket; {
@@ -288,7 +354,7 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 		// The server names another bucket: give the slot back where it was taken, and learn there.
 		l.done(ctx, bucket, release)
 		target = namedBucket(key, name)
-	case o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !isOwnBucket(bucket, key):
+	case o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !counterSpent && !isOwnBucket(bucket, key):
 		// Refused with requests left: a limit of the route's own refused it.
 		l.done(ctx, bucket, release)
 		target = ownBucket(key, routeName(req, l.th.routeKey))
@@ -305,6 +371,39 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	l.th.routes.set(key, routeName(req, l.th.routeKey), target)
 	o.Took, o.Probe = false, false
 	l.done(ctx, target, o)
+}
+
+// learnCounters tells each counter bucket of key what resp (nil when the request failed or was not
+// sent) reports of it in dialect, with the status and Retry-After of the requests' observation ro, and
+// gives back the units the request held. It reports whether a counter the answer reports has none left:
+// a refusal with requests left was that counter's.
+func (l *throttleLayer) learnCounters(ctx context.Context, key string, held []heldUnits, resp *http.Response, dialect string, ro Observation) (spent bool) {
+	now, sent := ro.Now, ro.Sent
+	told := 0 // held[:told] were told by the answer, in place
+	if resp != nil {
+		readCounters(resp.Header, dialect, now, &l.th.dates, func(counter string, rl RateLimit, relative bool) {
+			cb := counterBucket(key, counter)
+			l.th.reported(cb, true)
+			o := Observation{Now: now, Sent: sent, Status: ro.Status, RetryAt: ro.RetryAt, RateLimit: rl, HasRateLimit: true}
+			if relative && !rl.Reset.IsZero() {
+				o.ResetRelative, o.ResetSpread = true, now.Sub(sent)
+			}
+			for i := told; i < len(held); i++ {
+				if held[i].bucket == cb {
+					o.Took, o.Units, o.Probe = true, held[i].units, held[i].probe
+					held[told], held[i] = held[i], held[told]
+					told++
+					break
+				}
+			}
+			spent = spent || rl.Remaining == 0
+			l.done(ctx, cb, o)
+		})
+	}
+	for _, h := range held[told:] {
+		l.done(ctx, h.bucket, Observation{Now: now, Sent: sent, Took: true, Units: h.units, Probe: h.probe})
+	}
+	return spent
 }
 
 // done records o in bucket, reporting whether it fitted; a store that fails is logged and taken to fit.

@@ -278,11 +278,11 @@ type timedStore struct {
 	age []time.Duration
 }
 
-func (s *timedStore) Take(ctx context.Context, b string, now time.Time) (Verdict, error) {
+func (s *timedStore) Take(ctx context.Context, b string, units int, now time.Time) (Verdict, error) {
 	s.mu.Lock()
 	s.age = append(s.age, time.Since(now))
 	s.mu.Unlock()
-	return s.Store.Take(ctx, b, now)
+	return s.Store.Take(ctx, b, units, now)
 }
 
 // A Store other than MemoryStore is asked with the clock's time, not the latest answer's: a networked

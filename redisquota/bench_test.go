@@ -68,7 +68,7 @@ func BenchmarkTakeDone(b *testing.B) {
 				}
 				for pb.Next() {
 					now := time.Now()
-					v, _ := s.Take(ctx, bucket, now)
+					v, _ := s.Take(ctx, bucket, 1, now)
 					s.Done(ctx, bucket, polite.Observation{Now: time.Now(), Sent: now, Took: v.OK, Probe: v.Probe, Status: 200})
 					if s.Degraded() {
 						degraded.Add(1)

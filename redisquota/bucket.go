@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/politehttp/polite"
@@ -59,19 +60,33 @@ type bucket struct {
 	leases []lease
 }
 
-// lease is one request in flight: a member of the bucket's sorted set.
+// lease is one request in flight: a member of the bucket's sorted set, named by a random id and the
+// units the request holds ("id.units"; a name without units holds one).
 type lease struct {
-	id string
-	at int64 // when it lapses, Unix milliseconds
+	id    string
+	at    int64 // when it lapses, Unix milliseconds
+	units int
 }
 
-// pending is one step: a Take, or the Done of o.
+// leaseOf returns the lease of the member named id, lapsing at at.
+func leaseOf(id string, at int64) lease {
+	units := 1
+	if _, n, ok := strings.Cut(id, "."); ok {
+		if u, err := strconv.Atoi(n); err == nil && u > 0 {
+			units = u
+		}
+	}
+	return lease{id: id, at: at, units: units}
+}
+
+// pending is one step: a Take of units, or the Done of o.
 type pending struct {
-	now  time.Time
-	o    *polite.Observation // nil for a Take
-	r    result
-	err  error
-	done chan struct{} // closed when r or err is set
+	now   time.Time
+	units int
+	o     *polite.Observation // nil for a Take
+	r     result
+	err   error
+	done  chan struct{} // closed when r or err is set
 }
 
 // result is what a step answers: a Take's verdict, or whether a Done's observation fits the bucket.
@@ -80,12 +95,13 @@ type result struct {
 	fits bool
 }
 
-// step runs a Take at now (o nil) or the Done of o on bucket name in Redis, and returns its result.
+// step runs a Take of units at now (o nil) or the Done of o on bucket name in Redis, and returns its
+// result.
 // It waits for the batch it joins, which runs under a timeout of its own: ctx, the caller's, is not
 // needed, since call stops waiting at the timeout anyway and a step that ends late is still answered
 // (see giveBackLate).
-func (s *Store) step(_ context.Context, name string, now time.Time, o *polite.Observation) (any, error) {
-	p := &pending{now: now, o: o, done: make(chan struct{})}
+func (s *Store) step(_ context.Context, name string, now time.Time, units int, o *polite.Observation) (any, error) {
+	p := &pending{now: now, units: units, o: o, done: make(chan struct{})}
 	s.bmu.Lock()
 	b := s.buckets[name]
 	if b == nil {
@@ -213,14 +229,15 @@ func (s *Store) apply(state string, leases []lease, batch []*pending) write {
 				return false
 			}
 			lapsed++
-			q.Done(polite.Observation{Now: p.now, Took: true})
+			q.Done(polite.Observation{Now: p.now, Took: true, Units: l.units})
 			return true
 		})
 		if p.o == nil {
-			v := q.Take(p.now, s.firstWait)
+			v := q.Take(p.now, p.units, s.firstWait)
 			v.Recheck = time.Time{} // no Wake: the Throttle polls (see Take)
 			if v.OK {
-				ls = append(ls, lease{id: strconv.FormatUint(rand.Uint64(), 36), at: now + leaseMs})
+				id := strconv.FormatUint(rand.Uint64(), 36) + "." + strconv.Itoa(p.units)
+				ls = append(ls, leaseOf(id, now+leaseMs))
 			}
 			p.r = result{v: v}
 			continue
@@ -230,7 +247,7 @@ func (s *Store) apply(state string, leases []lease, batch []*pending) write {
 			// Done cannot name its lease: the newest goes, so that the oldest, those a process that
 			// died may have left, are the ones left to lapse. With none left, the request's own lapsed,
 			// and was given back then.
-			if i := newest(ls); i >= 0 {
+			if i := newest(ls, max(o.Units, 1)); i >= 0 {
 				ls = slices.Delete(ls, i, i+1)
 			} else {
 				o.Took = false
@@ -262,11 +279,16 @@ func (s *Store) apply(state string, leases []lease, batch []*pending) write {
 	return w
 }
 
-// newest returns the index of the lease that lapses last, -1 if there is none.
-func newest(ls []lease) int {
+// newest returns the index of the lease of units units that lapses last, else of any lease that lapses
+// last; -1 if there is none.
+func newest(ls []lease, units int) int {
 	i := -1
 	for j, l := range ls {
-		if i < 0 || l.at > ls[i].at || (l.at == ls[i].at && l.id > ls[i].id) {
+		better := i < 0 || l.at > ls[i].at || (l.at == ls[i].at && l.id > ls[i].id)
+		if i >= 0 && (l.units == units) != (ls[i].units == units) {
+			better = l.units == units
+		}
+		if better {
 			i = j
 		}
 	}
@@ -337,7 +359,7 @@ func parseCAS(res any) (casReply, error) {
 		if err != nil {
 			return c, errReply
 		}
-		c.leases = append(c.leases, lease{id: id, at: int64(at)})
+		c.leases = append(c.leases, leaseOf(id, int64(at)))
 	}
 	return c, nil
 }

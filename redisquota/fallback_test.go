@@ -27,7 +27,7 @@ func TestFallbackWhenRedisStops(t *testing.T) {
 	if fits, err := s.Done(ctx, bucket, seen(now, smallLimit, 3, now.Add(time.Hour))); err != nil || !fits {
 		t.Fatalf("Done: %v %v", fits, err)
 	}
-	if v, err := s.Take(ctx, bucket, now); err != nil || !v.OK {
+	if v, err := s.Take(ctx, bucket, 1, now); err != nil || !v.OK {
 		t.Fatalf("Take: %+v %v", v, err)
 	}
 	if s.Degraded() || logs.count(slog.LevelWarn) != 0 {
@@ -39,7 +39,7 @@ func TestFallbackWhenRedisStops(t *testing.T) {
 	taken := 0
 	for i := range 40 { // a few retry intervals: Redis is tried again and again
 		at := now.Add(time.Duration(i) * time.Millisecond)
-		v, err := s.Take(ctx, bucket, at)
+		v, err := s.Take(ctx, bucket, 1, at)
 		if err != nil {
 			t.Fatalf("Take during the outage: %v", err)
 		}
@@ -77,7 +77,7 @@ func TestFallbackWhenRedisStops(t *testing.T) {
 		t.Fatalf("want one warning and one recovery:\n%s", logs)
 	}
 	// Redis restarted empty: the bucket is unknown there again, and slots are leased in Redis.
-	if v, err := s.Take(ctx, bucket, now.Add(time.Second)); err != nil || !v.OK {
+	if v, err := s.Take(ctx, bucket, 1, now.Add(time.Second)); err != nil || !v.OK {
 		t.Fatalf("Take after recovery: %+v %v", v, err)
 	}
 	if n := c.ZCard(ctx, s.leaseKey(bucket)).Val(); n != 1 {
@@ -109,7 +109,7 @@ func TestSlowRedisTimesOut(t *testing.T) {
 		t.Fatalf("Done: %v", err)
 	}
 	// Take and give back once, so that Redis caches the script: the stalled call is then one EVALSHA.
-	if v, err := s.Take(ctx, "slow", now); err != nil || !v.OK {
+	if v, err := s.Take(ctx, "slow", 1, now); err != nil || !v.OK {
 		t.Fatalf("Take: %+v %v", v, err)
 	}
 	s.Done(ctx, "slow", polite.Observation{Now: now, Took: true})
@@ -117,7 +117,7 @@ func TestSlowRedisTimesOut(t *testing.T) {
 	srv.cmd.Process.Signal(syscall.SIGSTOP)
 	defer srv.cmd.Process.Signal(syscall.SIGCONT)
 	// The call returns (the test would hang otherwise) and degrades: the timeout cut it short.
-	v, err := s.Take(ctx, "slow", now)
+	v, err := s.Take(ctx, "slow", 1, now)
 	if err != nil || !v.OK || !s.Degraded() {
 		t.Fatalf("Take against a stalled Redis: %+v %v degraded=%v", v, err, s.Degraded())
 	}
@@ -135,7 +135,7 @@ func TestSlowRedisTimesOut(t *testing.T) {
 	}
 	s2 := New(c, WithTimeout(2*time.Second))
 	for {
-		v, _ := s2.Take(ctx, "slow", now)
+		v, _ := s2.Take(ctx, "slow", 1, now)
 		if v.OK {
 			break
 		}
@@ -200,10 +200,10 @@ func TestCluster(t *testing.T) {
 		if _, err := s.Done(ctx, bucket, seen(now, smallLimit, 1, now.Add(time.Minute))); err != nil {
 			t.Fatal(err)
 		}
-		if v, _ := s.Take(ctx, bucket, now); !v.OK {
+		if v, _ := s.Take(ctx, bucket, 1, now); !v.OK {
 			t.Fatalf("bucket %q: first Take refused: %+v", bucket, v)
 		}
-		if v, _ := s.Take(ctx, bucket, now); v.OK || v.Reason != whySpent {
+		if v, _ := s.Take(ctx, bucket, 1, now); v.OK || v.Reason != whySpent {
 			t.Fatalf("bucket %q: second Take: %+v", bucket, v)
 		}
 		if s.Degraded() {

@@ -164,13 +164,14 @@ func New(client redis.UniversalClient, opts ...Option) *Store {
 // go at now, in one atomic step across the fleet; a slot granted is a lease in Redis until Done gives it
 // back. The verdict has no Wake, since Redis cannot notify, and no Recheck: the Throttle polls. When
 // Redis fails or is slower than the timeout, the in-process fallback answers; the error is always nil.
-func (s *Store) Take(ctx context.Context, bucket string, now time.Time) (polite.Verdict, error) {
+func (s *Store) Take(ctx context.Context, bucket string, units int, now time.Time) (polite.Verdict, error) {
+	units = max(units, 1)
 	if start, ok := s.useRedis(); ok {
 		r, l, err := s.callLate(ctx, func(ctx context.Context) (any, error) {
-			return s.step(ctx, bucket, now, nil)
+			return s.step(ctx, bucket, now, units, nil)
 		})
 		if l != nil {
-			go s.giveBackLate(l, bucket, now)
+			go s.giveBackLate(l, bucket, units, now)
 		}
 		if err == nil {
 			s.recovered(start)
@@ -178,7 +179,7 @@ func (s *Store) Take(ctx context.Context, bucket string, now time.Time) (polite.
 		}
 		s.failed(err)
 	}
-	v, _ := s.fallback.Take(ctx, bucket, now)
+	v, _ := s.fallback.Take(ctx, bucket, units, now)
 	if v.OK {
 		s.mu.Lock()
 		s.local[bucket]++
@@ -214,7 +215,7 @@ func (s *Store) Done(ctx context.Context, bucket string, o polite.Observation) (
 		ro := o
 		ro.Took = o.Took && !local
 		r, err := s.call(ctx, func(ctx context.Context) (any, error) {
-			return s.step(ctx, bucket, ro.Now, &ro)
+			return s.step(ctx, bucket, ro.Now, 0, &ro)
 		})
 		if err == nil {
 			s.recovered(start)
@@ -258,15 +259,15 @@ func (s *Store) Buckets() []string { return s.fallback.Buckets() }
 // if Redis granted it after all: the caller went on with the fallback's verdict, so no request holds
 // it. (A late answer that never comes, with a client that ignores deadlines, leaves the slot to lapse
 // with its lease.)
-func (s *Store) giveBackLate(l *late, bucket string, now time.Time) {
+func (s *Store) giveBackLate(l *late, bucket string, units int, now time.Time) {
 	<-l.done
 	if l.err != nil {
 		return
 	}
 	if v := l.v.(result).v; v.OK {
-		o := polite.Observation{Now: now, Sent: now, Took: true, Probe: v.Probe}
+		o := polite.Observation{Now: now, Sent: now, Took: true, Units: units, Probe: v.Probe}
 		s.call(context.Background(), func(ctx context.Context) (any, error) {
-			return s.step(ctx, bucket, now, &o)
+			return s.step(ctx, bucket, now, 0, &o)
 		})
 	}
 }

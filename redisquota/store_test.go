@@ -67,8 +67,8 @@ func (p *pair) lapse(now time.Time) {
 func (p *pair) take(now time.Time) polite.Verdict {
 	p.t.Helper()
 	p.lapse(now)
-	want, _ := p.mem.Take(context.Background(), p.bucket, now)
-	got, err := p.rs.Take(context.Background(), p.bucket, now)
+	want, _ := p.mem.Take(context.Background(), p.bucket, 1, now)
+	got, err := p.rs.Take(context.Background(), p.bucket, 1, now)
 	p.log("take at %v: %s", now.Format("15:04:05.000"), verdict(got))
 	if err != nil {
 		p.fatalf("Take: %v", err)
@@ -221,8 +221,8 @@ func TestProbeNeverAnsweredIsWaitedForFirstWait(t *testing.T) {
 	}
 	// WithFirstWait sets it.
 	p = newPair(t, WithFirstWait(0))
-	p.rs.Take(context.Background(), p.bucket, now)
-	if v, _ := p.rs.Take(context.Background(), p.bucket, now); !v.OK {
+	p.rs.Take(context.Background(), p.bucket, 1, now)
+	if v, _ := p.rs.Take(context.Background(), p.bucket, 1, now); !v.OK {
 		t.Fatalf("WithFirstWait(0): %s", verdict(v))
 	}
 }
@@ -561,7 +561,7 @@ func TestConcurrentTakesNeverOverdraw(t *testing.T) {
 			for i := range 64 {
 				wg.Go(func() {
 					<-start
-					v, err := stores[i%procs].Take(ctx, bucket, now.Add(time.Duration(i)*time.Millisecond))
+					v, err := stores[i%procs].Take(ctx, bucket, 1, now.Add(time.Duration(i)*time.Millisecond))
 					if err != nil {
 						t.Error(err)
 					}
@@ -605,7 +605,7 @@ func TestConcurrentProbe(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 32 {
 		wg.Go(func() {
-			v, _ := stores[i%4].Take(ctx, bucket, now.Add(2*time.Second))
+			v, _ := stores[i%4].Take(ctx, bucket, 1, now.Add(2*time.Second))
 			if v.OK {
 				ok.Add(1)
 			}
@@ -624,15 +624,15 @@ func TestLeaseLapses(t *testing.T) {
 	const bucket = "lease"
 	s.Done(ctx, bucket, seen(now, smallLimit, 2, now.Add(time.Hour)))
 	for range 2 {
-		if v, _ := s.Take(ctx, bucket, now); !v.OK {
+		if v, _ := s.Take(ctx, bucket, 1, now); !v.OK {
 			t.Fatal("refused")
 		}
 	}
 	// The process holding both slots died: they count until their leases lapse.
-	if v, _ := s.Take(ctx, bucket, now.Add(9*time.Second)); v.OK {
+	if v, _ := s.Take(ctx, bucket, 1, now.Add(9*time.Second)); v.OK {
 		t.Fatal("a held slot was taken again before its lease lapsed")
 	}
-	if v, _ := s.Take(ctx, bucket, now.Add(10*time.Second)); !v.OK {
+	if v, _ := s.Take(ctx, bucket, 1, now.Add(10*time.Second)); !v.OK {
 		t.Fatalf("the slots of a dead process did not lapse: %+v", v)
 	}
 }
@@ -643,7 +643,7 @@ func TestDoneGivesBackSlotWithCancelledContext(t *testing.T) {
 	const bucket = "cancel"
 	s.Done(context.Background(), bucket, seen(now, smallLimit, 1, now.Add(time.Hour)))
 	ctx, cancel := context.WithCancel(context.Background())
-	if v, _ := s.Take(ctx, bucket, now); !v.OK {
+	if v, _ := s.Take(ctx, bucket, 1, now); !v.OK {
 		t.Fatal("refused")
 	}
 	cancel()
@@ -653,7 +653,7 @@ func TestDoneGivesBackSlotWithCancelledContext(t *testing.T) {
 	if s.Degraded() {
 		t.Fatal("a cancelled context made the store fall back")
 	}
-	if v, _ := s.Take(context.Background(), bucket, now.Add(time.Millisecond)); !v.OK {
+	if v, _ := s.Take(context.Background(), bucket, 1, now.Add(time.Millisecond)); !v.OK {
 		t.Fatalf("the slot was not given back: %+v", v)
 	}
 }
@@ -670,7 +670,7 @@ func TestStateUnreadableStartsAfresh(t *testing.T) {
 	if _, ok := s.Quota(bucket); ok {
 		t.Fatal("Quota decoded garbage")
 	}
-	if v, _ := s.Take(ctx, bucket, now); !v.OK || !v.Probe || s.Degraded() {
+	if v, _ := s.Take(ctx, bucket, 1, now); !v.OK || !v.Probe || s.Degraded() {
 		t.Fatalf("first take: %+v degraded=%v, want the probe of a new bucket", v, s.Degraded())
 	}
 	if n := c.ZCard(ctx, s.leaseKey(bucket)).Val(); n != 1 {
@@ -696,13 +696,13 @@ func TestKeysExpire(t *testing.T) {
 	reset := now.Add(20 * time.Second)
 	s.Done(ctx, bucket, seen(now, 100, 50, reset))
 	pttl(s.stateKey(bucket), 50*time.Second) // the reset, plus the retention
-	if v, _ := s.Take(ctx, bucket, now); !v.OK {
+	if v, _ := s.Take(ctx, bucket, 1, now); !v.OK {
 		t.Fatal("refused")
 	}
 	pttl(s.stateKey(bucket), 90*time.Second) // the lease, plus the retention
 	// A later lease keeps both keys as long, even one another process took.
 	s2 := New(c, WithPrefix(s.prefix), WithLease(2*time.Minute), WithRetention(30*time.Second), WithTimeout(2*time.Second))
-	s2.Take(ctx, bucket, now)
+	s2.Take(ctx, bucket, 1, now)
 	for _, k := range []string{s.stateKey(bucket), s.leaseKey(bucket)} {
 		pttl(k, 150*time.Second)
 	}
@@ -756,4 +756,34 @@ func hashTag(key string) string {
 		return key
 	}
 	return key[i+1 : i+1+j]
+}
+
+// TestUnits: a request spending several units of a counter (polite.Spend) holds them all in flight,
+// gives them all back with its answer, and a lease that lapses gives back the units its request held.
+func TestUnits(t *testing.T) {
+	s, _ := newStore(t, WithLease(10*time.Second))
+	ctx := context.Background()
+	now := base()
+	const bucket = "api.example\x00#tokens"
+	s.Done(ctx, bucket, seen(now, 10_000, 10_000, now.Add(time.Hour)))
+	if v, _ := s.Take(ctx, bucket, 6000, now); !v.OK {
+		t.Fatalf("6,000 of 10,000 tokens refused: %s", verdict(v))
+	}
+	if v, _ := s.Take(ctx, bucket, 4000, now); v.OK {
+		t.Fatal("4,000 more taken: 10,000 in flight with one kept back")
+	}
+	// The answer says the 6,000 were spent: 4,000 remain, and nothing is in flight.
+	o := seen(now.Add(time.Second), 10_000, 4000, now.Add(time.Hour))
+	o.Units = 6000
+	s.Done(ctx, bucket, o)
+	if v, _ := s.Take(ctx, bucket, 3000, now.Add(time.Second)); !v.OK {
+		t.Fatalf("3,000 of 4,000 refused: %s", verdict(v))
+	}
+	if v, _ := s.Take(ctx, bucket, 1000, now.Add(time.Second)); v.OK {
+		t.Fatal("1,000 more taken: 4,000 in flight with one kept back")
+	}
+	// The request holding 3,000 never answers: its lease lapses, and its units come back.
+	if v, _ := s.Take(ctx, bucket, 3000, now.Add(11*time.Second)); !v.OK {
+		t.Fatalf("the lapsed lease did not give its 3,000 back: %s", verdict(v))
+	}
 }
