@@ -127,7 +127,8 @@ type StatusError struct {
 	// RateLimited reports a response that refuses for a rate limit although
 	// its status is not 429: a 403 with Retry-After, or with rate-limit
 	// headers that say none remain and name a reset ahead, or GitHub's
-	// secondary rate limit (see DefaultRetryPolicy).
+	// secondary rate limit; or a 4xx or 5xx whose problem+json body is the
+	// IETF's quota-exceeded type (see DefaultRetryPolicy).
 	RateLimited bool
 
 	// Response is the classified response. Its Body is still readable from

@@ -142,3 +142,27 @@ func TestReadCounters(t *testing.T) {
 		})
 	}
 }
+
+// TestIETFPolicyUnits: a RateLimit member whose policy counts other units than requests (qu) is no
+// request quota; one whose policy says "requests", or names no unit, is.
+func TestIETFPolicyUnits(t *testing.T) {
+	for _, tt := range []struct {
+		policy string
+		ok     bool
+	}{
+		{`"peruser";q=65535;qu="content-bytes";w=10`, false},
+		{`"peruser";q=100;qu="requests";w=10`, true},
+		{`"peruser";q=100;w=10;pk=:cHsdsRa894==:`, true},
+	} {
+		h := hdrTestHeader("RateLimit-Policy", tt.policy, "RateLimit", `"peruser";r=50;t=5`)
+		if _, ok := ParseRateLimit(h, hdrTestNow); ok != tt.ok {
+			t.Errorf("policy %s: ok %v, want %v", tt.policy, ok, tt.ok)
+		}
+	}
+	// Of two members, the one counting bytes is passed over even when it is the more restrictive.
+	h := hdrTestHeader("RateLimit-Policy", `"bytes";q=65535;qu="content-bytes";w=10, "reqs";q=100;w=60`,
+		"RateLimit", `"bytes";r=3;t=5, "reqs";r=40;t=30`)
+	if rl, ok := ParseRateLimit(h, hdrTestNow); !ok || rl.Bucket != "reqs" || rl.Remaining != 40 {
+		t.Errorf("ParseRateLimit = %+v, %v; want the reqs policy", rl, ok)
+	}
+}

@@ -750,7 +750,7 @@ func hdrParseStructuredRateLimit(h http.Header, lines []string, now time.Time) (
 	var best hdrSFResult
 	found := false
 	for _, line := range lines {
-		if r, ok := hdrParseRateLimitLine(line, now); ok && (!found || hdrMoreRestrictive(&r.rl, &best.rl)) {
+		if r, ok := hdrParseRateLimitLine(line, now, h[hdrRateLimitPolicy]); ok && (!found || hdrMoreRestrictive(&r.rl, &best.rl)) {
 			best, found = r, true
 		}
 	}
@@ -780,7 +780,7 @@ func hdrParseStructuredRateLimit(h http.Header, lines []string, now time.Time) (
 // hdrParseRateLimitLine parses one RateLimit field line, which is a
 // dictionary if its first member has a value and a list otherwise. A
 // malformed line is ignored as a whole.
-func hdrParseRateLimitLine(line string, now time.Time) (hdrSFResult, bool) {
+func hdrParseRateLimitLine(line string, now time.Time, policies []string) (hdrSFResult, bool) {
 	probe := hdrSFScanner{s: line}
 	first, ok := probe.next()
 	if !ok {
@@ -789,12 +789,14 @@ func hdrParseRateLimitLine(line string, now time.Time) (hdrSFResult, bool) {
 	if first.hasValue {
 		return hdrParseRateLimitDict(line, now)
 	}
-	return hdrParseRateLimitList(line, now)
+	return hdrParseRateLimitList(line, now, policies)
 }
 
 // hdrParseRateLimitList parses `"name";r=50;t=30, ...` and returns the most
-// restrictive member that has a valid r parameter.
-func hdrParseRateLimitList(line string, now time.Time) (hdrSFResult, bool) {
+// restrictive member that has a valid r parameter and counts requests: one
+// whose policy counts other units (its qu parameter, e.g. "content-bytes") is
+// passed over.
+func hdrParseRateLimitList(line string, now time.Time, policies []string) (hdrSFResult, bool) {
 	var best hdrSFResult
 	found := false
 	sc := hdrSFScanner{s: line}
@@ -802,7 +804,7 @@ func hdrParseRateLimitList(line string, now time.Time) (hdrSFResult, bool) {
 		if m.hasValue {
 			return hdrSFResult{}, false
 		}
-		if rl, usable := hdrListMemberRateLimit(m, now); usable && (!found || hdrMoreRestrictive(&rl, &best.rl)) {
+		if rl, usable := hdrListMemberRateLimit(m, now); usable && (!found || hdrMoreRestrictive(&rl, &best.rl)) && hdrCountsRequests(policies, m) {
 			best, found = hdrSFResult{rl: rl, member: m}, true
 		}
 	}
@@ -870,6 +872,14 @@ type hdrPolicy struct {
 	limit    int
 	hasLimit bool
 	window   time.Duration
+	requests bool // it counts requests: its qu parameter is absent or "requests"
+}
+
+// hdrCountsRequests reports whether the RateLimit member m counts requests, as the policy of its name
+// says (or no policy does).
+func hdrCountsRequests(policies []string, m hdrSFMember) bool {
+	p, ok := hdrFindPolicy(policies, m.name())
+	return !ok || p.requests
 }
 
 // hdrFindPolicy returns the first RateLimit-Policy member called name, reading
@@ -885,6 +895,8 @@ func hdrFindPolicy(lines []string, name string) (hdrPolicy, bool) {
 				continue
 			}
 			found = true
+			unit, _ := hdrSFParam(m.params, "qu")
+			p.requests = unit == "" || unit == "requests"
 			if q, ok := hdrSFParam(m.params, "q"); ok {
 				p.limit, p.hasLimit = hdrParseCount(q)
 			}

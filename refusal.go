@@ -30,6 +30,7 @@ func WithRefusals(f RefusalFunc) Option {
 //   - a 403 with Retry-After (GitHub's secondary limits), or with rate-limit headers that say none remain
 //     and name a reset ahead (GitHub's primary limits, and others that refuse with 403);
 //   - a 403 whose JSON body says it is GitHub's secondary rate limit: GitHub asks for a minute's wait;
+//   - a 4xx or 5xx whose application/problem+json body is of the IETF type quota-exceeded;
 //   - whatever f (the RefusalFunc of WithRefusals; nil for none) reports.
 //
 // A response whose body was read to judge it keeps the judgement with its body, so that every layer of
@@ -42,7 +43,7 @@ func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, refused boo
 		return j.until, j.refused
 	}
 	forbidden := resp.StatusCode == http.StatusForbidden
-	if !forbidden && f == nil {
+	if resp.StatusCode < 400 && f == nil {
 		return time.Time{}, false
 	}
 	now := time.Now()
@@ -54,15 +55,18 @@ func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, refused boo
 			return rl.Reset, true
 		}
 	}
-	github := forbidden && strings.Contains(strings.ToLower(resp.Header.Get("Content-Type")), "json")
-	if resp.Body == nil || resp.Body == http.NoBody || (!github && f == nil) {
+	ct := strings.ToLower(resp.Header.Get("Content-Type"))
+	github := forbidden && strings.Contains(ct, "json")
+	problem := strings.Contains(ct, "application/problem+json")
+	if resp.Body == nil || resp.Body == http.NoBody || (!github && !problem && f == nil) {
 		return time.Time{}, false
 	}
 	rec := &recordingBody{orig: resp.Body}
 	resp.Body = rec
-	if github && githubSecondaryLimit(resp) {
-		until, refused = now.Add(githubSecondaryWait), true
-	} else if f != nil {
+	if github || problem {
+		until, refused = bodyRefusal(resp, github, now)
+	}
+	if !refused && f != nil {
 		if wait, ok := f(resp); ok {
 			until, refused = time.Time{}, true
 			if wait > 0 {
@@ -78,25 +82,41 @@ func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, refused boo
 // no time.
 const githubSecondaryWait = time.Minute
 
-// githubSecondaryLimit reports whether resp's body is GitHub's refusal for a secondary rate limit: JSON
-// whose documentation_url points at the secondary (formerly "abuse") limits, as go-github checks, or
-// whose message names them, as octokit checks. It reads at most 64 KiB of the body.
-func githubSecondaryLimit(resp *http.Response) bool {
+// bodyRefusal reads at most 64 KiB of resp's JSON body and reports whether it refuses for a rate limit,
+// and until when: GitHub's secondary rate limit, when github is set (its documentation_url points at the
+// secondary, formerly "abuse", limits, as go-github checks, or its message names them, as octokit
+// checks), which asks for a minute; or the IETF problem type quota-exceeded (application/problem+json),
+// whose time, if any, is its Retry-After.
+func bodyRefusal(resp *http.Response, github bool, now time.Time) (until time.Time, refused bool) {
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return false
+		return time.Time{}, false
 	}
 	var body struct {
+		Type             string `json:"type"`
 		Message          string `json:"message"`
 		DocumentationURL string `json:"documentation_url"`
 	}
 	if json.Unmarshal(buf, &body) != nil {
-		return false
+		return time.Time{}, false
 	}
 	doc := body.DocumentationURL
-	return strings.HasSuffix(doc, "secondary-rate-limits") || strings.HasSuffix(doc, "#abuse-rate-limits") ||
-		strings.Contains(strings.ToLower(body.Message), "secondary rate limit")
+	switch {
+	case github && (strings.HasSuffix(doc, "secondary-rate-limits") || strings.HasSuffix(doc, "#abuse-rate-limits") ||
+		strings.Contains(strings.ToLower(body.Message), "secondary rate limit")):
+		return now.Add(githubSecondaryWait), true
+	case body.Type == problemQuotaExceeded:
+		if d, ok := ParseRetryAfter(resp.Header, now); ok {
+			return now.Add(min(d+retryAfterSlack, maxHold)), true
+		}
+		return time.Time{}, true
+	}
+	return time.Time{}, false
 }
+
+// problemQuotaExceeded is the problem type (RFC 9457) the IETF's rate-limit fields draft registers for a
+// request refused because it exceeded a quota.
+const problemQuotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
 // recordingBody keeps what is read of a body, for it to be read again.
 type recordingBody struct {

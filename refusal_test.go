@@ -279,3 +279,33 @@ func TestRefusalHeldLongerThanTheRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusalProblemType: a response whose problem+json body is the IETF quota-exceeded problem type is
+// a refusal whatever its status; a problem of another type is not.
+func TestRefusalProblemType(t *testing.T) {
+	quota := `{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Too Many Requests",` +
+		`"status":403,"violated-policies":["default"]}`
+	other := `{"type":"https://example.com/probs/out-of-credit","title":"You do not have enough credit.","status":403}`
+	for _, tt := range []struct {
+		name string
+		a    answer
+		want []time.Duration
+	}{
+		{"quota-exceeded", answer{status: 403, body: quota, kv: []string{"Content-Type", "application/problem+json", "Retry-After", "2"}},
+			[]time.Duration{0, 3 * time.Second}},
+		{"quota-exceeded without a time", answer{status: 400, body: quota, kv: []string{"Content-Type", "application/problem+json"}},
+			[]time.Duration{0, time.Second}},
+		{"another problem", answer{status: 403, body: other, kv: []string{"Content-Type", "application/problem+json"}},
+			[]time.Duration{0}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := newRefusalServer(tt.a, answer{status: 200})
+				srv.do(t, http.MethodPost, constantBackoff(time.Second))
+				if diff := cmp.Diff(tt.want, srv.times()); diff != "" {
+					t.Errorf("requests came at (-want +got):\n%s", diff)
+				}
+			})
+		})
+	}
+}
