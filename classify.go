@@ -51,7 +51,7 @@ var (
 	// fills StatusError.Errors and StatusError.Message.
 	ErrValidation = errors.New("polite: validation failed")
 
-	// ErrRateLimited matches a 429 Too Many Requests response, and a 403
+	// ErrRateLimited matches a 429 Too Many Requests response, and any other
 	// that refuses for a rate limit (see StatusError.RateLimited).
 	// StatusError.RetryAfter and StatusError.RateLimit carry what the
 	// response headers said about when to try again.
