@@ -144,11 +144,15 @@ func ExampleWithHook() {
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
+		w.Header().Set("RateLimit-Remaining", "41")
 		fmt.Fprint(w, "ok")
 	}))
 	defer api.Close()
 
-	hook := func(e polite.Event) { fmt.Println(e.Kind, e.Attempt, e.StatusCode, e.Reason) }
+	// One event per attempt, all with the request's ID: what the attempt got, and what follows.
+	hook := func(e polite.Event) {
+		fmt.Println("request", e.ID, e.Kind, e.Attempt, e.StatusCode, "remaining", e.RateLimit.Remaining, e.Reason)
+	}
 	client := &http.Client{Transport: polite.New(nil, polite.WithHook(hook), polite.WithRetryWait(time.Millisecond, time.Millisecond))}
 	resp, err := client.Get(api.URL)
 	if err != nil {
@@ -158,7 +162,8 @@ func ExampleWithHook() {
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode)
 	// Output:
-	// retry 1 502 retrying
+	// request 1 retry 1 502 remaining 0 retrying
+	// request 1 done 2 200 remaining 41 answered
 	// 200
 }
 

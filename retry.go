@@ -140,11 +140,26 @@ var _ http.RoundTripper = (*retryLayer)(nil)
 
 func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	if optOutsOf(ctx)&(noRetry|bypass) != 0 || l.cfg.maxAttempts == 1 {
-		return l.next.RoundTrip(req)
+	out := optOutsOf(ctx)
+	observed := out&bypass == 0 && l.cfg.observed(ctx)
+	if observed {
+		ctx = context.WithValue(ctx, eventIDKey{}, l.cfg.ids.Add(1))
+		req = req.WithContext(ctx) // a shallow copy: the caller's request is not modified
+	}
+	if out&(noRetry|bypass) != 0 || l.cfg.maxAttempts == 1 {
+		if !observed {
+			return l.next.RoundTrip(req)
+		}
+		sent := time.Now()
+		resp, err := l.next.RoundTrip(req)
+		ev := attemptEvent(EventDone, req, 1, resp, err, time.Since(sent))
+		ev.Reason = "retries off"
+		l.cfg.emit(ctx, ev)
+		return resp, err
 	}
 	bo := lazyBackoff{ctx: ctx, factory: l.cfg.newBackoff}
-	_, timed := ctx.Deadline() // the round trip is timed only when a deadline needs it
+	_, timed := ctx.Deadline() // the round trip is timed only when a deadline or the events need it
+	timed = timed || observed
 	attempt := req
 	var last *http.Response // the response retried, in memory, while its retry has not answered
 	for n := 1; ; n++ {
@@ -155,29 +170,40 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := l.next.RoundTrip(attempt)
 		if last != nil && errors.Is(err, ErrRateLimited) {
 			// The throttle will not send the retry in time: the caller gets the response it has.
-			l.cfg.emit(ctx, Event{Kind: EventGiveUp, Request: req, Attempt: n - 1, StatusCode: last.StatusCode, Err: err,
-				Reason: "the throttle holds the retry: " + err.Error()})
+			ev := attemptEvent(EventGiveUp, req, n-1, last, err, 0)
+			ev.Reason = "the throttle holds the retry: " + err.Error()
+			l.cfg.emit(ctx, ev)
 			return last, nil
 		}
 		last = nil
+		var took time.Duration
+		if timed {
+			took = time.Since(sent)
+		}
 		refusedUntil, refused := refusalOf(resp, l.cfg.refusals)
 		if !refused && !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
 				l.cfg.budget.credit(l.cfg.key(req))
 			}
+			if observed {
+				ev := attemptEvent(EventDone, req, n, resp, err, took)
+				ev.Reason = "answered"
+				if err != nil || resp.StatusCode >= 400 {
+					ev.Reason = "not worth another attempt"
+				}
+				l.cfg.emit(ctx, ev)
+			}
 			return resp, err
 		}
 		if ctx.Err() != nil {
+			if observed {
+				ev := attemptEvent(EventDone, req, n, resp, err, took)
+				ev.Reason = "the caller stopped waiting"
+				l.cfg.emit(ctx, ev)
+			}
 			return resp, err // a failure the caller stopped waiting for: no refund
 		}
-		ev := Event{Kind: EventRetry, Request: req, Attempt: n, Err: err}
-		if resp != nil {
-			ev.StatusCode = resp.StatusCode
-		}
-		var took time.Duration
-		if timed {
-			took = time.Since(sent)
-		}
+		ev := attemptEvent(EventRetry, req, n, resp, err, took)
 		wait, reason := l.plan(ctx, req, resp, refused, refusedUntil, n, &bo, took)
 		var again *http.Request
 		if reason == "" {

@@ -283,7 +283,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			}
 		}
 		if !waited {
-			l.cfg.emit(ctx, Event{Kind: EventThrottle, Request: req, Wait: wait, Reason: v.Reason})
+			l.cfg.emit(ctx, Event{Kind: EventThrottle, ID: eventID(ctx), Request: req, Wait: wait, Reason: v.Reason})
 		}
 		var tick <-chan time.Time
 		switch {

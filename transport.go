@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -116,6 +117,7 @@ type config struct {
 	hook              func(Event)
 	logger            *slog.Logger
 	refusals          RefusalFunc
+	ids               atomic.Uint64 // the last event ID given (see Event.ID)
 }
 
 // Defaults.

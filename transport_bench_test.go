@@ -1,6 +1,8 @@
 package polite
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"testing"
@@ -28,7 +30,8 @@ func (c canned) RoundTrip(r *http.Request) (*http.Response, error) {
 //
 // stack-named is the stack against a server that names its bucket in every answer (X-RateLimit-Bucket):
 // each request then also finds its learned route. stack-delta is the stack against a server that sends
-// its reset as delta-seconds, whose answers need the clock.
+// its reset as delta-seconds, whose answers need the clock. stack-hook is the stack with a hook that does
+// nothing, and stack-debug-log with a logger at Debug that writes to nowhere: the cost of per-attempt events.
 func BenchmarkLayers(b *testing.B) {
 	base := newCanned()
 	named := newCanned()
@@ -47,6 +50,8 @@ func BenchmarkLayers(b *testing.B) {
 		{"stack", New(base)},
 		{"stack-named", New(named)},
 		{"stack-delta", New(delta)},
+		{"stack-hook", New(base, WithHook(func(Event) {}))},
+		{"stack-debug-log", New(base, WithLogger(slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))))},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			req, _ := http.NewRequest("GET", "http://api.test/v2/users/1", nil)

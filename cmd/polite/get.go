@@ -181,6 +181,8 @@ func (t *timeline) event(ev polite.Event) {
 		t.printf("  retry: attempt %d got %s; waiting %s: %s", ev.Attempt, what, wait, ev.Reason)
 	case polite.EventGiveUp:
 		t.printf("  give up: attempt %d got %s and is not retried: %s", ev.Attempt, what, ev.Reason)
+	case polite.EventDone:
+		// The attempt's own line says what it got.
 	default:
 		t.printf("  %s: attempt %d: %s", ev.Kind, ev.Attempt, ev.Reason)
 	}
