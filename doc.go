@@ -72,6 +72,7 @@
 //	buckets in memory    4096                 NewMemoryStore
 //	hook, logger         none, silent         WithHook, WithLogger
 //	refusals beyond 429  403 rules above      WithRefusals
+//	credentials          none                 WithAuth (set on each attempt, never across origins)
 //
 // # Buckets and budgets
 //

@@ -325,3 +325,35 @@ func ExampleSpend() {
 	// 200
 	// refused by the server: 0
 }
+
+// Credentials set per attempt: each attempt gets the token current when it is sent, so a retry after a
+// long wait does not carry an expired one; a redirect to another origin gets none. With
+// golang.org/x/oauth2, f would be: tok, err := ts.Token(); if err == nil { tok.SetAuthHeader(r) }.
+func ExampleWithAuth() {
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("server got", r.Header.Get("Authorization"))
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer api.Close()
+
+	var issued atomic.Int32
+	token := func(r *http.Request) error {
+		r.Header.Set("Authorization", fmt.Sprintf("Bearer token-%d", issued.Add(1)))
+		return nil
+	}
+	client := &http.Client{Transport: polite.New(nil, polite.WithAuth(token), polite.WithRetryWait(time.Millisecond, time.Millisecond))}
+	resp, err := client.Get(api.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// server got Bearer token-1
+	// server got Bearer token-2
+	// 200
+}

@@ -61,7 +61,7 @@ func (r *redirectLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	if !r.crossesOrigin(req) || !r.hasCredentials(req.Header) {
+	if !crossesOrigin(req) || !r.hasCredentials(req.Header) {
 		return r.next.RoundTrip(req)
 	}
 	clone := req.Clone(req.Context())
@@ -105,7 +105,7 @@ func (r *redirectLimiter) check(req *http.Request) error {
 
 // crossesOrigin reports whether any hop of req's chain, req included, left the first request's origin.
 // Once credentials have been dropped they stay dropped, even if a later hop comes back.
-func (r *redirectLimiter) crossesOrigin(req *http.Request) bool {
+func crossesOrigin(req *http.Request) bool {
 	first := req
 	for p := previous(req); p != nil; p = previous(p) {
 		first = p

@@ -60,6 +60,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if c.throttle != nil {
 		layers = append(layers, c.throttled(c.throttle))
 	}
+	if c.auth != nil {
+		layers = append(layers, c.authorize)
+	}
 	t := &Transport{base: base, stack: Chain(base, layers...), throttle: c.throttle}
 	t.once.Do(func() {}) // made: a zero Transport's lazy start does nothing here
 	return t
@@ -117,6 +120,7 @@ type config struct {
 	hook              func(Event)
 	logger            *slog.Logger
 	refusals          RefusalFunc
+	auth              func(*http.Request) error
 	ids               atomic.Uint64 // the last event ID given (see Event.ID)
 }
 
