@@ -31,10 +31,11 @@ import (
 //     whose end finds the quota back may have been too long, and the next is a sixteenth shorter.
 //
 // Whatever the kind, a refusal (a 429, or a 503 with Retry-After) holds the whole bucket: no request
-// goes until Retry-After plus one second, else the window's end, else a backoff that doubles with each
-// refusal of a request sent since the last hold began and starts again after a success (for a silent
-// bucket, from a sixteenth of its window, and not before the end of a window that let requests through).
-// Then one request probes and the others wait for its answer.
+// goes until Retry-After plus one second (at least twice the last hold when no success came since it),
+// else the window's end, else a backoff that doubles with each refusal of a request sent since the last
+// hold began and starts again after a success (for a silent bucket, from a sixteenth of its window, and
+// not before the end of a window that let requests through). Then one request probes and the others
+// wait for its answer.
 //
 // Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
 // answer is counted in a window whose reset had passed when its request went: from then on the bucket's
@@ -354,6 +355,11 @@ func (q *quota) refuse(r reply) {
 	switch {
 	case r.hasRetryAfter:
 		until = r.now.Add(min(r.retryAfter+retryAfterSlack, maxHold))
+		if prev := q.hold.Sub(q.heldAt); fresh && q.refusals > 1 && prev > 0 {
+			// Refused again with no success since the last hold: at least twice that hold (GitHub asks
+			// this of its secondary limits; a server's time that proved too short is no promise).
+			until = maxTime(until, r.now.Add(min(2*prev, maxHold)))
+		}
 	case q.kind == kindWindow && q.end.After(r.now):
 		until = q.end
 	case q.kind == kindSilent:
@@ -549,6 +555,13 @@ func (q *quota) meterRefill(r reply) {
 
 // refillSpan is the shortest stretch over which a refill rate is measured.
 const refillSpan = 250 * time.Millisecond
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
 
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {

@@ -309,3 +309,28 @@ func TestRefusalProblemType(t *testing.T) {
 		})
 	}
 }
+
+// TestGitHubSecondaryBacksOff: GitHub's secondary limit refused again with no success between waits
+// twice as long each time (a minute, two, four), as GitHub asks; a success starts again from a minute.
+func TestGitHubSecondaryBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		secondary := answer{status: 403, body: githubSecondaryBody, kv: []string{"Content-Type", "application/json"}}
+		srv := newRefusalServer(secondary, secondary, secondary, answer{status: 200}, secondary, answer{status: 200})
+		client := &http.Client{Transport: New(srv, WithMaxWait(time.Hour))}
+		for range 2 {
+			resp, err := client.Get("https://api.github.test/search/code?q=x")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("got %v, %v", resp, err)
+			}
+			resp.Body.Close()
+		}
+		at := srv.times()
+		var gaps []time.Duration
+		for i := 1; i < len(at); i++ {
+			gaps = append(gaps, at[i]-at[i-1])
+		}
+		if diff := cmp.Diff([]time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 0, time.Minute}, gaps); diff != "" {
+			t.Errorf("gaps between requests (-want +got):\n%s", diff)
+		}
+	})
+}
