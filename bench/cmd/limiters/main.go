@@ -219,8 +219,8 @@ type counting struct {
 	next              http.Handler
 	end               time.Time
 	seen, refused, ok atomic.Int64
-	mu            sync.Mutex
-	header        http.Header
+	mu                sync.Mutex
+	header            http.Header
 }
 
 func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
