@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,10 +48,16 @@ var _ http.RoundTripper = (*Transport)(nil)
 
 // New returns the default stack over base (nil means http.DefaultTransport), configured by opts.
 // A nil Option is ignored. An option given a bad value (a negative count, a nil value the stack needs)
-// makes New panic with a message naming the option; a nil hook or logger means none.
+// makes New panic with a message naming the option; a nil hook or logger means none. So does a base
+// that is golang.org/x/oauth2's Transport: below the redirect limiter it would send its token to
+// another origin on a redirect (see [WithAuth]).
 func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
+	}
+	if t := reflect.TypeOf(base); t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "golang.org/x/oauth2" && t.Elem().Name() == "Transport" {
+		refuse("New", "base is an *oauth2.Transport, which would add its token to a redirect to another origin: "+
+			"use WithAuth, or put it above polite (&oauth2.Transport{Base: polite.New(nil)})")
 	}
 	c := newConfig(opts)
 	if c.throttle == nil && !c.throttleOff {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -477,4 +478,16 @@ func TestGitHubOAuth2AuthorizationOnRetry(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOAuth2BelowPoliteRefused: polite.New refuses an oauth2.Transport as its base, which would put the
+// token back on a redirect to another origin after the redirect limiter removed it.
+func TestOAuth2BelowPoliteRefused(t *testing.T) {
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.Contains(msg, "oauth2.Transport") || !strings.Contains(msg, "WithAuth") {
+			t.Errorf("panic %q, want one naming oauth2.Transport and WithAuth", msg)
+		}
+	}()
+	polite.New(&oauth2.Transport{Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "t"})})
 }
