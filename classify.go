@@ -292,7 +292,7 @@ func CheckResponse(resp *http.Response) error {
 	if rl, ok := ParseRateLimit(resp.Header, now); ok {
 		e.RateLimit = rl
 	}
-	_, e.RateLimited = refusalOf(resp, nil)
+	_, _, e.RateLimited = refusalOf(resp, nil)
 	if code < 400 || code > 599 || resp.Body == nil {
 		return e
 	}

@@ -154,7 +154,7 @@ func FuzzRetryDecision(f *testing.F) {
 					bo.next()
 				}
 				before := time.Now()
-				until, refused := refusalOf(resp, l.cfg.refusals)
+				until, _, refused := refusalOf(resp, l.cfg.refusals)
 				wait, reason := l.plan(ctx, req, resp, refused, until, attempt, &bo, 0)
 				if reason != "" {
 					if wait != 0 {

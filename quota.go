@@ -31,8 +31,8 @@ import (
 //     whose end finds the quota back may have been too long, and the next is a sixteenth shorter.
 //
 // Whatever the kind, a refusal (a 429, or a 503 with Retry-After) holds the whole bucket: no request
-// goes until Retry-After plus one second (at least twice the last hold when no success came since it),
-// else the window's end, else a backoff that doubles with each refusal of a request sent since the last
+// goes until Retry-After plus one second (or the least wait polite asks for a refusal that names none,
+// twice the last hold when no success came since it), else the window's end, else a backoff that doubles with each refusal of a request sent since the last
 // hold began and starts again after a success (for a silent bucket, from a sixteenth of its window, and
 // not before the end of a window that let requests through). Then one request probes and the others
 // wait for its answer.
@@ -141,6 +141,7 @@ type reply struct {
 	relative      bool // the reset was given in seconds from now, not as a time
 	untaken       bool // the request went without take (it opted out of the throttle): nothing to give back
 	units         int  // the units it took (see takeN); 0 means 1
+	floor         bool // retryAfter is the least wait polite asks, not the server's (see Observation.Floor)
 }
 
 // take decides whether a request may go at now, and if so counts it in flight.
@@ -355,9 +356,9 @@ func (q *quota) refuse(r reply) {
 	switch {
 	case r.hasRetryAfter:
 		until = r.now.Add(min(r.retryAfter+retryAfterSlack, maxHold))
-		if prev := q.hold.Sub(q.heldAt); fresh && q.refusals > 1 && prev > 0 {
-			// Refused again with no success since the last hold: at least twice that hold (GitHub asks
-			// this of its secondary limits; a server's time that proved too short is no promise).
+		if prev := q.hold.Sub(q.heldAt); r.floor && fresh && q.refusals > 1 && prev > 0 {
+			// A wait the server did not name, refused again with no success since the last hold: twice
+			// that hold, as GitHub asks of its secondary limits.
 			until = maxTime(until, r.now.Add(min(2*prev, maxHold)))
 		}
 	case q.kind == kindWindow && q.end.After(r.now):

@@ -26,7 +26,8 @@ func WithRefusals(f RefusalFunc) Option {
 }
 
 // refusalOf reports whether resp, which is not a 429, is a rate-limit refusal all the same, and until when
-// the server asked for no request (zero when it named no time). The stack knows these:
+// the server asked for no request (zero when it named no time); floor reports a time that is not the
+// server's but the least wait polite asks (see Observation.Floor). The stack knows these:
 //   - a 403 with Retry-After (GitHub's secondary limits), or with rate-limit headers that say none remain
 //     and name a reset ahead (GitHub's primary limits, and others that refuse with 403);
 //   - a 403 whose JSON body says it is GitHub's secondary rate limit: GitHub asks for a minute's wait;
@@ -35,36 +36,36 @@ func WithRefusals(f RefusalFunc) Option {
 //
 // A response whose body was read to judge it keeps the judgement with its body, so that every layer of
 // the stack judges it alike, and reads it once.
-func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, refused bool) {
+func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, floor, refused bool) {
 	if resp == nil || resp.StatusCode == http.StatusTooManyRequests {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	if j, ok := resp.Body.(*judgedBody); ok {
-		return j.until, j.refused
+		return j.until, j.floor, j.refused
 	}
 	forbidden := resp.StatusCode == http.StatusForbidden
 	if resp.StatusCode < 400 && f == nil {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	now := time.Now()
 	if forbidden {
 		if d, ok := ParseRetryAfter(resp.Header, now); ok {
-			return now.Add(min(d+retryAfterSlack, maxHold)), true
+			return now.Add(min(d+retryAfterSlack, maxHold)), false, true
 		}
 		if rl, ok := ParseRateLimit(resp.Header, now); ok && rl.Remaining == 0 && rl.Reset.After(now) {
-			return rl.Reset, true
+			return rl.Reset, false, true
 		}
 	}
 	ct := strings.ToLower(resp.Header.Get("Content-Type"))
 	github := forbidden && strings.Contains(ct, "json")
 	problem := strings.Contains(ct, "application/problem+json")
 	if resp.Body == nil || resp.Body == http.NoBody || (!github && !problem && f == nil) {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	rec := &recordingBody{orig: resp.Body}
 	resp.Body = rec
 	if github || problem {
-		until, refused = bodyRefusal(resp, github, now)
+		until, floor, refused = bodyRefusal(resp, github, now)
 	}
 	if !refused && f != nil {
 		if wait, ok := f(resp); ok {
@@ -74,8 +75,8 @@ func refusalOf(resp *http.Response, f RefusalFunc) (until time.Time, refused boo
 			}
 		}
 	}
-	resp.Body = &judgedBody{replayBody: newReplayBody(rec.buf, rec.orig, rec.err), until: until, refused: refused}
-	return until, refused
+	resp.Body = &judgedBody{replayBody: newReplayBody(rec.buf, rec.orig, rec.err), until: until, floor: floor, refused: refused}
+	return until, floor, refused
 }
 
 // githubSecondaryWait is how long GitHub asks a client to wait after a secondary-limit refusal that names
@@ -87,10 +88,10 @@ const githubSecondaryWait = time.Minute
 // secondary, formerly "abuse", limits, as go-github checks, or its message names them, as octokit
 // checks), which asks for a minute; or the IETF problem type quota-exceeded (application/problem+json),
 // whose time, if any, is its Retry-After.
-func bodyRefusal(resp *http.Response, github bool, now time.Time) (until time.Time, refused bool) {
+func bodyRefusal(resp *http.Response, github bool, now time.Time) (until time.Time, floor, refused bool) {
 	buf, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	var body struct {
 		Type             string `json:"type"`
@@ -98,20 +99,20 @@ func bodyRefusal(resp *http.Response, github bool, now time.Time) (until time.Ti
 		DocumentationURL string `json:"documentation_url"`
 	}
 	if json.Unmarshal(buf, &body) != nil {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	doc := body.DocumentationURL
 	switch {
 	case github && (strings.HasSuffix(doc, "secondary-rate-limits") || strings.HasSuffix(doc, "#abuse-rate-limits") ||
 		strings.Contains(strings.ToLower(body.Message), "secondary rate limit")):
-		return now.Add(githubSecondaryWait), true
+		return now.Add(githubSecondaryWait), true, true
 	case body.Type == problemQuotaExceeded:
 		if d, ok := ParseRetryAfter(resp.Header, now); ok {
-			return now.Add(min(d+retryAfterSlack, maxHold)), true
+			return now.Add(min(d+retryAfterSlack, maxHold)), false, true
 		}
-		return time.Time{}, true
+		return time.Time{}, false, true
 	}
-	return time.Time{}, false
+	return time.Time{}, false, false
 }
 
 // problemQuotaExceeded is the problem type (RFC 9457) the IETF's rate-limit fields draft registers for a
@@ -141,6 +142,6 @@ func (r *recordingBody) Close() error { return nil }
 // and keeps the judgement.
 type judgedBody struct {
 	*replayBody
-	until   time.Time
-	refused bool
+	until          time.Time
+	floor, refused bool
 }

@@ -180,7 +180,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if timed {
 			took = time.Since(sent)
 		}
-		refusedUntil, refused := refusalOf(resp, l.cfg.refusals)
+		refusedUntil, _, refused := refusalOf(resp, l.cfg.refusals)
 		if !refused && !l.cfg.policy(req, resp, err) {
 			if l.cfg.budget != nil && err == nil {
 				l.cfg.budget.credit(l.cfg.key(req))

@@ -90,12 +90,16 @@ type Observation struct {
 	// RetryAt, if not zero, is the time before which the server asked for no further request
 	// (a 429 or 503 with Retry-After, plus one second).
 	RetryAt time.Time
+	// Floor reports that RetryAt is not the server's time but the least wait polite asks after a refusal
+	// that names none (a minute, for GitHub's secondary limits): a refusal that follows a hold with no
+	// success since holds twice as long as that hold.
+	Floor bool
 }
 
 // reply is what the quota model is told of o (see quota.answer).
 func (o *Observation) reply() reply {
 	r := reply{sent: o.Sent, now: o.Now, status: o.Status, rl: o.RateLimit, hasRL: o.HasRateLimit,
-		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took, units: o.Units}
+		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took, units: o.Units, floor: o.Floor}
 	if r.sent.IsZero() {
 		r.sent = o.Now.Add(-o.ResetSpread)
 	}

@@ -336,9 +336,9 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}
 		o.RetryAt = serverRetryAt(resp, o.Now)
-		switch until, refused := refusalOf(resp, l.cfg.refusals); {
+		switch until, floor, refused := refusalOf(resp, l.cfg.refusals); {
 		case refused:
-			o.Status, o.RetryAt = http.StatusTooManyRequests, until // the model reads it as the refusal it is
+			o.Status, o.RetryAt, o.Floor = http.StatusTooManyRequests, until, floor // the model reads it as the refusal it is
 		case o.Status == statusOverloaded:
 			o.Status = http.StatusServiceUnavailable
 		}
