@@ -57,7 +57,7 @@ func TestEventsPerAttempt(t *testing.T) {
 		}
 		spent := RateLimit{Limit: 10, Remaining: 0, Reset: time.Unix(epoch, 0)}
 		want := []Event{
-			{Kind: EventRetry, ID: 1, Attempt: 1, StatusCode: 429, Duration: 100 * time.Millisecond, Wait: 2 * time.Second, Reason: "retrying"},
+			{Kind: EventRetry, ID: 1, Attempt: 1, StatusCode: 429, Duration: 100 * time.Millisecond, Wait: 2 * time.Second, Reason: "Retry-After"},
 			{Kind: EventDone, ID: 1, Attempt: 2, StatusCode: 200, Duration: 100 * time.Millisecond, RateLimit: spent, Reason: "answered"},
 			// The second request comes at 2.2 s, is held to the reset at 5 s, and is answered at 5.1 s.
 			{Kind: EventThrottle, ID: 2, Wait: 2800 * time.Millisecond, Reason: whySpent},
@@ -112,3 +112,26 @@ func TestEventsNotObserved(t *testing.T) {
 }
 
 func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestEventsCancelledDuringRetryWait: a request whose caller gives up while it waits to be retried ends
+// in an EventDone too, so that every request's events end.
+func TestEventsCancelledDuringRetryWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var log eventLog
+		base := newScript(outcome{status: 503, kv: []string{"Retry-After", "30"}}, outcome{status: 200})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		rt := New(base, WithHook(log.hook))
+		go func() { time.Sleep(5 * time.Second); cancel() }()
+		if _, err := get(t, rt, ctx); err == nil {
+			t.Fatal("no error after the caller gave up")
+		}
+		kinds := []EventKind{}
+		for _, e := range log.events {
+			kinds = append(kinds, e.Kind)
+		}
+		if diff := cmp.Diff([]EventKind{EventRetry, EventDone}, kinds); diff != "" {
+			t.Errorf("event kinds (-want +got):\n%s", diff)
+		}
+	})
+}

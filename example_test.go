@@ -162,7 +162,7 @@ func ExampleWithHook() {
 	resp.Body.Close()
 	fmt.Println(resp.StatusCode)
 	// Output:
-	// request 1 retry 1 502 remaining 0 retrying
+	// request 1 retry 1 502 remaining 0 backoff
 	// request 1 done 2 200 remaining 41 answered
 	// 200
 }
@@ -240,7 +240,7 @@ func ExampleWithLogger() {
 		return
 	}
 	resp.Body.Close()
-	// Output: level=INFO msg="polite: retry" method=GET attempt=1 reason=retrying status=503
+	// Output: level=INFO msg="polite: retry" method=GET attempt=1 reason=backoff status=503
 }
 
 // An API that signals its rate limit only in the body of a 200: WithRefusals marks those answers, so the

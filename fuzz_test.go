@@ -155,7 +155,7 @@ func FuzzRetryDecision(f *testing.F) {
 				}
 				before := time.Now()
 				until, _, refused := refusalOf(resp, l.cfg.refusals)
-				wait, reason := l.plan(ctx, req, resp, refused, until, attempt, &bo, 0)
+				wait, _, reason := l.plan(ctx, req, resp, refused, until, attempt, &bo, 0)
 				if reason != "" {
 					if wait != 0 {
 						t.Errorf("plan gave up (%s) with a wait of %v", reason, wait)

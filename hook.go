@@ -66,7 +66,10 @@ type Event struct {
 	// Wait is how long the layer waits before going on; 0 for EventGiveUp, and for a throttle wait
 	// that ends when a request in flight returns.
 	Wait time.Duration
-	// Reason says why, in a few words; [ReasonBudgetSpent] when the retry budget stopped a retry.
+	// Reason says why, in a few words: for EventRetry, what set the wait ("Retry-After", "rate-limit
+	// reset", "rate-limit refusal" or "backoff"); for EventGiveUp, why no retry is made
+	// ([ReasonBudgetSpent] when the retry budget stopped it); for EventDone, "answered", "not worth
+	// another attempt", "retries off" or "the caller stopped waiting".
 	Reason string
 }
 

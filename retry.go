@@ -204,7 +204,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, err // a failure the caller stopped waiting for: no refund
 		}
 		ev := attemptEvent(EventRetry, req, n, resp, err, took)
-		wait, reason := l.plan(ctx, req, resp, refused, refusedUntil, n, &bo, took)
+		wait, why, reason := l.plan(ctx, req, resp, refused, refusedUntil, n, &bo, took)
 		var again *http.Request
 		if reason == "" {
 			if again, err = replay(req); err != nil {
@@ -216,10 +216,15 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 			l.cfg.emit(ctx, ev)
 			return resp, ev.Err
 		}
-		ev.Wait, ev.Reason = wait, "retrying"
+		ev.Wait, ev.Reason = wait, why
 		l.cfg.emit(ctx, ev)
 		last = keep(resp)
 		if err := sleep(ctx, wait); err != nil {
+			if observed {
+				done := attemptEvent(EventDone, req, n, nil, err, 0)
+				done.Reason = "the caller stopped waiting"
+				l.cfg.emit(ctx, done)
+			}
 			closeBody(again)
 			return nil, err
 		}
@@ -227,37 +232,39 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// plan returns how long to wait before attempt n+1, or why there is to be none. refused reports a
+// plan returns how long to wait before attempt n+1 and what set that time (Retry-After, the rate-limit
+// reset, a refusal, the backoff), or why there is to be none (reason). refused reports a
 // rate-limit refusal that is not a 429 (see refusalOf), and until when it asked for no request. took is
 // how long attempt n took, when the request has a deadline: the next attempt will need about as long.
-func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, refused bool, until time.Time, n int, bo *lazyBackoff, took time.Duration) (time.Duration, string) {
+func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Response, refused bool, until time.Time, n int, bo *lazyBackoff, took time.Duration) (wait time.Duration, why, reason string) {
 	if n >= l.cfg.maxAttempts {
-		return 0, fmt.Sprintf("%d attempts made", n)
+		return 0, "", fmt.Sprintf("%d attempts made", n)
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return 0, "request body cannot be replayed"
+		return 0, "", "request body cannot be replayed"
 	}
 	now := time.Now()
-	wait, why, ok := retryDelay(resp, now, bo)
+	var ok bool
+	wait, why, ok = retryDelay(resp, now, bo)
 	if !until.IsZero() {
 		wait, why, ok = max(until.Sub(now), 0), "rate-limit refusal", true
 	}
 	if !ok {
-		return 0, why
+		return 0, "", why
 	}
 	if l.cfg.waitTooLong(wait, why != whyBackoff) {
-		return 0, fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
+		return 0, "", fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
 	}
 	if endsTooLate(ctx, now.Add(wait), took) {
-		return 0, fmt.Sprintf("wait of %v (%s) would leave no time before the deadline", wait, why)
+		return 0, "", fmt.Sprintf("wait of %v (%s) would leave no time before the deadline", wait, why)
 	}
 	// A 429 was not processed, and when the server said when to come back it set the pace itself: such a
 	// retry spends nothing. A bare 429 is retried on the backoff, like a 503, and spends a retry.
 	paced := resp != nil && (resp.StatusCode == http.StatusTooManyRequests || refused) && why != whyBackoff
 	if l.cfg.budget != nil && !paced && !l.cfg.budget.withdraw(l.cfg.key(req), now) {
-		return 0, ReasonBudgetSpent
+		return 0, "", ReasonBudgetSpent
 	}
-	return wait, ""
+	return wait, why, ""
 }
 
 // replay returns a clone of req for another attempt, with a fresh body from GetBody.

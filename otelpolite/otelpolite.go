@@ -199,7 +199,7 @@ func (in *Instrumentation) handle(stack uint64, ev polite.Event) {
 	if r.ended {
 		return
 	}
-	r.event(in, key, ev, now)
+	r.event(in, ev, now)
 }
 
 // sweep removes from the pending map the requests idle at now, and with room, the one due first if
@@ -222,26 +222,4 @@ func (in *Instrumentation) sweep(now time.Time, ended []*request, room bool) []*
 		delete(in.pending, oldest)
 	}
 	return ended
-}
-
-// cancelled ends r, a request waiting to retry whose context was done, if it is still waiting: the
-// retry layer returns the context's error then without another event.
-func (in *Instrumentation) cancelled(key requestKey, r *request) {
-	now := time.Now()
-	r.mu.Lock()
-	waiting := !r.ended && r.sleeping && now.Before(r.resumeAt)
-	r.mu.Unlock()
-	if !waiting {
-		return // an attempt is under way: its event will come
-	}
-	in.mu.Lock()
-	if in.pending[key] == r {
-		delete(in.pending, key)
-	}
-	in.mu.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.ended {
-		r.finish(now, "cancelled", "the caller stopped waiting for the retry", 0, r.ctx.Err())
-	}
 }

@@ -44,7 +44,6 @@ type request struct {
 	ended    bool
 	lastAt   time.Time     // the last event's time
 	attempt  int           // the last attempt ended
-	stop     func() bool   // stops the context.AfterFunc watching for a cancellation during a retry wait
 	holds    []hold        // the throttle's holds of the next attempt
 	wait     time.Duration // the retry layer's wait before the next attempt
 	why      string        // the error.type of the attempt retried
@@ -100,9 +99,15 @@ func newRequest(ev polite.Event) *request {
 }
 
 // event records ev, which came at now, in r's spans. r.mu is held.
-func (r *request) event(in *Instrumentation, key requestKey, ev polite.Event, now time.Time) {
+func (r *request) event(in *Instrumentation, ev polite.Event, now time.Time) {
 	r.lastAt = now
+	wasSleeping := r.sleeping
 	r.sleeping = false
+	if wasSleeping && ev.Kind == polite.EventDone && ev.StatusCode == 0 && ev.Duration == 0 {
+		// The caller stopped waiting while the retry layer waited: no attempt was sent.
+		r.finish(now, "cancelled", ev.Reason, 0, ev.Err)
+		return
+	}
 	if ev.Kind == polite.EventThrottle {
 		r.holds = append(r.holds, hold{now, ev.Wait, ev.Reason})
 		return
@@ -124,9 +129,6 @@ func (r *request) event(in *Instrumentation, key requestKey, ev polite.Event, no
 	if ev.Kind == polite.EventRetry {
 		r.wait, r.why = ev.Wait, errorType(ev.StatusCode, ev.Err)
 		r.sleeping, r.resumeAt = true, now.Add(ev.Wait)
-		if r.stop == nil && r.ctx.Done() != nil {
-			r.stop = context.AfterFunc(r.ctx, func() { in.cancelled(key, r) })
-		}
 		return
 	}
 	if throttleHeldRetry(ev) {
@@ -180,9 +182,6 @@ func (r *request) attemptSpan(tr trace.Tracer, ev polite.Event, n, status int, e
 // finish ends the request's span at end: the caller got status or err. r.mu is held.
 func (r *request) finish(end time.Time, outcome, reason string, status int, err error) {
 	r.ended = true
-	if r.stop != nil {
-		r.stop()
-	}
 	if r.span == nil || !r.span.IsRecording() {
 		return // no attempt ended, or the span is not sampled
 	}
