@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/politehttp/polite"
+	"golang.org/x/oauth2"
 )
 
 // Wrap the transport of an existing client: callers keep their own client, status codes and decoding.
@@ -355,5 +356,34 @@ func ExampleWithAuth() {
 	// Output:
 	// server got Bearer token-1
 	// server got Bearer token-2
+	// 200
+}
+
+// golang.org/x/oauth2's transport belongs above polite: polite then removes the token from a redirect to
+// another origin, which oauth2 below polite would put back (New refuses that order). Each attempt of a
+// retry carries the token of the call; WithAuth gives each attempt a fresh one instead.
+func ExampleNew_oauth2() {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("other origin got Authorization %q\n", r.Header.Get("Authorization"))
+	}))
+	defer other.Close()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Printf("api got Authorization %q\n", r.Header.Get("Authorization"))
+		http.Redirect(w, r, other.URL+"/elsewhere", http.StatusFound)
+	}))
+	defer api.Close()
+
+	tokens := oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "secret"})
+	client := &http.Client{Transport: &oauth2.Transport{Source: tokens, Base: polite.New(nil)}}
+	resp, err := client.Get(api.URL)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	resp.Body.Close()
+	fmt.Println(resp.StatusCode)
+	// Output:
+	// api got Authorization "Bearer secret"
+	// other origin got Authorization ""
 	// 200
 }

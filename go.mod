@@ -9,6 +9,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require golang.org/x/oauth2 v0.38.0
+
 require (
 	golang.org/x/net v0.63.0
 	golang.org/x/text v0.44.0 // indirect
