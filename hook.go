@@ -132,12 +132,23 @@ func eventID(ctx context.Context) uint64 {
 	return id
 }
 
-// attemptEvent describes attempt n of req, which ended in resp or err after took.
-func attemptEvent(kind EventKind, req *http.Request, n int, resp *http.Response, err error, took time.Duration) Event {
-	ev := Event{Kind: kind, ID: eventID(req.Context()), Request: req, Attempt: n, Err: err, Duration: took}
+// emitAttempt emits the event of kind about attempt n of req, which ended in resp or err after took,
+// with what follows: wait and reason. It builds the event in its own frame, not its caller's: a request
+// waiting in the retry layer or the throttle waits with its callers' frames on its stack.
+//
+//go:noinline
+func (c *config) emitAttempt(ctx context.Context, kind EventKind, req *http.Request, n int, resp *http.Response, err error, took, wait time.Duration, reason string) {
+	ev := Event{Kind: kind, ID: eventID(req.Context()), Request: req, Attempt: n, Err: err, Duration: took, Wait: wait, Reason: reason}
 	if resp != nil {
 		ev.StatusCode = resp.StatusCode
 		ev.RateLimit, _ = ParseRateLimit(resp.Header, time.Now())
 	}
-	return ev
+	c.emit(ctx, ev)
+}
+
+// emitThrottle emits the event of a throttle wait of req (see emitAttempt).
+//
+//go:noinline
+func (c *config) emitThrottle(ctx context.Context, req *http.Request, wait time.Duration, reason string) {
+	c.emit(ctx, Event{Kind: EventThrottle, ID: eventID(ctx), Request: req, Wait: wait, Reason: reason})
 }

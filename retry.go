@@ -152,9 +152,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		sent := time.Now()
 		resp, err := l.next.RoundTrip(req)
-		ev := attemptEvent(EventDone, req, 1, resp, err, time.Since(sent))
-		ev.Reason = "retries off"
-		l.cfg.emit(ctx, ev)
+		l.cfg.emitAttempt(ctx, EventDone, req, 1, resp, err, time.Since(sent), 0, "retries off")
 		return resp, err
 	}
 	bo := lazyBackoff{ctx: ctx, factory: l.cfg.newBackoff}
@@ -170,9 +168,7 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := l.next.RoundTrip(attempt)
 		if last != nil && errors.Is(err, ErrRateLimited) {
 			// The throttle will not send the retry in time: the caller gets the response it has.
-			ev := attemptEvent(EventGiveUp, req, n-1, last, err, 0)
-			ev.Reason = "the throttle holds the retry: " + err.Error()
-			l.cfg.emit(ctx, ev)
+			l.cfg.emitAttempt(ctx, EventGiveUp, req, n-1, last, err, 0, 0, "the throttle holds the retry: "+err.Error())
 			return last, nil
 		}
 		last = nil
@@ -186,44 +182,37 @@ func (l *retryLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 				l.cfg.budget.credit(l.cfg.key(req))
 			}
 			if observed {
-				ev := attemptEvent(EventDone, req, n, resp, err, took)
-				ev.Reason = "answered"
+				reason := "answered"
 				if err != nil || resp.StatusCode >= 400 {
-					ev.Reason = "not worth another attempt"
+					reason = "not worth another attempt"
 				}
-				l.cfg.emit(ctx, ev)
+				l.cfg.emitAttempt(ctx, EventDone, req, n, resp, err, took, 0, reason)
 			}
 			return resp, err
 		}
 		if ctx.Err() != nil {
 			if observed {
-				ev := attemptEvent(EventDone, req, n, resp, err, took)
-				ev.Reason = "the caller stopped waiting"
-				l.cfg.emit(ctx, ev)
+				l.cfg.emitAttempt(ctx, EventDone, req, n, resp, err, took, 0, "the caller stopped waiting")
 			}
 			return resp, err // a failure the caller stopped waiting for: no refund
 		}
-		ev := attemptEvent(EventRetry, req, n, resp, err, took)
 		wait, why, reason := l.plan(ctx, req, resp, refused, refusedUntil, n, &bo, took)
 		var again *http.Request
 		if reason == "" {
-			if again, err = replay(req); err != nil {
-				reason = "body replay failed: " + err.Error()
+			var rerr error
+			if again, rerr = replay(req); rerr != nil {
+				reason = "body replay failed: " + rerr.Error()
 			}
 		}
 		if reason != "" {
-			ev.Kind, ev.Reason = EventGiveUp, reason
-			l.cfg.emit(ctx, ev)
-			return resp, ev.Err
+			l.cfg.emitAttempt(ctx, EventGiveUp, req, n, resp, err, took, 0, reason)
+			return resp, err
 		}
-		ev.Wait, ev.Reason = wait, why
-		l.cfg.emit(ctx, ev)
+		l.cfg.emitAttempt(ctx, EventRetry, req, n, resp, err, took, wait, why)
 		last = keep(resp)
 		if err := sleep(ctx, wait); err != nil {
 			if observed {
-				done := attemptEvent(EventDone, req, n, nil, err, 0)
-				done.Reason = "the caller stopped waiting"
-				l.cfg.emit(ctx, done)
+				l.cfg.emitAttempt(ctx, EventDone, req, n, nil, err, 0, 0, "the caller stopped waiting")
 			}
 			closeBody(again)
 			return nil, err

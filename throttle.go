@@ -181,7 +181,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		var err error
 		if slot, sent, err = l.take(ctx, req, bucket, 1); err == nil {
 			if held, err = l.takeCounters(ctx, req, key); err != nil {
-				l.done(ctx, bucket, Observation{Now: time.Now(), Took: slot.OK, Probe: slot.Probe}) // gives the slot back
+				l.giveBack(ctx, bucket, slot)
 			}
 		}
 		if err != nil {
@@ -283,7 +283,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			}
 		}
 		if !waited {
-			l.cfg.emit(ctx, Event{Kind: EventThrottle, ID: eventID(ctx), Request: req, Wait: wait, Reason: v.Reason})
+			l.cfg.emitThrottle(ctx, req, wait, v.Reason)
 		}
 		var tick <-chan time.Time
 		switch {
@@ -404,6 +404,14 @@ func (l *throttleLayer) learnCounters(ctx context.Context, key string, held []he
 		l.done(ctx, h.bucket, Observation{Now: now, Sent: sent, Took: true, Units: h.units, Probe: h.probe})
 	}
 	return spent
+}
+
+// giveBack gives bucket back the slot of a request that was not sent. It builds the observation in its
+// own frame (see emitAttempt).
+//
+//go:noinline
+func (l *throttleLayer) giveBack(ctx context.Context, bucket string, slot Verdict) {
+	l.done(ctx, bucket, Observation{Now: time.Now(), Took: slot.OK, Probe: slot.Probe})
 }
 
 // done records o in bucket, reporting whether it fitted; a store that fails is logged and taken to fit.
