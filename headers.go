@@ -238,8 +238,11 @@ func readRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit
 	var resetKey string // the header the winner's reset came from
 	for i := range hdrFieldDialects {
 		d := &hdrFieldDialects[i]
+		if d.counter != "" {
+			continue // read by readCounters
+		}
 		v := h[d.remaining]
-		if d.counter != "" || v == nil || !hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
+		if v == nil || !hdrParseFieldsRateLimit(&c, h, v, d.limit, d.reset, now, dates) {
 			continue
 		}
 		key := d.reset
