@@ -231,7 +231,7 @@ func readRateLimit(h http.Header, now time.Time, dates *dateCache) (rl RateLimit
 	// looked for by one map access, and parsed only when present; results are filled in place, not copied.
 	if v := h[hdrRateLimit]; v != nil {
 		if rl, ok = hdrParseStructuredRateLimit(h, v, now); ok {
-			dialect, relative = hdrDialectIETF, true
+			dialect, relative = hdrDialectIETF, !rl.Reset.IsZero()
 		}
 	}
 	var c RateLimit
@@ -1183,11 +1183,4 @@ func hdrIsTokenChar(c byte) bool {
 
 func hdrIsBase64Char(c byte) bool {
 	return hdrIsAlpha(c) || hdrIsDigit(c) || c == '+' || c == '/' || c == '='
-}
-
-// hdrResetIsRelative reports whether the reset that ParseRateLimit reads from h at now was given relative
-// to now rather than as a time.
-func hdrResetIsRelative(h http.Header, _ *RateLimit, now time.Time, dates *dateCache) bool {
-	_, _, relative, _ := readRateLimit(h, now, dates)
-	return relative
 }

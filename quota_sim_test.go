@@ -213,9 +213,8 @@ func simulate(lim simLimiter, q *quota, workers int, d, rtt time.Duration, trace
 			}
 			now := e.arrive.back
 			r := &reply{sent: e.arrive.sent, now: now, status: status, probe: e.arrive.probe}
-			r.rl, r.hasRL = ParseRateLimit(h, now)
+			r.rl, _, r.relative, r.hasRL = readRateLimit(h, now, nil)
 			r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, now)
-			r.relative = hdrResetIsRelative(h, &r.rl, now, nil)
 			push(&simEvent{at: now, worker: e.worker, answer: r})
 			continue
 		}

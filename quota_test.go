@@ -73,9 +73,8 @@ func (m *qt) answer(sent, d time.Duration, probe bool, status int, kv ...string)
 		h.Add(kv[i], kv[i+1])
 	}
 	r := reply{sent: at(sent), now: at(d), status: status, probe: probe}
-	r.rl, r.hasRL = ParseRateLimit(h, r.now)
+	r.rl, _, r.relative, r.hasRL = readRateLimit(h, r.now, nil)
 	r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, r.now)
-	r.relative = hdrResetIsRelative(h, &r.rl, r.now, nil)
 	m.q.answer(r)
 }
 

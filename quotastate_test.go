@@ -94,8 +94,7 @@ func TestQuotaSavedBetweenCalls(t *testing.T) {
 				back := now.Add(time.Duration(2+i%4*2) * time.Millisecond)
 				status, h := tc.lim.serve(now.Add(time.Millisecond))
 				o := Observation{Now: back, Sent: now, Probe: v.Probe, Took: true, Status: status}
-				o.RateLimit, o.HasRateLimit = ParseRateLimit(h, back)
-				o.ResetRelative = hdrResetIsRelative(h, &o.RateLimit, back, nil)
+				o.RateLimit, _, o.ResetRelative, o.HasRateLimit = readRateLimit(h, back, nil)
 				if ra, ok := ParseRetryAfter(h, back); ok {
 					o.RetryAt = back.Add(ra + retryAfterSlack)
 				}
