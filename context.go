@@ -1,6 +1,10 @@
 package polite
 
-import "context"
+import (
+	"context"
+	"slices"
+	"strings"
+)
 
 // optOut is a set of per-request opt-outs carried in a request's context.
 type optOut uint8
@@ -66,6 +70,9 @@ func Spend(ctx context.Context, counter string, n int) context.Context {
 	if n >= 1 {
 		spends = append(spends, spend{counter, n})
 	}
+	// In the order of their names: requests that spend the same counters take them in the same order,
+	// so that none holds one while it waits for another that the other holds.
+	slices.SortFunc(spends, func(a, b spend) int { return strings.Compare(a.counter, b.counter) })
 	return context.WithValue(ctx, spendKey{}, spends)
 }
 

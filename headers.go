@@ -112,6 +112,10 @@ const (
 	// values are garbage.
 	hdrMaxEpoch = 1 << 34
 
+	// hdrMaxSkew is the largest difference between the server's clock (its Date) and ours that is taken
+	// for one: beyond it, the Date is not believed.
+	hdrMaxSkew = time.Hour
+
 	// hdrMaxResetAhead is how far after now a reset is still trusted.
 	hdrMaxResetAhead = 24 * time.Hour
 
@@ -320,14 +324,16 @@ func hdrParseShopify(rl *RateLimit, values []string, now time.Time) bool {
 	if !found || !uok || !nok || n == 0 || u > n {
 		return false
 	}
-	*rl = RateLimit{Limit: n, Remaining: n - u, Reset: now.Add(time.Duration(u) * 20 * time.Second / time.Duration(n))}
+	drain := time.Duration(float64(u) / float64(n) * float64(20*time.Second)) // at most 20 s: no overflow
+	*rl = RateLimit{Limit: n, Remaining: n - u, Reset: now.Add(drain)}
 	return true
 }
 
 // hdrSkew returns how far the server's clock, as the response's Date header shows it, is ahead of now
-// (negative when behind); zero when there is no readable Date, or it is within a second of now: a Date
-// has whole seconds, and a round trip passes between it and now. The server's time is taken to be the
-// start of the second its Date names, which errs towards waiting longer.
+// (negative when behind); zero when there is no readable Date, when it is within a second of now (a Date
+// has whole seconds, and a round trip passes between it and now), or more than hdrMaxSkew away. The
+// server's time is taken to be the start of the second its Date names, which errs towards waiting
+// longer.
 func hdrSkew(h http.Header, now time.Time, dates *dateCache) time.Duration {
 	v := h["Date"]
 	if len(v) != 1 {
@@ -338,6 +344,9 @@ func hdrSkew(h http.Header, now time.Time, dates *dateCache) time.Duration {
 		return 0
 	}
 	skew := t.Sub(now)
+	if skew < -hdrMaxSkew || skew > hdrMaxSkew {
+		return 0 // not a clock's drift: a Date that is garbage, or in another zone than it says
+	}
 	if skew >= -time.Second && skew <= time.Second {
 		return 0
 	}

@@ -183,8 +183,12 @@ func (q *quota) takeN(now time.Time, n int) decision {
 		if q.limit > 0 && q.limit <= 2 {
 			keep = 0
 		}
-		if avail := q.refilled(now) - float64(q.inflight+keep); avail < float64(n)-1e-6 { // short by more than rounding
-			return decision{until: q.after(now, float64(n)-avail), why: whyRefill}
+		need := float64(n)
+		if q.limit > 0 {
+			need = min(need, float64(q.limit-keep)) // a request of the whole counter or more goes when it is full
+		}
+		if avail := q.refilled(now) - float64(q.inflight+keep); avail < need-1e-6 { // short by more than rounding
+			return decision{until: q.after(now, need-avail), why: whyRefill}
 		}
 	case kindSilent, kindUnknown:
 		switch {

@@ -144,13 +144,14 @@ func TestSpendUnreported(t *testing.T) {
 	})
 }
 
-// TestSpendContext: Spend replaces a counter's units, keeps the others', and ignores n < 1.
+// TestSpendContext: Spend replaces a counter's units, keeps the others', ignores n < 1, and keeps the
+// counters in the order of their names.
 func TestSpendContext(t *testing.T) {
 	ctx := Spend(Spend(context.Background(), "input-tokens", 10), "output-tokens", 5)
 	ctx = Spend(ctx, "input-tokens", 20)
 	ctx = Spend(ctx, "tokens", 0)
 	got := spendsOf(ctx)
-	if len(got) != 2 || got[0] != (spend{"output-tokens", 5}) || got[1] != (spend{"input-tokens", 20}) {
-		t.Errorf("spends %v, want output-tokens 5 and input-tokens 20", got)
+	if len(got) != 2 || got[0] != (spend{"input-tokens", 20}) || got[1] != (spend{"output-tokens", 5}) {
+		t.Errorf("spends %v, want input-tokens 20 and output-tokens 5", got)
 	}
 }

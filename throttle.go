@@ -343,9 +343,9 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 			o.Status = http.StatusServiceUnavailable
 		}
 	}
-	counterSpent := false
+	counted := false // the answer reports counters beside requests: a refusal with requests left may be theirs
 	if held != nil || dialect == hdrDialectOpenAI || dialect == hdrDialectAnthropic {
-		counterSpent = l.learnCounters(ctx, key, held, resp, dialect, o)
+		counted = l.learnCounters(ctx, key, held, resp, dialect, o)
 	}
 	release := Observation{Now: o.Now, Sent: sent, Took: slot.OK, Probe: slot.Probe} // gives the slot back, and nothing else
 	var target string
@@ -354,7 +354,7 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 		// The server names another bucket: give the slot back where it was taken, and learn there.
 		l.done(ctx, bucket, release)
 		target = namedBucket(key, name)
-	case o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !counterSpent && !isOwnBucket(bucket, key):
+	case o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !counted && !isOwnBucket(bucket, key):
 		// Refused with requests left: a limit of the route's own refused it.
 		l.done(ctx, bucket, release)
 		target = ownBucket(key, routeName(req, l.th.routeKey))
@@ -375,9 +375,8 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 
 // learnCounters tells each counter bucket of key what resp (nil when the request failed or was not
 // sent) reports of it in dialect, with the status and Retry-After of the requests' observation ro, and
-// gives back the units the request held. It reports whether a counter the answer reports has none left:
-// a refusal with requests left was that counter's.
-func (l *throttleLayer) learnCounters(ctx context.Context, key string, held []heldUnits, resp *http.Response, dialect string, ro Observation) (spent bool) {
+// gives back the units the request held. It reports whether the answer reported any counter.
+func (l *throttleLayer) learnCounters(ctx context.Context, key string, held []heldUnits, resp *http.Response, dialect string, ro Observation) (counted bool) {
 	now, sent := ro.Now, ro.Sent
 	told := 0 // held[:told] were told by the answer, in place
 	if resp != nil {
@@ -396,14 +395,14 @@ func (l *throttleLayer) learnCounters(ctx context.Context, key string, held []he
 					break
 				}
 			}
-			spent = spent || rl.Remaining == 0
+			counted = true
 			l.done(ctx, cb, o)
 		})
 	}
 	for _, h := range held[told:] {
 		l.done(ctx, h.bucket, Observation{Now: now, Sent: sent, Took: true, Units: h.units, Probe: h.probe})
 	}
-	return spent
+	return counted
 }
 
 // giveBack gives bucket back the slot of a request that was not sent. It builds the observation in its

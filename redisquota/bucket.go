@@ -279,16 +279,12 @@ func (s *Store) apply(state string, leases []lease, batch []*pending) write {
 	return w
 }
 
-// newest returns the index of the lease of units units that lapses last, else of any lease that lapses
-// last; -1 if there is none.
+// newest returns the index of the lease of units units that lapses last; -1 if there is none. A Done
+// removes a lease of its own request's units only: one of other units is another request's.
 func newest(ls []lease, units int) int {
 	i := -1
 	for j, l := range ls {
-		better := i < 0 || l.at > ls[i].at || (l.at == ls[i].at && l.id > ls[i].id)
-		if i >= 0 && (l.units == units) != (ls[i].units == units) {
-			better = l.units == units
-		}
-		if better {
+		if l.units == units && (i < 0 || l.at > ls[i].at || (l.at == ls[i].at && l.id > ls[i].id)) {
 			i = j
 		}
 	}
