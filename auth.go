@@ -19,8 +19,8 @@ func WithAuth(f func(*http.Request) error) Option {
 // authorize is the layer of WithAuth.
 func (c *config) authorize(next http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		if crossesOrigin(req) {
-			return next.RoundTrip(req)
+		if crossesOrigin(req) || (req.Response != nil && req.Response.Request == nil) {
+			return next.RoundTrip(req) // a hop away from the first origin, or from one that cannot be told
 		}
 		attempt := req.Clone(req.Context())
 		if err := c.auth(attempt); err != nil {

@@ -60,7 +60,7 @@ func (l *lazyBackoff) next() time.Duration {
 func retryDelay(resp *http.Response, now time.Time, bo *lazyBackoff) (time.Duration, string, bool) {
 	if resp != nil {
 		if d, ok := ParseRetryAfter(resp.Header, now); ok {
-			return d + retryAfterSlack, "Retry-After", true
+			return d + retryAfterSlack, whyRetryAfter, true
 		}
 		if resp.StatusCode == http.StatusTooManyRequests {
 			if rl, ok := ParseRateLimit(resp.Header, now); ok && rl.Reset.After(now) {
@@ -75,5 +75,8 @@ func retryDelay(resp *http.Response, now time.Time, bo *lazyBackoff) (time.Durat
 	return d, whyBackoff, true
 }
 
-// whyBackoff is retryDelay's reason for a wait the server did not set.
-const whyBackoff = "backoff"
+// retryDelay's reasons: a wait the server did not set, and one its Retry-After set.
+const (
+	whyBackoff    = "backoff"
+	whyRetryAfter = "Retry-After"
+)

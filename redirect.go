@@ -54,6 +54,16 @@ type redirectLimiter struct {
 var _ http.RoundTripper = (*redirectLimiter)(nil)
 
 func (r *redirectLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.roundTrip(req)
+	if resp != nil && resp.Request == nil {
+		// The chain of a redirect's hops runs through Response.Request, which net/http's Transport
+		// sets and other transports may not: without it, the next hop would look like a first request.
+		resp.Request = req
+	}
+	return resp, err
+}
+
+func (r *redirectLimiter) roundTrip(req *http.Request) (*http.Response, error) {
 	if req.Response == nil || optOutsOf(req.Context())&bypass != 0 {
 		return r.next.RoundTrip(req) // not a redirect: nothing to count
 	}

@@ -235,13 +235,13 @@ func (l *retryLayer) plan(ctx context.Context, req *http.Request, resp *http.Res
 	now := time.Now()
 	var ok bool
 	wait, why, ok = retryDelay(resp, now, bo)
-	if !until.IsZero() {
+	if !until.IsZero() && why != whyRetryAfter {
 		wait, why, ok = max(until.Sub(now), 0), "rate-limit refusal", true
 	}
 	if !ok {
 		return 0, "", why
 	}
-	if l.cfg.waitTooLong(wait, why != whyBackoff) {
+	if l.cfg.waitTooLong(wait, why == whyRetryAfter) {
 		return 0, "", fmt.Sprintf("wait of %v (%s) exceeds the maximum of %v", wait, why, l.cfg.maxWait)
 	}
 	if endsTooLate(ctx, now.Add(wait), took) {
