@@ -128,7 +128,8 @@ type StatusError struct {
 	// its status is not 429: a 403 with Retry-After, or with rate-limit
 	// headers that say none remain and name a reset ahead, or GitHub's
 	// secondary rate limit; or a 4xx or 5xx whose problem+json body is the
-	// IETF's quota-exceeded type (see DefaultRetryPolicy).
+	// IETF's quota-exceeded or temporary-reduced-capacity type (see
+	// DefaultRetryPolicy).
 	RateLimited bool
 
 	// Response is the classified response. Its Body is still readable from

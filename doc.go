@@ -44,8 +44,10 @@
 //
 // A 403 refuses for a rate limit when it carries Retry-After, or rate-limit headers that say none remain
 // and name a reset ahead, or is GitHub's secondary rate limit (its JSON body says so; GitHub asks for a
-// minute's wait, doubling while it refuses again). Such a 403 is retried and holds its bucket as a 429 does, and matches ErrRateLimited
-// too; so does any 4xx or 5xx whose application/problem+json body is the IETF's quota-exceeded type. [WithRefusals] marks other responses as refusals: a 200 with an error code, a body's text.
+// minute's wait, doubling while it refuses again). Such a 403 is retried and holds its bucket as a 429
+// does, and matches ErrRateLimited too; so does any 4xx or 5xx whose application/problem+json body is of
+// the IETF's quota-exceeded or temporary-reduced-capacity type. [WithRefusals] marks other responses
+// as refusals: a 200 with an error code, a body's text.
 //
 // Rate-limit headers are read in the dialects of the IETF drafts, GitHub, Discord, GitLab, Okta and X,
 // OpenAI, Anthropic and Shopify (see [ParseRateLimit]); Retry-After also as Retry-After-Ms and

@@ -33,7 +33,8 @@ func WithRefusals(f RefusalFunc) Option {
 //   - a 403 with Retry-After (GitHub's secondary limits), or with rate-limit headers that say none remain
 //     and name a reset ahead (GitHub's primary limits, and others that refuse with 403);
 //   - a 403 whose JSON body says it is GitHub's secondary rate limit: GitHub asks for a minute's wait;
-//   - a 4xx or 5xx whose application/problem+json body is of the IETF type quota-exceeded;
+//   - a 4xx or 5xx whose application/problem+json body is of the IETF type quota-exceeded or
+//     temporary-reduced-capacity;
 //   - whatever f (the RefusalFunc of WithRefusals; nil for none) reports of a response the stack does
 //     not take for a refusal.
 //
@@ -115,7 +116,8 @@ const githubSecondaryWait = time.Minute
 // bodyRefusal reports whether the JSON body buf refuses for a rate limit, and until when: GitHub's
 // secondary rate limit, when github is set (its documentation_url points at the secondary, formerly
 // "abuse", limits, as go-github checks, or its message names them, as octokit checks), which asks for a
-// minute; or the IETF problem type quota-exceeded, whose time, if any, is the Retry-After in h.
+// minute; or the IETF problem types quota-exceeded and temporary-reduced-capacity, whose time, if any,
+// is the Retry-After in h.
 func bodyRefusal(buf []byte, h http.Header, github bool, now time.Time) (until time.Time, floor, refused bool) {
 	var body struct {
 		Type             string `json:"type"`
@@ -130,7 +132,7 @@ func bodyRefusal(buf []byte, h http.Header, github bool, now time.Time) (until t
 	case github && (strings.HasSuffix(doc, "secondary-rate-limits") || strings.HasSuffix(doc, "#abuse-rate-limits") ||
 		strings.Contains(strings.ToLower(body.Message), "secondary rate limit")):
 		return now.Add(githubSecondaryWait), true, true
-	case body.Type == problemQuotaExceeded:
+	case body.Type == problemQuotaExceeded || body.Type == problemReducedCapacity:
 		if d, ok := ParseRetryAfter(h, now); ok {
 			return now.Add(min(d+retryAfterSlack, maxHold)), false, true
 		}
@@ -139,9 +141,12 @@ func bodyRefusal(buf []byte, h http.Header, github bool, now time.Time) (until t
 	return time.Time{}, false, false
 }
 
-// problemQuotaExceeded is the problem type (RFC 9457) the IETF's rate-limit fields draft registers for a
-// request refused because it exceeded a quota.
-const problemQuotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+// The problem types (RFC 9457) the IETF's rate-limit fields draft registers for a request refused because
+// it exceeded a quota, and because the server's capacity is reduced for a while.
+const (
+	problemQuotaExceeded   = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+	problemReducedCapacity = "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"
+)
 
 // judgedBody is the body of a response that refusalOf judged: it reads what was read to judge it, then
 // the rest, and keeps the judgements, the stack's and f's apart.

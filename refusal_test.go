@@ -280,8 +280,9 @@ func TestRefusalHeldLongerThanTheRetry(t *testing.T) {
 	})
 }
 
-// TestRefusalProblemType: a response whose problem+json body is the IETF quota-exceeded problem type is
-// a refusal whatever its status; a problem of another type is not.
+// TestRefusalProblemType: a response whose problem+json body is of the IETF quota-exceeded or
+// temporary-reduced-capacity problem type is a refusal whatever its status; a problem of another type
+// is not.
 func TestRefusalProblemType(t *testing.T) {
 	quota := `{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Too Many Requests",` +
 		`"status":403,"violated-policies":["default"]}`
@@ -297,6 +298,9 @@ func TestRefusalProblemType(t *testing.T) {
 			[]time.Duration{0, time.Second}},
 		{"another problem", answer{status: 403, body: other, kv: []string{"Content-Type", "application/problem+json"}},
 			[]time.Duration{0}},
+		{"temporary-reduced-capacity", answer{status: 400, kv: []string{"Content-Type", "application/problem+json", "Retry-After", "5"},
+			body: `{"type":"https://iana.org/assignments/http-problem-types#temporary-reduced-capacity","status":400}`},
+			[]time.Duration{0, 6 * time.Second}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

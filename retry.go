@@ -34,7 +34,8 @@ const statusOverloaded = 529
 // The retry layer also retries, as it retries a 429, the responses that refuse for a rate limit without
 // saying so by their status: a 403 with Retry-After, or with rate-limit headers that say none remain;
 // a 403 that is GitHub's secondary rate limit; a 4xx or 5xx whose application/problem+json body is the
-// IETF's quota-exceeded problem type; and those that [WithRefusals] marks.
+// IETF's quota-exceeded or temporary-reduced-capacity problem type; and those that [WithRefusals]
+// marks.
 //
 // A request is idempotent when its method is GET, HEAD, OPTIONS, TRACE, PUT or DELETE, or when it
 // carries an Idempotency-Key header.
