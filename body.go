@@ -17,18 +17,10 @@ const (
 	maxDrainTime = 250 * time.Millisecond // from the start of the drain
 )
 
-// drainClose reads at most maxDrain (64 KiB) of a discarded response body, for at most maxDrainTime
-// (250 ms), and closes it. A drain cut short by time closes the body while the read is under way,
-// which unblocks net/http's HTTP/1 and HTTP/2 bodies and loses only the connection. Read and close
-// errors are ignored: the body is being thrown away. A nil body is a no-op.
-func drainClose(body io.ReadCloser) {
-	if body != nil {
-		readClose(body, io.Discard, maxDrain)
-	}
-}
-
-// readClose copies at most limit bytes of body to w, for at most maxDrainTime, closes it, and reports
-// whether w got all of it (fewer than limit bytes, then the end).
+// readClose copies at most limit bytes of body to w, for at most maxDrainTime, and closes it: a read cut
+// short by time closes the body while the read is under way, which unblocks net/http's HTTP/1 and HTTP/2
+// bodies and loses only the connection. It reports whether w got all of the body (fewer than limit
+// bytes, then the end).
 func readClose(body io.ReadCloser, w io.Writer, limit int64) (whole bool) {
 	var once sync.Once
 	closeBody := func() { once.Do(func() { _ = body.Close() }) }
@@ -39,9 +31,10 @@ func readClose(body io.ReadCloser, w io.Writer, limit int64) (whole bool) {
 	return err == nil && n < limit
 }
 
-// keep reads resp's body into memory within the bounds of drainClose, and returns resp with that body,
-// readable and closable as before; nil (the body closed) when it is larger or slower than the bounds. It
-// lets a response be given to the caller after all while its connection is back in the pool.
+// keep reads resp's body into memory, at most maxDrain (64 KiB) of it for at most maxDrainTime (250 ms),
+// and returns resp with that body, readable and closable as before; nil (the body closed, its connection
+// lost) when it is larger or slower than that. A response being retried is kept so: it can still be given
+// to the caller, while its connection is back in the pool.
 func keep(resp *http.Response) *http.Response {
 	if resp == nil || resp.Body == nil {
 		return resp

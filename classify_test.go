@@ -768,39 +768,55 @@ func TestStatusErrorsNilNext(t *testing.T) {
 	}
 }
 
-func TestDrainClose(t *testing.T) {
+// TestKeep: the body of a response being retried is read into memory for at most 64 KiB and 250 ms, then
+// the original is closed; a body that fits is kept whole, one that does not is given up.
+func TestKeep(t *testing.T) {
 	tests := []struct {
 		name     string
 		size     int
 		wantRead int64
+		kept     bool
 	}{
-		{"empty", 0, 0},
-		{"small", 1000, 1000},
-		{"exactly maxDrain", maxDrain, maxDrain},
-		{"large", 4 << 20, maxDrain},
+		{"empty", 0, 0, true},
+		{"small", 1000, 1000, true},
+		{"exactly maxDrain", maxDrain, maxDrain, false},
+		{"large", 4 << 20, maxDrain, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			body := clsNewBody(bytes.Repeat([]byte("z"), tt.size))
-			drainClose(body)
+			content := bytes.Repeat([]byte("z"), tt.size)
+			body := clsNewBody(content)
+			got := keep(&http.Response{Body: body})
 			if body.n != tt.wantRead {
-				t.Errorf("drainClose read %d bytes, want %d", body.n, tt.wantRead)
+				t.Errorf("keep read %d bytes, want %d", body.n, tt.wantRead)
 			}
 			if !body.closed {
-				t.Error("drainClose did not close the body")
+				t.Error("keep did not close the body")
+			}
+			if (got != nil) != tt.kept {
+				t.Fatalf("kept %v, want %v", got != nil, tt.kept)
+			}
+			if got != nil {
+				if b, _ := io.ReadAll(got.Body); !bytes.Equal(b, content) {
+					t.Errorf("the kept body reads %d bytes, want %d", len(b), len(content))
+				}
 			}
 		})
 	}
-	t.Run("nil", func(t *testing.T) {
-		drainClose(nil) // must not panic
+	t.Run("nil body", func(t *testing.T) {
+		if resp := (&http.Response{}); keep(resp) != resp {
+			t.Error("a response without a body was not kept")
+		}
 	})
 	t.Run("stalled", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			body := &stalledBody{closed: make(chan struct{})}
 			start := time.Now()
-			drainClose(body)
+			if keep(&http.Response{Body: body}) != nil {
+				t.Error("a stalled body was kept")
+			}
 			if waited := time.Since(start); waited != maxDrainTime {
-				t.Errorf("drainClose of a stalled body returned after %v, want %v", waited, maxDrainTime)
+				t.Errorf("keep of a stalled body returned after %v, want %v", waited, maxDrainTime)
 			}
 			if body.closes.Load() != 1 {
 				t.Errorf("body closed %d times, want 1", body.closes.Load())

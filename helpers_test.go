@@ -85,7 +85,8 @@ func getURL(t *testing.T, rt http.RoundTripper, ctx context.Context, url string)
 	if err != nil {
 		return 0, err
 	}
-	drainClose(resp.Body)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 	return resp.StatusCode, nil
 }
 

@@ -140,15 +140,13 @@ type reply struct {
 	probe         bool // the request was the bucket's probe
 	relative      bool // the reset was given in seconds from now, not as a time
 	untaken       bool // the request went without take (it opted out of the throttle): nothing to give back
-	units         int  // the units it took (see takeN); 0 means 1
+	units         int  // the units it took (see take); 0 means 1
 	floor         bool // retryAfter is the least wait polite asks, not the server's (see Observation.Floor)
 }
 
-// take decides whether a request may go at now, and if so counts it in flight.
-func (q *quota) take(now time.Time) decision { return q.takeN(now, 1) }
-
-// takeN decides whether a request of n units may go at now, and if so counts them in flight.
-func (q *quota) takeN(now time.Time, n int) decision {
+// take decides whether a request of n units (one for a bucket of requests) may go at now, and if so
+// counts them in flight.
+func (q *quota) take(now time.Time, n int) decision {
 	switch {
 	case now.Before(q.hold):
 		return decision{until: q.hold, why: whyHeld}

@@ -220,7 +220,7 @@ func simulate(lim simLimiter, q *quota, workers int, d, rtt time.Duration, trace
 		}
 		dec := decision{ok: true}
 		if q != nil {
-			dec = q.take(e.at)
+			dec = q.take(e.at, 1)
 		}
 		if !dec.ok {
 			if dec.until.IsZero() {

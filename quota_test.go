@@ -27,7 +27,7 @@ func epoch(d time.Duration) string { return strconv.FormatInt(at(d).Unix(), 10) 
 // take asks at d and checks the decision: "go", "probe", "wait" (for an answer) or "wait until" u.
 func (m *qt) take(d time.Duration, want string, until ...time.Duration) {
 	m.t.Helper()
-	got := m.q.take(at(d))
+	got := m.q.take(at(d), 1)
 	var kind string
 	switch {
 	case got.ok && got.probe:
@@ -198,7 +198,7 @@ func TestQuotaUnknownBucketStartsSlowly(t *testing.T) {
 	var rounds []int
 	for d := time.Millisecond; d <= 7*time.Millisecond; d += time.Millisecond {
 		n := 0
-		for m.q.take(at(d)).ok {
+		for m.q.take(at(d), 1).ok {
 			n++
 		}
 		for range n {
@@ -400,15 +400,15 @@ func TestQuotaUnits(t *testing.T) {
 		q.answer(reply{sent: at(0), now: at(0), status: 200, hasRL: true,
 			rl: RateLimit{Limit: 10_000, Remaining: 10_000, Reset: at(time.Minute)}})
 		for i, n := range []int{6000, 3000} {
-			if d := q.takeN(at(time.Second), n); !d.ok {
+			if d := q.take(at(time.Second), n); !d.ok {
 				t.Fatalf("take %d of %d: %+v", i, n, d)
 			}
 		}
 		// 9,000 in flight of 10,000, one kept back: 1,000 more do not fit, 999 do.
-		if d := q.takeN(at(time.Second), 1000); d.ok || !d.until.Equal(at(time.Minute)) {
+		if d := q.take(at(time.Second), 1000); d.ok || !d.until.Equal(at(time.Minute)) {
 			t.Fatalf("1,000 more: %+v, want a wait for the window's end", d)
 		}
-		if d := q.takeN(at(time.Second), 999); !d.ok {
+		if d := q.take(at(time.Second), 999); !d.ok {
 			t.Fatalf("999 more: %+v", d)
 		}
 		q.answer(reply{sent: at(time.Second), now: at(2 * time.Second), status: 200, units: 6000, hasRL: true,
@@ -420,14 +420,14 @@ func TestQuotaUnits(t *testing.T) {
 	t.Run("refill", func(t *testing.T) {
 		q := quota{kind: kindRefill, heard: true, classed: true, limit: 10_000, remaining: 1000, remAt: at(0), rate: 1000}
 		// 1,000 and 900 a second at the pace counted: 2,000 more take about 1.2 s, one kept back.
-		d := q.takeN(at(0), 2000)
+		d := q.take(at(0), 2000)
 		if d.ok || d.why != whyRefill {
 			t.Fatalf("2,000 of 1,000: %+v, want a wait for the refill", d)
 		}
 		if wait := d.until.Sub(at(0)); wait < time.Second || wait > 1200*time.Millisecond {
 			t.Errorf("wait %v for 1,001 more at 900 a second", wait)
 		}
-		if d := q.takeN(d.until, 2000); !d.ok {
+		if d := q.take(d.until, 2000); !d.ok {
 			t.Errorf("at the time named: %+v", d)
 		}
 	})

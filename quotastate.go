@@ -32,7 +32,7 @@ func (b *Quota) Take(now time.Time, units int, firstWait time.Duration) Verdict 
 	if !b.quietSince.IsZero() && !now.Before(b.quietSince.Add(firstWait)) {
 		b.q.probeDue, b.quietSince = true, time.Time{} // no answer for as long: one request finds out
 	}
-	d := b.q.takeN(now, max(units, 1))
+	d := b.q.take(now, max(units, 1))
 	if d.ok {
 		return Verdict{OK: true, Probe: d.probe}
 	}

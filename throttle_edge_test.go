@@ -127,7 +127,7 @@ func TestQuotaRemainingAloneTurns(t *testing.T) {
 func TestQuotaSmallRefillBucketSends(t *testing.T) {
 	for _, limit := range []int{1, 2} {
 		q := quota{kind: kindRefill, heard: true, limit: limit, remaining: 1, remAt: at(0), rate: 1}
-		if d := q.take(at(0)); !d.ok {
+		if d := q.take(at(0), 1); !d.ok {
 			t.Errorf("limit %d with a token left: refused (%s)", limit, d.why)
 		}
 	}
