@@ -106,7 +106,8 @@ EOF
 
 ## Many goroutines, parked requests, many keys
 
-One Transport over the canned base shared by G goroutines; 10,000 requests parked until a reset:
+One Transport over the canned base shared by G goroutines; 10,000, then 100,000 requests parked until a
+reset (ms-last-after-reset: when the last of them reached the base):
 
     cd bench && go test -run '^$' -bench 'Scale|ParkedWaiters' -benchmem -count 3 .
 

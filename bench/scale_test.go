@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,17 +165,23 @@ func heapAlloc() uint64 {
 	return m.HeapAlloc
 }
 
-// BenchmarkParkedWaiters parks 10,000 requests on a throttle wait and reports, on the real clock:
-//   - heapB/parked: live heap per parked request (HeapAlloc delta after GC, divided by 10,000), with
+// BenchmarkParkedWaiters parks 10,000, then 100,000 requests on a throttle wait and reports, on the real
+// clock:
+//   - heapB/parked: live heap per parked request (HeapAlloc delta after GC, divided by their number), with
 //     goroutine descriptors and stacks excluded by reusing freed goroutines;
-//   - stackB/parked: what each parked goroutine's stack adds on top (StackInuse delta / 10,000), for
+//   - stackB/parked: what each parked goroutine's stack adds on top (StackInuse delta per request), for
 //     context;
 //   - ms-first-after-reset: how long after the reset the first parked request reached the base;
 //   - ms-last-after-reset: how long after the reset the last one did.
 //
 // Each iteration waits for a reset 1 to 2 seconds ahead, so the benchmark takes that long per run.
 func BenchmarkParkedWaiters(b *testing.B) {
-	const n = 10000
+	for _, n := range []int{10000, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) { benchmarkParked(b, n) })
+	}
+}
+
+func benchmarkParked(b *testing.B, n int) {
 	var heap, stack, last, first float64
 	for range b.N {
 		reset := time.Now().Truncate(time.Second).Add(2 * time.Second)
@@ -184,7 +191,7 @@ func BenchmarkParkedWaiters(b *testing.B) {
 		h0 := heapAlloc()
 		runtime.ReadMemStats(&m0)
 		p.send(n)
-		for p.waits.Load() < n {
+		for p.waits.Load() < int64(n) {
 			if time.Now().After(reset) {
 				b.Fatalf("only %d of %d requests parked before the reset", p.waits.Load(), n)
 			}
@@ -203,8 +210,8 @@ func BenchmarkParkedWaiters(b *testing.B) {
 		if f := p.failed.Load(); f != 0 {
 			b.Fatalf("%d parked requests failed", f)
 		}
-		heap += (float64(h1) - float64(h0)) / n
-		stack += (float64(m1.StackInuse) - float64(m0.StackInuse)) / n
+		heap += (float64(h1) - float64(h0)) / float64(n)
+		stack += (float64(m1.StackInuse) - float64(m0.StackInuse)) / float64(n)
 		first += msAfter(p.base.second.Load(), reset)
 		last += msAfter(p.base.last.Load(), reset)
 	}
