@@ -39,7 +39,7 @@ type RetryBudget struct {
 	last     atomic.Pointer[keyBudget] // the key added last: most clients talk to one API
 	keys     sync.Map                  // key → *keyBudget, read without a lock
 	mu       sync.Mutex                // serializes adding and dropping keys
-	n        int                       // keys in the map, under mu
+	n        atomic.Int64              // keys in the map, changed under mu
 }
 
 type keyBudget struct {
@@ -93,7 +93,7 @@ func (b *RetryBudget) add(k string) *keyBudget {
 	if v, ok := b.keys.Load(k); ok {
 		return v.(*keyBudget)
 	}
-	if b.n >= DefaultBudgetMaxKeys {
+	if b.n.Load() >= DefaultBudgetMaxKeys {
 		b.prune(DefaultBudgetMaxKeys * 3 / 4)
 	}
 	kb := &keyBudget{key: k}
@@ -102,7 +102,7 @@ func (b *RetryBudget) add(k string) *keyBudget {
 	}
 	kb.milli.Store(b.capacity)
 	b.keys.Store(k, kb)
-	b.n++
+	b.n.Add(1)
 	b.last.Store(kb)
 	return kb
 }
@@ -117,10 +117,9 @@ func (b *RetryBudget) prune(target int) {
 			}
 			b.keys.Delete(k)
 			b.last.CompareAndSwap(kb, nil)
-			b.n--
-			return b.n > target
+			return b.n.Add(-1) > int64(target)
 		})
-		if b.n <= target {
+		if b.n.Load() <= int64(target) {
 			return
 		}
 	}
@@ -129,6 +128,9 @@ func (b *RetryBudget) prune(target int) {
 // credit records a request whose outcome is not retried. A key the budget does not hold is full, as a
 // new key starts: nothing to credit, and nothing to add.
 func (b *RetryBudget) credit(k string) {
+	if b.n.Load() == 0 {
+		return // no key has retried yet: the common case, without a look-up
+	}
 	kb := b.last.Load()
 	if kb == nil || kb.key != k {
 		v, ok := b.keys.Load(k)

@@ -304,10 +304,7 @@ func TestRetryBudgetKeepsItsKeysBounded(t *testing.T) {
 	b.withdraw("spent", now)
 	for i := range 3 * DefaultBudgetMaxKeys {
 		b.credit(fmt.Sprintf("host-%d.test", i))
-		b.mu.Lock()
-		n := b.n
-		b.mu.Unlock()
-		if n > DefaultBudgetMaxKeys {
+		if n := b.n.Load(); n > DefaultBudgetMaxKeys {
 			t.Fatalf("%d keys kept after %d added, want at most %d", n, i+2, DefaultBudgetMaxKeys)
 		}
 	}
@@ -316,8 +313,8 @@ func TestRetryBudgetKeepsItsKeysBounded(t *testing.T) {
 	}
 	var counted int
 	b.keys.Range(func(any, any) bool { counted++; return true })
-	if b.n != counted {
-		t.Errorf("n = %d, map holds %d", b.n, counted)
+	if n := b.n.Load(); n != int64(counted) {
+		t.Errorf("n = %d, map holds %d", n, counted)
 	}
 }
 
