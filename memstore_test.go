@@ -49,8 +49,8 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	}
 	n := 0
 	routes.each(func(string, string, string) { n++ })
-	if n != 4 || routes.n != 4 {
-		t.Errorf("route table holds %d routes (counted %d) after 100, want 4", n, routes.n)
+	if n != 4 || routes.n.Load() != 4 {
+		t.Errorf("route table holds %d routes (counted %d) after 100, want 4", n, routes.n.Load())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // routeTable remembers the routes whose requests spend a bucket other than their key's: the one their
@@ -14,7 +15,7 @@ import (
 type routeTable struct {
 	mu    sync.RWMutex
 	max   int
-	n     int
+	n     atomic.Int64 // routes held, changed under mu: while none is, a request takes no lock
 	byKey map[string]map[string]string // key → route → bucket
 }
 
@@ -26,6 +27,9 @@ func newRouteTable(max int) *routeTable {
 // with no route of its own costs one map look-up; the default route name is looked up without being
 // made into a string.
 func (t *routeTable) bucketOf(key string, req *http.Request, name func(*http.Request) string) string {
+	if t.n.Load() == 0 {
+		return key
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	m := t.byKey[key]
@@ -56,10 +60,10 @@ func (t *routeTable) set(key, route, bucket string) {
 		t.byKey[key] = m
 	}
 	if _, ok := m[route]; !ok {
-		t.n++
+		t.n.Add(1)
 	}
 	m[route] = bucket
-	for t.n > t.max {
+	for t.n.Load() > int64(t.max) {
 		t.forgetOne(key, route)
 	}
 }
@@ -73,7 +77,7 @@ func (t *routeTable) forgetOne(key, keep string) {
 				continue
 			}
 			delete(m, route)
-			t.n--
+			t.n.Add(-1)
 			if len(m) == 0 {
 				delete(t.byKey, k)
 			}
