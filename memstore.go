@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"sync"
@@ -30,9 +31,14 @@ type storedBucket struct {
 
 	mu sync.Mutex
 	st Quota
-	// wake is closed when an answer comes, so that the requests waiting on the bucket ask again; nil
-	// while none waits.
-	wake chan struct{}
+	// ready wakes the requests waiting on the bucket one at a time, with a token in its buffer of one:
+	// an answer wakes one, and so does timer, at the earliest time a waiter was given; one woken that
+	// takes a slot, not as a probe, wakes the next. So when a window ends its probe goes alone, and the
+	// others follow its answer one by one instead of all asking at once. nil until a request waits.
+	ready   chan struct{}
+	timer   *time.Timer // calls alarm at timerAt; timerAt is zero when it is not set
+	timerAt time.Time
+	dropped bool // the store dropped the bucket (see wakeOne)
 }
 
 // DefaultMaxBuckets is how many buckets a [MemoryStore] keeps by default.
@@ -47,10 +53,10 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 	return &MemoryStore{max: maxBuckets, buckets: make(map[string]*list.Element), probeWait: DefaultFirstWait}
 }
 
-// Take implements [Store]: it asks bucket's quota whether a request may go at now. A refusal's Wake is
-// closed when the bucket's next answer comes; its RetryAt, when not zero, is when the request may go if
-// none comes first, and its Recheck, when RetryAt is zero, when to ask again (see ThrottleFirstWait). It
-// never fails.
+// Take implements [Store]: it asks bucket's quota whether a request may go at now. A refusal's Wake
+// wakes the bucket's waiters one at a time: at its RetryAt, when the request may go if no answer comes
+// first, or its Recheck, when RetryAt is zero (see ThrottleFirstWait), or when an answer comes. It never
+// fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time.Time) (Verdict, error) {
 	b := s.get(bucket, 1, now)
 	v := b.take(now, units, s.probeWait)
@@ -128,7 +134,14 @@ const heldScan = 8
 // drop forgets the bucket of e. s.mu is held.
 func (s *MemoryStore) drop(e *list.Element) {
 	s.lru.Remove(e)
-	delete(s.buckets, e.Value.(*storedBucket).name)
+	b := e.Value.(*storedBucket)
+	delete(s.buckets, b.name)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dropped = true
+	if b.timerAt.IsZero() {
+		b.wakeOne() // else its waiters are woken when they asked to be
+	}
 }
 
 // heldAt reports whether b is held at now (a refusal asked for no request before a later time).
@@ -138,31 +151,74 @@ func (b *storedBucket) heldAt(now time.Time) bool {
 	return now.Before(b.st.q.hold)
 }
 
-// take asks b's quota whether a request may go at now. When it may not, the verdict's Wake is closed
-// when the next answer comes.
+// take asks b's quota whether a request may go at now. When it may not, the verdict's Wake wakes it
+// when an answer comes, or at the verdict's RetryAt or Recheck at the latest, unless a waiter before it
+// takes the token (see ready).
 func (b *storedBucket) take(now time.Time, units int, firstWait time.Duration) Verdict {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	v := b.st.Take(now, units, firstWait)
-	if !v.OK {
-		if b.wake == nil {
-			b.wake = make(chan struct{})
+	switch {
+	case v.OK && !v.Probe:
+		b.wakeOne() // the next waiter may take a slot too
+	case v.OK:
+		if b.ready != nil {
+			b.wakeAt(now, now.Add(firstWait)) // the waiters' Recheck: the probe's answer may never come
 		}
-		v.Wake = b.wake
+	default:
+		if b.ready == nil {
+			b.ready = make(chan struct{}, 1)
+		}
+		v.Wake = b.ready
+		if at := cmp.Or(v.RetryAt, v.Recheck); !at.IsZero() {
+			b.wakeAt(now, at)
+		}
 	}
 	return v
 }
 
-// answer records o in b's quota, and wakes the requests waiting on b.
+// wakeAt sets b's timer to wake a waiter at at, seen at now, unless it is set for an earlier time. b.mu is
+// held.
+func (b *storedBucket) wakeAt(now, at time.Time) {
+	if !b.timerAt.IsZero() && !at.Before(b.timerAt) {
+		return
+	}
+	b.timerAt = at
+	if b.timer == nil {
+		b.timer = time.AfterFunc(at.Sub(now), b.alarm)
+	} else {
+		b.timer.Reset(at.Sub(now))
+	}
+}
+
+// answer records o in b's quota, and wakes a request waiting on b.
 func (b *storedBucket) answer(o Observation) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	fits := b.st.Done(o)
-	if b.wake != nil {
-		close(b.wake)
-		b.wake = nil
-	}
+	b.wakeOne()
 	return fits
+}
+
+// alarm wakes a waiter at the time b's timer was set for.
+func (b *storedBucket) alarm() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timerAt = time.Time{}
+	b.wakeOne()
+}
+
+// wakeOne wakes one request waiting on b, or, when none does, the next to wait; every waiter if the
+// store has dropped b, to ask the bucket that replaced it. b.mu is held.
+func (b *storedBucket) wakeOne() {
+	if b.dropped && b.ready != nil {
+		close(b.ready)
+		b.ready = nil
+	}
+	select {
+	case b.ready <- struct{}{}:
+	default: // no waiter ever (nil), or a token is waiting already
+	}
 }
 
 // each calls f for every bucket the store holds, the most recently used first.

@@ -49,8 +49,11 @@ type Verdict struct {
 	// waited for may never come. It is no promise of a slot, so a request whose deadline or maximum wait
 	// comes first still waits, for Wake. Zero: the Throttle polls a store without Wake.
 	Recheck time.Time
-	// Wake, if not nil, is closed when the bucket's state changes, so a waiter can ask again before
-	// RetryAt. A Store that cannot notify leaves it nil and the Throttle polls.
+	// Wake, if not nil, wakes the request (it is received from, or closed) when it should ask again: when
+	// the bucket's state changes, and at RetryAt, or Recheck, at the latest; the Throttle sets no timer
+	// of its own. A Store may wake its waiters one at a time, as [MemoryStore] does, so that a crowd of
+	// them does not ask at once: one woken asks again, and waits again if refused. A Store that cannot
+	// notify leaves it nil and the Throttle polls.
 	Wake <-chan struct{}
 	// Reason says why the request must wait, for hooks and logs, e.g. "quota spent until reset".
 	Reason string

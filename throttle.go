@@ -287,17 +287,14 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		}
 		var tick <-chan time.Time
 		switch {
+		case v.Wake != nil:
+			// The store wakes the request, at RetryAt or Recheck at the latest: no timer of its own.
 		case !v.RetryAt.IsZero():
 			tick = resetTimer(&timer, wait)
 		case !v.Recheck.IsZero():
-			// No promise of a slot: the deadline is not judged by it. A store that cannot notify is polled
-			// meanwhile.
-			d := max(v.Recheck.Sub(now), 0)
-			if v.Wake == nil {
-				d = min(d, pollInterval)
-			}
-			tick = resetTimer(&timer, d)
-		case v.Wake == nil:
+			// No promise of a slot: the deadline is not judged by it. The store is polled meanwhile.
+			tick = resetTimer(&timer, min(max(v.Recheck.Sub(now), 0), pollInterval))
+		default:
 			tick = resetTimer(&timer, pollInterval)
 		}
 		select {
