@@ -9,11 +9,10 @@ import (
 )
 
 // MemoryStore is the in-process [Store], the default state of a [Throttle]: the quota of every bucket
-// (see quota.go), each under a lock of its own; the store's lock only finds or makes buckets. It keeps
-// at most a fixed number of buckets: past that, making one drops the least recently used that has no
-// request in flight, so that a server naming a new bucket in every answer costs each request O(1)
-// amortised. A dropped bucket is new when next used: its first request goes alone. It is safe for
-// concurrent use.
+// (see quota.go), under one lock. It keeps at most a fixed number of buckets: past that, making one
+// drops the least recently used that has no request in flight, so that a server naming a new bucket in
+// every answer costs each request O(1) amortised. A dropped bucket is new when next used: its first
+// request goes alone. It is safe for concurrent use.
 type MemoryStore struct {
 	mu      sync.Mutex
 	max     int
@@ -24,13 +23,10 @@ type MemoryStore struct {
 	probeWait time.Duration
 }
 
-// storedBucket is one bucket of a MemoryStore.
+// storedBucket is one bucket of a MemoryStore, under the store's lock.
 type storedBucket struct {
-	name     string
-	inflight int // requests let go and not answered: the bucket is not dropped while any remain (store's lock)
-
-	mu sync.Mutex
-	st Quota
+	name string
+	st   Quota
 	// ready wakes the requests waiting on the bucket one at a time, with a token in its buffer of one:
 	// an answer wakes one, and so does timer, at the earliest time a waiter was given; one woken that
 	// takes a slot, not as a probe, wakes the next. So when a window ends its probe goes alone, and the
@@ -58,44 +54,34 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // first, or its Recheck, when RetryAt is zero (see ThrottleFirstWait), or when an answer comes. It never
 // fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time.Time) (Verdict, error) {
-	b := s.get(bucket, 1, now)
-	v := b.take(now, units, s.probeWait)
-	if !v.OK {
-		s.mu.Lock()
-		b.inflight--
-		s.mu.Unlock()
-	}
-	return v, nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.take(s.get(bucket, now), now, units), nil
 }
 
 // Done implements [Store]: it records the answer to a request of bucket. It reports false, recording
 // nothing but the request's end, when the answer describes another counter than the bucket's (see
 // quota.fits). It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
-	var ends int
-	if o.Took {
-		ends = -1
-	}
-	return s.get(bucket, ends, o.Now).answer(o), nil
-}
-
-// get returns the bucket named name, made at now if need be, moved to the front, with inflight added to
-// its count of requests in flight (Take counts one in, and back out when it refuses; Done counts one out).
-func (s *MemoryStore) get(name string, inflight int, now time.Time) *storedBucket {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var b *storedBucket
+	b := s.get(bucket, o.Now)
+	fits := b.st.Done(o)
+	b.wakeOne()
+	return fits, nil
+}
+
+// get returns the bucket named name, made at now if need be, moved to the front. s.mu is held.
+func (s *MemoryStore) get(name string, now time.Time) *storedBucket {
 	if e, ok := s.buckets[name]; ok {
 		s.lru.MoveToFront(e)
-		b = e.Value.(*storedBucket)
-	} else {
-		if len(s.buckets) >= s.max {
-			s.dropOne(now)
-		}
-		b = &storedBucket{name: name}
-		s.buckets[name] = s.lru.PushFront(b)
+		return e.Value.(*storedBucket)
 	}
-	b.inflight = max(b.inflight+inflight, 0)
+	if len(s.buckets) >= s.max {
+		s.dropOne(now)
+	}
+	b := &storedBucket{name: name}
+	s.buckets[name] = s.lru.PushFront(b)
 	return b
 }
 
@@ -110,8 +96,8 @@ func (s *MemoryStore) dropOne(now time.Time) {
 	for seen := 0; seen < s.lru.Len(); seen++ {
 		e := s.lru.Back()
 		b := e.Value.(*storedBucket)
-		if b.inflight == 0 {
-			if !b.heldAt(now) {
+		if b.st.q.inflight == 0 {
+			if !now.Before(b.st.q.hold) {
 				s.drop(e)
 				return
 			}
@@ -136,34 +122,23 @@ func (s *MemoryStore) drop(e *list.Element) {
 	s.lru.Remove(e)
 	b := e.Value.(*storedBucket)
 	delete(s.buckets, b.name)
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.dropped = true
 	if b.timerAt.IsZero() {
 		b.wakeOne() // else its waiters are woken when they asked to be
 	}
 }
 
-// heldAt reports whether b is held at now (a refusal asked for no request before a later time).
-func (b *storedBucket) heldAt(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return now.Before(b.st.q.hold)
-}
-
 // take asks b's quota whether a request may go at now. When it may not, the verdict's Wake wakes it
 // when an answer comes, or at the verdict's RetryAt or Recheck at the latest, unless a waiter before it
-// takes the token (see ready).
-func (b *storedBucket) take(now time.Time, units int, firstWait time.Duration) Verdict {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v := b.st.Take(now, units, firstWait)
+// takes the token (see ready). s.mu is held.
+func (s *MemoryStore) take(b *storedBucket, now time.Time, units int) Verdict {
+	v := b.st.Take(now, units, s.probeWait)
 	switch {
 	case v.OK && !v.Probe:
 		b.wakeOne() // the next waiter may take a slot too
 	case v.OK:
 		if b.ready != nil {
-			b.wakeAt(now, now.Add(firstWait)) // the waiters' Recheck: the probe's answer may never come
+			s.wakeAt(b, now, now.Add(s.probeWait)) // the waiters' Recheck: the probe's answer may never come
 		}
 	default:
 		if b.ready == nil {
@@ -171,45 +146,36 @@ func (b *storedBucket) take(now time.Time, units int, firstWait time.Duration) V
 		}
 		v.Wake = b.ready
 		if at := cmp.Or(v.RetryAt, v.Recheck); !at.IsZero() {
-			b.wakeAt(now, at)
+			s.wakeAt(b, now, at)
 		}
 	}
 	return v
 }
 
-// wakeAt sets b's timer to wake a waiter at at, seen at now, unless it is set for an earlier time. b.mu is
-// held.
-func (b *storedBucket) wakeAt(now, at time.Time) {
+// wakeAt sets b's timer to wake a waiter at at, seen at now, unless it is set for an earlier time. s.mu
+// is held.
+func (s *MemoryStore) wakeAt(b *storedBucket, now, at time.Time) {
 	if !b.timerAt.IsZero() && !at.Before(b.timerAt) {
 		return
 	}
 	b.timerAt = at
 	if b.timer == nil {
-		b.timer = time.AfterFunc(at.Sub(now), b.alarm)
+		b.timer = time.AfterFunc(at.Sub(now), func() { s.alarm(b) })
 	} else {
 		b.timer.Reset(at.Sub(now))
 	}
 }
 
-// answer records o in b's quota, and wakes a request waiting on b.
-func (b *storedBucket) answer(o Observation) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	fits := b.st.Done(o)
-	b.wakeOne()
-	return fits
-}
-
-// alarm wakes a waiter at the time b's timer was set for.
-func (b *storedBucket) alarm() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// alarm wakes a waiter of b at the time b's timer was set for.
+func (s *MemoryStore) alarm(b *storedBucket) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	b.timerAt = time.Time{}
 	b.wakeOne()
 }
 
 // wakeOne wakes one request waiting on b, or, when none does, the next to wait; every waiter if the
-// store has dropped b, to ask the bucket that replaced it. b.mu is held.
+// store has dropped b, to ask the bucket that replaced it. The store's lock is held.
 func (b *storedBucket) wakeOne() {
 	if b.dropped && b.ready != nil {
 		close(b.ready)
@@ -221,37 +187,24 @@ func (b *storedBucket) wakeOne() {
 	}
 }
 
-// each calls f for every bucket the store holds, the most recently used first.
-func (s *MemoryStore) each(f func(*storedBucket)) {
-	s.mu.Lock()
-	all := make([]*storedBucket, 0, s.lru.Len())
-	for e := s.lru.Front(); e != nil; e = e.Next() {
-		all = append(all, e.Value.(*storedBucket))
-	}
-	s.mu.Unlock()
-	for _, b := range all {
-		f(b)
-	}
-}
-
 // Quota returns a copy of bucket's state, if the store holds it: [Throttle.Learned] shows it.
 func (s *MemoryStore) Quota(bucket string) (Quota, bool) {
 	s.mu.Lock()
-	e, found := s.buckets[bucket]
-	s.mu.Unlock()
-	if !found {
-		return Quota{}, false
+	defer s.mu.Unlock()
+	if e, ok := s.buckets[bucket]; ok {
+		return e.Value.(*storedBucket).st, true
 	}
-	b := e.Value.(*storedBucket)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.st, true
+	return Quota{}, false
 }
 
 // Buckets lists the names of the buckets the store holds, the most recently used first.
 func (s *MemoryStore) Buckets() []string {
-	var names []string
-	s.each(func(b *storedBucket) { names = append(names, b.name) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, s.lru.Len())
+	for e := s.lru.Front(); e != nil; e = e.Next() {
+		names = append(names, e.Value.(*storedBucket).name)
+	}
 	return names
 }
 
