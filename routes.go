@@ -15,7 +15,7 @@ import (
 type routeTable struct {
 	mu    sync.RWMutex
 	max   int
-	n     atomic.Int64 // routes held, changed under mu: while none is, a request takes no lock
+	n     atomic.Int64                 // routes held, changed under mu: while none is, a request takes no lock
 	byKey map[string]map[string]string // key → route → bucket
 }
 
