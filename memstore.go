@@ -55,8 +55,9 @@ func NewMemoryStore(maxBuckets int) *MemoryStore {
 // fails.
 func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time.Time) (Verdict, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.take(s.get(bucket, now), now, units), nil
+	v := s.take(s.get(bucket, now), now, units)
+	s.mu.Unlock()
+	return v, nil
 }
 
 // Done implements [Store]: it records the answer to a request of bucket. It reports false, recording
@@ -64,10 +65,10 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time
 // quota.fits). It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	b := s.get(bucket, o.Now)
 	fits := b.st.Done(o)
 	b.wakeOne()
+	s.mu.Unlock()
 	return fits, nil
 }
 

@@ -53,8 +53,12 @@ type redirectLimiter struct {
 
 var _ http.RoundTripper = (*redirectLimiter)(nil)
 
-func (r *redirectLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := r.roundTrip(req)
+func (r *redirectLimiter) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	if req.Response == nil || optOutsOf(req.Context())&bypass != 0 {
+		resp, err = r.next.RoundTrip(req) // not a redirect: nothing to count
+	} else {
+		resp, err = r.hop(req)
+	}
 	if resp != nil && resp.Request == nil {
 		// The chain of a redirect's hops runs through Response.Request, which net/http's Transport
 		// sets and other transports may not: without it, the next hop would look like a first request.
@@ -63,10 +67,10 @@ func (r *redirectLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func (r *redirectLimiter) roundTrip(req *http.Request) (*http.Response, error) {
-	if req.Response == nil || optOutsOf(req.Context())&bypass != 0 {
-		return r.next.RoundTrip(req) // not a redirect: nothing to count
-	}
+// hop sends a redirect's hop, if the chain may take it, without the credentials of another origin. It
+// is a function of its own so that the frames of every request, parked in the throttle below, stay
+// small.
+func (r *redirectLimiter) hop(req *http.Request) (*http.Response, error) {
 	if err := r.check(req); err != nil {
 		closeBody(req)
 		return nil, err

@@ -263,7 +263,7 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		now := time.Now()
 		v, err := l.th.store.Take(ctx, bucket, units, now)
 		if err != nil {
-			l.cfg.logger.WarnContext(ctx, "polite: throttle store failed; sending unthrottled", "bucket", bucket, "err", err)
+			l.cfg.storeFailed(ctx, "polite: throttle store failed; sending unthrottled", bucket, err)
 			return Verdict{}, time.Time{}, nil
 		}
 		if v.OK {
@@ -345,30 +345,42 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	if held != nil || dialect == hdrDialectOpenAI || dialect == hdrDialectAnthropic {
 		counted = l.learnCounters(ctx, key, held, resp, dialect, o)
 	}
-	release := Observation{Now: o.Now, Sent: sent, Took: slot.OK, Probe: slot.Probe} // gives the slot back, and nothing else
+	name := o.RateLimit.Bucket
+	named := name != "" && !isNamedBucket(bucket, key, name)
+	limited := o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !counted && !isOwnBucket(bucket, key)
+	if !named && !limited && l.done(ctx, bucket, o) {
+		return
+	}
+	l.move(ctx, req, key, bucket, &o, named, limited)
+}
+
+// move moves req's route from bucket to the bucket o shows it spends, and tells that bucket o: the one
+// the server named (named), the route's own when a limit of the route's own refused it (limited: a 429
+// with requests left), or when o describes another counter than bucket's. It is a function of its own
+// so that the frames of every request, parked in the throttle, stay small.
+//
+//go:noinline
+func (l *throttleLayer) move(ctx context.Context, req *http.Request, key, bucket string, o *Observation, named, limited bool) {
+	release := Observation{Now: o.Now, Sent: o.Sent, Took: o.Took, Probe: o.Probe} // gives the slot back, and nothing else
 	var target string
-	switch name := o.RateLimit.Bucket; {
-	case name != "" && !isNamedBucket(bucket, key, name):
-		// The server names another bucket: give the slot back where it was taken, and learn there.
+	switch {
+	case named:
 		l.done(ctx, bucket, release)
-		target = namedBucket(key, name)
-	case o.Status == http.StatusTooManyRequests && o.HasRateLimit && o.RateLimit.Remaining > 0 && !counted && !isOwnBucket(bucket, key):
-		// Refused with requests left: a limit of the route's own refused it.
+		target = namedBucket(key, o.RateLimit.Bucket)
+	case limited:
 		l.done(ctx, bucket, release)
 		target = ownBucket(key, routeName(req, l.th.routeKey))
-	case l.done(ctx, bucket, o):
-		return
 	default:
-		// Another counter's answer: the route spends a bucket of its own from now on.
 		if target = ownBucket(key, routeName(req, l.th.routeKey)); target == bucket {
 			// It is the route's own already: a refusal still holds it, whatever counter sent it.
-			l.done(ctx, bucket, Observation{Now: o.Now, Sent: sent, Status: o.Status, RetryAt: o.RetryAt})
+			l.done(ctx, bucket, Observation{Now: o.Now, Sent: o.Sent, Status: o.Status, RetryAt: o.RetryAt})
 			return
 		}
 	}
 	l.th.routes.set(key, routeName(req, l.th.routeKey), target)
-	o.Took, o.Probe = false, false
-	l.done(ctx, target, o)
+	moved := *o
+	moved.Took, moved.Probe = false, false
+	l.done(ctx, target, moved)
 }
 
 // learnCounters tells each counter bucket of key what resp (nil when the request failed or was not
@@ -415,10 +427,17 @@ func (l *throttleLayer) giveBack(ctx context.Context, bucket string, slot Verdic
 func (l *throttleLayer) done(ctx context.Context, bucket string, o Observation) bool {
 	fits, err := l.th.store.Done(ctx, bucket, o)
 	if err != nil {
-		l.cfg.logger.WarnContext(ctx, "polite: throttle store failed to record an answer", "bucket", bucket, "err", err)
+		l.cfg.storeFailed(ctx, "polite: throttle store failed to record an answer", bucket, err)
 		return true
 	}
 	return fits
+}
+
+// storeFailed logs a failure of the throttle's store, in a frame of its own (see move).
+//
+//go:noinline
+func (c *config) storeFailed(ctx context.Context, msg, bucket string, err error) {
+	c.logger.WarnContext(ctx, msg, "bucket", bucket, "err", err)
 }
 
 // maxHold caps how long one response can make the throttle hold a bucket: a longer Retry-After is

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -103,7 +104,7 @@ func (p *parkBase) RoundTrip(req *http.Request) (*http.Response, error) {
 // concurrently and park on the throttle until reset.
 type parked struct {
 	base   *parkBase
-	rt     http.RoundTripper
+	client *http.Client // over polite: requests park as an application's do, under http.Client's frames
 	req    *http.Request
 	reset  time.Time
 	waits  atomic.Int64 // throttle waits begun
@@ -113,12 +114,12 @@ type parked struct {
 
 func newParked(tb testing.TB, reset time.Time) *parked {
 	p := &parked{base: newParkBase(reset), reset: reset, req: newRequest(tb, target)}
-	p.rt = polite.New(p.base, polite.WithHook(func(e polite.Event) {
+	p.client = &http.Client{Transport: polite.New(p.base, polite.WithHook(func(e polite.Event) {
 		if e.Kind == polite.EventThrottle {
 			p.waits.Add(1)
 		}
-	}))
-	if err := do(p.rt, p.req); err != nil {
+	}))}
+	if err := p.get(); err != nil {
 		tb.Fatal(err)
 	}
 	return p
@@ -135,9 +136,19 @@ func (p *parked) send(n int) {
 
 func sendOne(p *parked) {
 	defer p.wg.Done()
-	if err := do(p.rt, p.req); err != nil {
+	if err := p.get(); err != nil {
 		p.failed.Add(1)
 	}
+}
+
+// get sends the experiment's request through its client and reads the answer.
+func (p *parked) get() error {
+	resp, err := p.client.Do(p.req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // warmGoroutines starts n goroutines and lets them end, so that the runtime's free list holds n goroutine
