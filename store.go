@@ -45,7 +45,7 @@ type Verdict struct {
 	// RetryAt, when OK is false, is the earliest time at which Take can succeed. Zero means the store
 	// cannot tell: the slot frees when a request in flight finishes.
 	RetryAt time.Time
-	// Recheck, when RetryAt is zero, is when to ask again even if Wake has not been closed: the answer
+	// Recheck, when RetryAt is zero, is when to ask again even if Wake has not woken the request: the answer
 	// waited for may never come. It is no promise of a slot, so a request whose deadline or maximum wait
 	// comes first still waits, for Wake. Zero: the Throttle polls a store without Wake.
 	Recheck time.Time
