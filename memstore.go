@@ -35,6 +35,11 @@ type storedBucket struct {
 	timer   *time.Timer // calls alarm at timerAt; timerAt is zero when it is not set
 	timerAt time.Time
 	dropped bool // the store dropped the bucket (see wakeOne)
+	// units is what the requests refused asked for; mixed, that they asked for different units (see
+	// Spend) since the timer last woke them all: then the times they were given differ, and the token
+	// goes to the first waiter whatever its time, so the timer wakes them all (see alarm).
+	units int
+	mixed bool
 }
 
 // DefaultMaxBuckets is how many buckets a [MemoryStore] keeps by default.
@@ -146,6 +151,10 @@ func (s *MemoryStore) take(b *storedBucket, now time.Time, units int) Verdict {
 			b.ready = make(chan struct{}, 1)
 		}
 		v.Wake = b.ready
+		if u := max(units, 1); b.units != u {
+			b.mixed = b.mixed || b.units != 0
+			b.units = u
+		}
 		if at := cmp.Or(v.RetryAt, v.Recheck); !at.IsZero() {
 			s.wakeAt(b, now, at)
 		}
@@ -172,6 +181,15 @@ func (s *MemoryStore) alarm(b *storedBucket) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b.timerAt = time.Time{}
+	if b.mixed {
+		// Waiters of different units were given different times: the first waiter may not be the one
+		// whose time has come, and one refused again would keep the token. All ask again.
+		if b.ready != nil {
+			close(b.ready)
+			b.ready = nil
+		}
+		b.units, b.mixed = 0, false
+	}
 	b.wakeOne()
 }
 
