@@ -295,7 +295,18 @@ func hostileGoAwayServer(t *testing.T) (string, *atomic.Int32, *http.Client) {
 	}
 	var seen atomic.Int32
 	var conns sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	var mu sync.Mutex
+	var open []net.Conn // closed at the end: a connection the client has not yet put back idle would
+	// keep its server goroutine reading until its deadline
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	})
 	conns.Add(1)
 	go func() {
 		defer conns.Done()
@@ -304,6 +315,9 @@ func hostileGoAwayServer(t *testing.T) (string, *atomic.Int32, *http.Client) {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
 			conns.Add(1)
 			go func(c net.Conn, goAway bool) {
 				defer conns.Done()
