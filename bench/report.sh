@@ -107,7 +107,8 @@ EOF
 ## Many goroutines, parked requests, many keys
 
 One Transport over the canned base shared by G goroutines; 10,000, then 100,000 requests parked until a
-reset (ms-last-after-reset: when the last of them reached the base):
+reset, each sent through an http.Client as an application sends it (ms-last-after-reset: when the last of
+them reached the base; heapB/parked counts what the http.Client holds for a request too):
 
     cd bench && go test -run '^$' -bench 'Scale|ParkedWaiters' -benchmem -count 3 .
 
