@@ -37,6 +37,24 @@ func spentThenOpen(reset time.Time, delay time.Duration, calls *atomic.Int64) ht
 	})
 }
 
+// spendThenPark sends rt's first request, which spends the quota, then n requests that park until the
+// reset and must all succeed; wait on the group it returns.
+func spendThenPark(t *testing.T, rt http.RoundTripper, n int) *sync.WaitGroup {
+	t.Helper()
+	if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
+		t.Fatalf("first request: %d, %v", code, err)
+	}
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
+				t.Errorf("parked request: %d, %v", code, err)
+			}
+		})
+	}
+	return &wg
+}
+
 // TestReleaseWakesOneAtTheReset: of the requests parked until a window's end, only the probe asks the
 // store at the end; the others ask when its answer comes, once each, and all go.
 func TestReleaseWakesOneAtTheReset(t *testing.T) {
@@ -46,17 +64,7 @@ func TestReleaseWakesOneAtTheReset(t *testing.T) {
 		var calls atomic.Int64
 		store := &takeCounter{MemoryStore: NewMemoryStore(0)}
 		rt := Chain(spentThenOpen(reset, 500*time.Millisecond, &calls), Throttled(NewThrottle(ThrottleStore(store))))
-		if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
-			t.Fatalf("first request: %d, %v", code, err)
-		}
-		var wg sync.WaitGroup
-		for range n {
-			wg.Go(func() {
-				if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
-					t.Errorf("parked request: %d, %v", code, err)
-				}
-			})
-		}
+		wg := spendThenPark(t, rt, n)
 		synctest.Wait()
 		before := store.takes.Load()
 		time.Sleep(time.Until(reset.Add(250 * time.Millisecond))) // the probe is out
@@ -152,17 +160,7 @@ func TestReleaseOfADroppedBucket(t *testing.T) {
 			return open.RoundTrip(r)
 		})
 		rt := Chain(base, Throttled(NewThrottle(ThrottleStore(NewMemoryStore(1)))))
-		if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
-			t.Fatalf("first request: %d, %v", code, err)
-		}
-		var wg sync.WaitGroup
-		for range n {
-			wg.Go(func() {
-				if code, err := getURL(t, rt, context.Background(), "http://api.test/"); code != 200 {
-					t.Errorf("parked request: %d, %v", code, err)
-				}
-			})
-		}
+		wg := spendThenPark(t, rt, n)
 		synctest.Wait()
 		if code, err := getURL(t, rt, context.Background(), "http://other.test/"); code != 200 { // drops api.test's bucket
 			t.Fatalf("other host: %d, %v", code, err)
