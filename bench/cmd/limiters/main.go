@@ -183,8 +183,10 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 				}
 				resp, err := client.Do(req)
 				switch {
-				case err != nil && ctx.Err() != nil:
-					// Cut short by the end of the run: neither a success nor an error.
+				case ctx.Err() != nil && (err != nil || resp.StatusCode >= 300):
+					// Cut short by the end of the run, which may leave a transport the last answer it had
+					// (polite gives back the response whose retry was waiting): neither a success nor an
+					// error.
 				case err != nil:
 					t.errors[errClass(err)]++
 				case resp.StatusCode >= 200 && resp.StatusCode < 300:
