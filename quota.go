@@ -64,7 +64,7 @@ type quota struct {
 	refusals  int           // refusals since the last success, for the backoff of a refusal that names no time
 	rate      float64       // requests per second: the refill rate (refill), limit per window (silent)
 	refFrom   time.Time     // refill: the start of the stretch the rate is being measured over
-	refN      int           // refill: successes since refFrom
+	refN      int           // refill: units the successes since refFrom spent
 	refRem    int           // refill: Remaining at refFrom
 }
 
@@ -537,12 +537,12 @@ func (q *quota) startRefill(now time.Time) {
 }
 
 // meterRefill measures a refill bucket's rate: over a stretch of answers, what it gave back is the rise
-// in Remaining plus the successes it counted meanwhile.
+// in Remaining plus what the successes it counted meanwhile spent (a request's units, see Spend).
 func (q *quota) meterRefill(r reply) {
 	if r.status < 200 || r.status >= 300 {
 		return
 	}
-	q.refN++
+	q.refN += max(r.units, 1)
 	span := r.now.Sub(q.refFrom)
 	if span < refillSpan {
 		return

@@ -431,4 +431,21 @@ func TestQuotaUnits(t *testing.T) {
 			t.Errorf("at the time named: %+v", d)
 		}
 	})
+	t.Run("refill measured in units", func(t *testing.T) {
+		// The server gives back 2,000 a second; each answer is of a request of 500 that it counted. Over
+		// 0.3 s the count fell by 900: 1,500 spent and 600 given back, 2,000 a second.
+		q := quota{kind: kindRefill, heard: true, classed: true, limit: 10_000, remaining: 5000, remAt: at(0), rate: 1000,
+			refFrom: at(0), refRem: 5000}
+		for i := 1; i <= 3; i++ {
+			now := at(time.Duration(i) * 100 * time.Millisecond)
+			if d := q.take(now, 500); !d.ok {
+				t.Fatalf("take %d: %+v", i, d)
+			}
+			q.answer(reply{sent: now, now: now, status: 200, units: 500, hasRL: true,
+				rl: RateLimit{Limit: 10_000, Remaining: 5000 - 300*i}})
+		}
+		if q.rate < 1400 {
+			t.Errorf("rate %.0f a second after answers showing 2,000, from 1,000: the units were counted as one each", q.rate)
+		}
+	})
 }
