@@ -141,7 +141,7 @@ func (c *config) emitAttempt(ctx context.Context, kind EventKind, req *http.Requ
 	ev := Event{Kind: kind, ID: eventID(req.Context()), Request: req, Attempt: n, Err: err, Duration: took, Wait: wait, Reason: reason}
 	if resp != nil {
 		ev.StatusCode = resp.StatusCode
-		ev.RateLimit, _ = ParseRateLimit(resp.Header, time.Now())
+		ev.RateLimit, _ = parseRateLimit(resp.Header, time.Now(), &c.dates)
 	}
 	c.emit(ctx, ev)
 }

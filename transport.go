@@ -129,6 +129,7 @@ type config struct {
 	refusals          RefusalFunc
 	auth              func(*http.Request) error
 	ids               atomic.Uint64 // the last event ID given (see Event.ID)
+	dates             dateCache     // the last reset date the events read: a server sends one a window
 }
 
 // Defaults.
