@@ -9,11 +9,12 @@
 // gave within the run, by its clock), the requests the server saw, the share of those answered 429, the
 // errors the caller got (non-2xx responses and transport errors), and the successes as a share of the
 // plain client's on the same limiter. Calls cut short by the end of a run count as neither successes nor
-// errors.
+// errors. With -trace it also prints, for each run the server refused, every answer the transport got
+// (when it was sent and came, its status and rate-limit headers): what a refused polite run saw.
 //
 // Usage:
 //
-//	go run ./cmd/limiters [-k 16] [-d 4s] [-only plain,polite,httprate,bare429]
+//	go run ./cmd/limiters [-k 16] [-d 4s] [-only plain,polite,httprate,bare429] [-trace]
 package main
 
 import (
@@ -43,6 +44,7 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.k, "k", 16, "concurrent workers")
 	flag.DurationVar(&cfg.d, "d", 4*time.Second, "how long the workers send, per run")
+	flag.BoolVar(&cfg.trace, "trace", false, "print, for each run the server refused, every answer the transport got: when it was sent and came, its status and rate-limit headers")
 	only := flag.String("only", "", "comma-separated transports (plain, polite, retryablehttp, failsafehttp) and limiters ("+
 		strings.Join(limiterNames(), ", ")+") to run; all of a kind if none of it is named")
 	flag.Parse()
@@ -59,6 +61,7 @@ func main() {
 type config struct {
 	k          int
 	d          time.Duration
+	trace      bool
 	transports []peers.Peer
 	limiters   []limiter
 }
@@ -126,6 +129,7 @@ type result struct {
 	errors             map[string]int // what the caller got other than a 2xx: "429", "ThrottleError", ...
 	seen, refused      int64          // requests the server saw, and those it answered 429
 	first429           http.Header    // the headers of the first 429 the limiter sent
+	trace              *tracer        // with -trace: the answers the transport got
 }
 
 func (r result) errorCount() int {
@@ -145,6 +149,9 @@ func run(cfg config, out, progress io.Writer) []result {
 			results = append(results, r)
 			fmt.Fprintf(progress, "%-10s %-13s %d successes, server saw %d, refused %d; caller errors %v\n",
 				r.limiter, r.transport, r.successes, r.seen, r.refused, r.errors)
+			if r.refused > 0 && r.trace != nil {
+				r.trace.print(progress)
+			}
 		}
 	}
 	report(cfg, results, out)
@@ -159,7 +166,13 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 	c := &counting{next: limited, end: time.Now().Add(cfg.d)}
 	srv := httptest.NewServer(c) // on loopback
 	base := &http.Transport{MaxIdleConns: 2 * cfg.k, MaxIdleConnsPerHost: 2 * cfg.k, IdleConnTimeout: time.Minute}
-	client := &http.Client{Transport: p.Wrap(base)}
+	var tr *tracer
+	var below http.RoundTripper = base
+	if cfg.trace {
+		tr = &tracer{next: base, start: time.Now()}
+		below = tr
+	}
+	client := &http.Client{Transport: p.Wrap(below)}
 
 	// The end of the run cancels the calls in flight; the requests carry no deadline, as a client that
 	// does not know when it will be stopped would send them.
@@ -204,7 +217,7 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 	stop()
 
 	r := result{limiter: l.name, transport: p.Name, errors: make(map[string]int), successes: int(c.ok.Load()),
-		seen: c.seen.Load(), refused: c.refused.Load(), first429: c.refusalHeader()}
+		seen: c.seen.Load(), refused: c.refused.Load(), first429: c.refusalHeader(), trace: tr}
 	for _, t := range tallies {
 		for k, v := range t.errors {
 			r.errors[k] += v
@@ -337,4 +350,41 @@ func pct(a, b int64) float64 {
 		return 0
 	}
 	return 100 * float64(a) / float64(b)
+}
+
+// tracer sits below the transport and keeps, for -trace, every answer the transport got.
+type tracer struct {
+	next  http.RoundTripper
+	start time.Time
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tracer) RoundTrip(req *http.Request) (*http.Response, error) {
+	sent := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	line := fmt.Sprintf("  sent %8.3fs (unix %.3f) came %8.3fs: ", sent.Sub(t.start).Seconds(), float64(sent.UnixNano())/1e9,
+		time.Since(t.start).Seconds())
+	if err != nil {
+		line += err.Error()
+	} else {
+		line += fmt.Sprint(resp.StatusCode)
+		for _, k := range []string{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", "Retry-After"} {
+			if v := resp.Header.Get(k); v != "" {
+				line += " " + k + "=" + v
+			}
+		}
+	}
+	t.mu.Lock()
+	t.lines = append(t.lines, line)
+	t.mu.Unlock()
+	return resp, err
+}
+
+func (t *tracer) print(w io.Writer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range t.lines {
+		fmt.Fprintln(w, l)
+	}
 }
