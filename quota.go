@@ -19,7 +19,8 @@ import (
 //   - window, a fixed window: the budget is Remaining less the requests in flight (the server has not
 //     counted those yet) until the window ends; then one request probes the next window and the others
 //     wait for its answer. Until an end has shown how the bucket refills, a window of at least
-//     keepBackMin keeps its last request back, so that a sliding window too admits the probe after it.
+//     keepBackMin keeps its last request back, so that a sliding window too admits the probe after it;
+//     two while the reset may be rounded down, since the probe at the reset may then spend one.
 //   - refill: the server gives quota back continuously, as a sliding-window counter or a token bucket
 //     (GCRA) does. It shows as Remaining rising within a window, or as a probe after a window spent to
 //     its last request finding little. The budget is the newest Remaining, plus what the refill rate
@@ -228,8 +229,13 @@ func (q *quota) refillTestDue() bool {
 
 // keepBack is how many requests of a window are kept back (see quota): none until an end is known.
 func (q *quota) keepBack() int {
-	if q.classed || q.limit < keepBackMin || q.end.IsZero() {
+	switch {
+	case q.classed || q.limit < keepBackMin || q.end.IsZero():
 		return 0
+	case q.lag == 0 && !q.relative && !q.reset.IsZero():
+		// The reset, a time, may be rounded down: the probe at it may land in this window still, and
+		// must leave one back for the next.
+		return 2
 	}
 	return 1
 }

@@ -257,6 +257,9 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 		{"sliding window, 50/2s", func() simLimiter {
 			return &simSliding{limit: 50, window: 2 * time.Second, offset: 700 * time.Millisecond}
 		}, 0.95, 0.95, 0.02, 0.02},
+		{"sliding window, 40/2s, ending 10 ms before a whole second", func() simLimiter {
+			return &simSliding{limit: 40, window: 2 * time.Second, offset: 1990 * time.Millisecond}
+		}, 0.95, 0.95, 0.02, 0.02},
 		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02},
 		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02},
 		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06},

@@ -321,9 +321,9 @@ func TestQuotaFirstEndTellsSlidingFromFixed(t *testing.T) {
 			m.open()
 			m.take(0, "go")
 			m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 9, 2*time.Second)...)
-			m.takeN(8, 20*time.Millisecond, "go")
-			m.take(20*time.Millisecond, "wait until", 2*time.Second) // the last one is kept back
-			for i := range 8 {
+			m.takeN(7, 20*time.Millisecond, "go")
+			m.take(20*time.Millisecond, "wait until", 2*time.Second) // the last two are kept back (see below)
+			for i := range 7 {
 				m.answer(20*time.Millisecond, 30*time.Millisecond, false, 200, xrl(10, 8-i, 2*time.Second)...)
 			}
 			m.take(2*time.Second, "probe")
@@ -392,6 +392,37 @@ func TestQuotaFixedWindowRefusesTheRefillTestOnce(t *testing.T) {
 	m.take(2*time.Second, "wait until", 4*time.Second) // no second test
 }
 
+// A sliding window whose reset is rounded down (go-chi/httprate, whose windows start when the limiter
+// does) ends up to a second after its reset. The probe sent at the reset may land in the old window and
+// spend a request there, so the first window keeps two back: one for that probe, one for the probe a
+// second later, which a sliding window admits only if its last window left a request unspent. Keeping
+// one back, this bucket's second probe met a full window and its refusal cost a whole window's hold.
+func TestQuotaResetRoundedDownKeepsTwoBack(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(40, 39, 2*time.Second)...)
+	m.takeN(37, 20*time.Millisecond, "go")
+	m.take(20*time.Millisecond, "wait until", 2*time.Second)
+	for i := range 37 {
+		m.answer(20*time.Millisecond, 30*time.Millisecond, false, 200, xrl(40, 38-i, 2*time.Second)...)
+	}
+	// At the reset the window has not ended (it ends at 2.99 s): the probe spends one of the two.
+	m.take(2*time.Second, "probe")
+	m.answer(2*time.Second, 2005*time.Millisecond, true, 200, xrl(40, 1, 2*time.Second)...)
+	if m.q.lag != resetRounding || m.q.keepBack() != 1 {
+		t.Fatalf("lag %v keeping %d back, want %v and 1", m.q.lag, m.q.keepBack(), resetRounding)
+	}
+	m.take(2010*time.Millisecond, "wait until", 3*time.Second) // the other stays back
+	// A second past the reset, 10 ms into the next window, the sliding window still weighs the last one
+	// almost whole: 39 of 40, so it admits the probe with nothing to spare. The bucket refills.
+	m.take(3*time.Second, "probe")
+	m.answer(3*time.Second, 3005*time.Millisecond, true, 200, xrl(40, 0, 4*time.Second)...)
+	if m.q.kind != kindRefill {
+		t.Errorf("kind %v, want refill", m.q.kind)
+	}
+}
+
 // TestQuotaUnits: a request of several units (a counter of tokens, see Spend) goes when the counter has
 // room for all of them, in a window or in a refilling bucket, and its answer gives them all back.
 func TestQuotaUnits(t *testing.T) {
@@ -404,17 +435,18 @@ func TestQuotaUnits(t *testing.T) {
 				t.Fatalf("take %d of %d: %+v", i, n, d)
 			}
 		}
-		// 9,000 in flight of 10,000, one kept back: 1,000 more do not fit, 999 do.
-		if d := q.take(at(time.Second), 1000); d.ok || !d.until.Equal(at(time.Minute)) {
-			t.Fatalf("1,000 more: %+v, want a wait for the window's end", d)
+		// 9,000 in flight of 10,000, two kept back (see TestQuotaResetRoundedDownKeepsTwoBack): 999 more
+		// do not fit, 998 do.
+		if d := q.take(at(time.Second), 999); d.ok || !d.until.Equal(at(time.Minute)) {
+			t.Fatalf("999 more: %+v, want a wait for the window's end", d)
 		}
-		if d := q.take(at(time.Second), 999); !d.ok {
-			t.Fatalf("999 more: %+v", d)
+		if d := q.take(at(time.Second), 998); !d.ok {
+			t.Fatalf("998 more: %+v", d)
 		}
 		q.answer(reply{sent: at(time.Second), now: at(2 * time.Second), status: 200, units: 6000, hasRL: true,
 			rl: RateLimit{Limit: 10_000, Remaining: 4000, Reset: at(time.Minute)}})
-		if q.inflight != 3999 {
-			t.Errorf("in flight %d after the 6,000's answer, want 3,999", q.inflight)
+		if q.inflight != 3998 {
+			t.Errorf("in flight %d after the 6,000's answer, want 3,998", q.inflight)
 		}
 	})
 	t.Run("refill", func(t *testing.T) {
