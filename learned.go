@@ -19,8 +19,9 @@ type Learned struct {
 	Limit, Remaining int
 	Reset            time.Time
 	// Kind is what the bucket's answers have shown it to be: "no headers seen", "fixed window",
-	// "refilling (sliding window or token bucket)" or "no headers, refusing"; "" when the Store cannot
-	// tell.
+	// "sliding window", "token bucket" (a leaky bucket's answers read as one) or "no headers,
+	// refusing"; "" when the Store cannot tell. A bucket's first window reads as a fixed one until its
+	// end shows whether it refills.
 	Kind string
 	// Rate is the pace the throttle keeps to, in requests a second: the refill rate of a bucket that
 	// refills, or what one window of a bucket that refuses without headers lets through per its length;
@@ -81,7 +82,7 @@ func (th *Throttle) learned(key, route, bucket string) Learned {
 		return l
 	}
 	q := &st.q
-	l.Kind, l.Rate = q.kind.String(), q.rate
+	l.Kind, l.Rate = q.label(), q.rate
 	if q.hold.After(time.Now()) {
 		l.HeldUntil = q.hold
 	}

@@ -56,6 +56,7 @@ type quota struct {
 	classed   bool          // an end has shown whether a window bucket refills
 	tested    bool          // a spent window has been tested for refilling before its end (see refillTestDue)
 	relative  bool          // the newest reset was given in seconds from now
+	early     bool          // a later reset came while the current one was a second or more away (see label)
 	inflight  int           // units taken and not answered: one a request, or what it declared (see Spend)
 	probing   bool          // a probe is out: the others wait for its answer
 	probeAt   time.Time     // when the last probe went
@@ -80,7 +81,25 @@ const (
 )
 
 func (k quotaKind) String() string {
-	return [...]string{"no headers seen", "fixed window", "refilling (sliding window or token bucket)", "no headers, refusing"}[k]
+	return [...]string{"no headers seen", "fixed window", "refilling", "no headers, refusing"}[k]
+}
+
+// label names what a bucket's answers show it to be (see [Learned]). A window's reset moves only once the
+// window has ended; a token bucket's is the time it will be full, which moves later as it is spent. So a
+// bucket whose reset moved later while it was still a second or more away is a token bucket. So is a
+// refilling bucket with no reset (a leaky bucket's fill alone), or one that gives back more than half as
+// much again as its limit between resets: a sliding window gives back at most its limit in a window, a
+// token bucket its rate, whatever its burst. Another refilling bucket is a sliding window.
+func (q *quota) label() string {
+	switch {
+	case q.early && (q.kind == kindWindow || q.kind == kindRefill):
+		return "token bucket"
+	case q.kind != kindRefill:
+		return q.kind.String()
+	case q.reset.IsZero() || q.rate*q.window.Seconds() > 1.5*float64(q.limit):
+		return "token bucket"
+	}
+	return "sliding window"
 }
 
 // Tuning of the model.
@@ -419,6 +438,9 @@ func (q *quota) learn(r reply, refused bool) {
 	var slack time.Duration
 	if r.relative {
 		slack = resetRounding + r.now.Sub(r.sent)
+	}
+	if !q.reset.IsZero() && rl.Reset.After(q.reset.Add(slack)) && r.now.Add(resetRounding).Before(q.reset) {
+		q.early = true
 	}
 	switch {
 	case rl.Reset.IsZero():

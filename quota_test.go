@@ -312,9 +312,10 @@ func TestQuotaFirstEndTellsSlidingFromFixed(t *testing.T) {
 		afterEnd  int
 		want      quotaKind
 		keepsBack int
+		label     string
 	}{
-		{"sliding", 1, kindRefill, 0},
-		{"fixed", 9, kindWindow, 0},
+		{"sliding", 1, kindRefill, 0, "sliding window"},
+		{"fixed", 9, kindWindow, 0, "fixed window"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &qt{t: t}
@@ -328,8 +329,8 @@ func TestQuotaFirstEndTellsSlidingFromFixed(t *testing.T) {
 			}
 			m.take(2*time.Second, "probe")
 			m.answer(2*time.Second, 2010*time.Millisecond, true, 200, xrl(10, tc.afterEnd, 4*time.Second)...)
-			if m.q.kind != tc.want || m.q.keepBack() != tc.keepsBack {
-				t.Errorf("kind %v keeping %d back, want %v keeping %d", m.q.kind, m.q.keepBack(), tc.want, tc.keepsBack)
+			if m.q.kind != tc.want || m.q.keepBack() != tc.keepsBack || m.q.label() != tc.label {
+				t.Errorf("kind %v (%q) keeping %d back, want %v (%q) keeping %d", m.q.kind, m.q.label(), m.q.keepBack(), tc.want, tc.label, tc.keepsBack)
 			}
 		})
 	}
@@ -420,6 +421,28 @@ func TestQuotaResetRoundedDownKeepsTwoBack(t *testing.T) {
 	m.answer(3*time.Second, 3005*time.Millisecond, true, 200, xrl(40, 0, 4*time.Second)...)
 	if m.q.kind != kindRefill {
 		t.Errorf("kind %v, want refill", m.q.kind)
+	}
+}
+
+// A token bucket that gives its reset as the time it will be full (Anthropic's, in RFC 3339) moves that
+// time later with each request it counts, long before it comes: no window does that, so polite probe and
+// Learned call it a token bucket. Answers of one second apart are not enough: a window's reset rounded
+// down may read a second later once the window has ended.
+func TestQuotaResetMovingEarlyIsATokenBucket(t *testing.T) {
+	full := func(remaining int, at time.Duration) []string {
+		return []string{"X-RateLimit-Limit", "10", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", epoch(at)}
+	}
+	m := &qt{t: t}
+	m.open()
+	m.takeN(3, 0, "go")
+	m.answer(0, 10*time.Millisecond, false, 200, full(9, time.Second)...)
+	m.answer(0, 10*time.Millisecond, false, 200, full(8, 2*time.Second)...)
+	if got := m.q.label(); got != "fixed window" {
+		t.Fatalf("after a reset a second on: %q, want fixed window", got)
+	}
+	m.answer(0, 10*time.Millisecond, false, 200, full(7, 3*time.Second)...)
+	if got := m.q.label(); got != "token bucket" {
+		t.Fatalf("after a reset moved on two seconds before it came: %q, want token bucket", got)
 	}
 }
 

@@ -88,7 +88,7 @@ func (b *Quota) Until() time.Time {
 }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 1
+const quotaEncoding = 2
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
@@ -134,6 +134,7 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.bool(&q.classed)
 	c.bool(&q.tested)
 	c.bool(&q.relative)
+	c.bool(&q.early)
 	c.int(&q.inflight)
 	c.bool(&q.probing)
 	c.time(&q.probeAt)

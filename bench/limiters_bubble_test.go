@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-chi/httprate"
+	"github.com/politehttp/polite"
+	"github.com/throttled/throttled/v2"
+	"github.com/throttled/throttled/v2/store/memstore"
+)
+
+// These tests run polite against real limiter middleware, set up as bench/cmd/limiters sets it up, in a
+// synctest bubble: the server is called in memory, each request takes 1 ms each way on the bubble's
+// clock, and the instant a limiter is made is exact.
+
+// newHTTPRate is go-chi/httprate at 40 per 2 s, a sliding window counter, as the limiters suite has it.
+func newHTTPRate(next http.Handler) http.Handler {
+	return httprate.LimitBy(40, 2*time.Second, func(*http.Request) (string, error) { return "client", nil })(next)
+}
+
+// newThrottled is throttled/throttled's GCRA at 20 a second with a burst of 5, as the limiters suite
+// has it.
+func newThrottled(next http.Handler) http.Handler {
+	store, err := memstore.NewCtx(64)
+	if err != nil {
+		panic(err)
+	}
+	rl, err := throttled.NewGCRARateLimiterCtx(store, throttled.RateQuota{MaxRate: throttled.PerSec(20), MaxBurst: 5})
+	if err != nil {
+		panic(err)
+	}
+	return (&throttled.HTTPRateLimiterCtx{RateLimiter: rl, VaryBy: &throttled.VaryBy{RemoteAddr: true}}).RateLimit(next)
+}
+
+// TestHTTPRatePhases runs polite against httprate made at several instants within a second. httprate
+// starts its windows when the limiter is made and rounds its reset down to the second, so a window may
+// end anywhere up to a second after its reset. A window ending just before a whole second once made
+// polite's probe arrive 10 ms into the next window, which weighed the last one almost whole, and its
+// refusal's Retry-After cost half a run (bench/cmd/limiters refused polite in about 1 run of 20). Each
+// phase must meet the suite's targets: at most 2 % of polite's requests refused and at least 95 % of
+// the successes a plain client gets.
+func TestHTTPRatePhases(t *testing.T) {
+	for _, phase := range []time.Duration{200, 500, 700, 950, 980, 985, 990, 995, 999} {
+		phase *= time.Millisecond
+		t.Run(fmt.Sprint(phase), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				plain := runLimiter(phase, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return rt })
+				got := runLimiter(phase, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
+				pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
+				t.Logf("plain %d ok, %d refused; polite %d ok, %d refused", pok, plain.refused.Load(), gok, gref)
+				share, refused := float64(gok)/float64(pok), float64(gref)/float64(max(gok+gref, 1))
+				if share < 0.95 || refused > 0.02 {
+					t.Errorf("polite: %d ok (%.1f %% of plain's), %.1f %% refused; want at least 95 %% and at most 2 %%",
+						gok, 100*share, 100*refused)
+				}
+			})
+		})
+	}
+}
+
+// TestLearnedKinds: after a run, the throttle names what each real limiter is, as polite probe shows it.
+func TestLearnedKinds(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limiter func(http.Handler) http.Handler
+		want    string
+	}{
+		{"httprate", newHTTPRate, "sliding window"},
+		{"throttled", newThrottled, "token bucket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var p *polite.Transport
+				runLimiter(0, tc.limiter, func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
+				learned := p.Throttle().Learned()
+				if len(learned) != 1 || learned[0].Kind != tc.want {
+					t.Fatalf("learned %+v, want one bucket, a %s", learned, tc.want)
+				}
+				t.Logf("%+v", learned[0])
+			})
+		})
+	}
+}
+
+// limiterCounts is what the server answered in one run.
+type limiterCounts struct{ ok, refused atomic.Int64 }
+
+// runLimiter makes a limiter at phase past the next whole second of the bubble's clock, then has 16
+// workers send through wrap's transport to it for 4 s.
+func runLimiter(phase time.Duration, limiter func(http.Handler) http.Handler, wrap func(http.RoundTripper) http.RoundTripper) *limiterCounts {
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second + phase).Sub(now))
+	server := &countingTransport{next: handlerTransport{limiter(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))}}
+	client := &http.Client{Transport: wrap(server)}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://api.test/items", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					return // the wait the quota asks would outlast the run
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	synctest.Wait()
+	return &server.counts
+}
+
+// countingTransport counts next's answers, 1 ms after the request goes and 1 ms before its answer comes.
+type countingTransport struct {
+	next   http.RoundTripper
+	counts limiterCounts
+}
+
+func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	time.Sleep(time.Millisecond)
+	resp, err := t.next.RoundTrip(req)
+	if err == nil {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			t.counts.refused.Add(1)
+		} else {
+			t.counts.ok.Add(1)
+		}
+	}
+	time.Sleep(time.Millisecond)
+	return resp, err
+}
