@@ -260,6 +260,11 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 		{"sliding window, 40/2s, ending 10 ms before a whole second", func() simLimiter {
 			return &simSliding{limit: 40, window: 2 * time.Second, offset: 1990 * time.Millisecond}
 		}, 0.95, 0.95, 0.02, 0.02},
+		// A window of a second whose reset reads 0.3 s early: the probe a second after the reset comes 0.7 s
+		// into the next window, where a sliding window has given back most of the last one and looks fixed.
+		{"sliding window, 20/s, reset 0.3 s early", func() simLimiter {
+			return &simSliding{limit: 20, window: time.Second, offset: 300 * time.Millisecond}
+		}, 0.95, 0.75, 0.02, 0.02},
 		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02},
 		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02},
 		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06},
