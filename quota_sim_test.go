@@ -51,6 +51,7 @@ type simSliding struct {
 	limit      int
 	window     time.Duration
 	offset     time.Duration
+	seconds    bool // the reset is given in seconds from now, rounded up, as the IETF drafts give it
 	cur        time.Time
 	prev, curr int
 }
@@ -69,6 +70,9 @@ func (l *simSliding) serve(now time.Time) (int, http.Header) {
 	h := http.Header{}
 	h.Set("X-RateLimit-Limit", strconv.Itoa(l.limit))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(w.Add(l.window).Unix(), 10))
+	if l.seconds {
+		h.Set("X-RateLimit-Reset", strconv.Itoa(int(math.Ceil(w.Add(l.window).Sub(now).Seconds()))))
+	}
 	if rate+1 > l.limit {
 		h.Set("X-RateLimit-Remaining", strconv.Itoa(l.limit-rate))
 		h.Set("Retry-After", strconv.Itoa(int(l.window.Seconds())))
@@ -265,6 +269,11 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 		{"sliding window, 20/s, reset 0.3 s early", func() simLimiter {
 			return &simSliding{limit: 20, window: time.Second, offset: 300 * time.Millisecond}
 		}, 0.95, 0.75, 0.02, 0.02},
+		// The same, its reset given in seconds from now: a second is also how far two readings of one reset
+		// may differ, so the window's turn does not show in the reset.
+		{"sliding window, 20/s, reset in seconds", func() simLimiter {
+			return &simSliding{limit: 20, window: time.Second, offset: 300 * time.Millisecond, seconds: true}
+		}, 0.95, 0.3, 0.02, 0.1},
 		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02},
 		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02},
 		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06},
