@@ -180,9 +180,13 @@ func (q *quota) take(now time.Time, n int) decision {
 	}
 	switch q.kind {
 	case kindWindow:
-		if q.remaining-q.inflight-n < q.keepBack() {
+		keep := q.keepBack()
+		if keep > 0 && q.refillTestDue() {
+			keep++ // the test must leave the request kept back for the probe at the end
+		}
+		if q.remaining-q.inflight-n < keep {
 			switch {
-			case !q.end.IsZero() && q.refillTestDue():
+			case q.refillTestDue() && q.inflight == 0:
 				// Once, a quarter of the way to the end, one request finds out whether the bucket refills.
 				if test := q.remAt.Add(q.end.Sub(q.remAt) / 4); now.Before(test) {
 					return decision{until: test, why: whySpent}
@@ -237,13 +241,14 @@ func (q *quota) ended(now time.Time) bool {
 	return (q.kind == kindWindow || q.kind == kindSilent) && !q.end.IsZero() && !now.Before(q.end)
 }
 
-// refillTestDue reports whether a spent window is still to be tested for refilling before its end: once per
-// bucket whose resets are given as a second or two from now, as a token bucket gives the time until it
-// is full, rounded up. Such a bucket reads as a fixed window of its burst per second when it fills in a
-// fraction of one; the test finds it refilled. A fixed window refuses the test, once. (Sliding windows,
-// which would answer a refused test with a whole window's Retry-After, give their resets as times.)
+// refillTestDue reports whether a window is still to be tested for refilling before its end, once it is
+// spent: once per bucket whose resets are given as a second or two from now, as a token bucket gives the
+// time until it is full, rounded up. Such a bucket reads as a fixed window of its burst per second when
+// it fills in a fraction of one; the test finds it refilled. A fixed window with no request kept back
+// refuses the test, once. The test goes alone, and never spends the request kept back: a sliding window
+// that gives its resets in seconds would refuse the probe at the end without it.
 func (q *quota) refillTestDue() bool {
-	return !q.tested && q.relative && q.end.Sub(q.remAt) <= 2*resetRounding && q.inflight == 0
+	return !q.tested && q.relative && !q.end.IsZero() && q.end.Sub(q.remAt) <= 2*resetRounding
 }
 
 // keepBack is how many requests of a window are kept back (see quota): none until an end is known.
@@ -456,8 +461,9 @@ func (q *quota) learn(r reply, refused bool) {
 	default:
 		q.sameWindow(r)
 	}
-	if q.kind == kindWindow && !q.end.IsZero() && !r.sent.Before(q.end) && !rl.Reset.After(q.reset) {
-		// Sent when the window should have ended, and counted in it all the same.
+	if q.kind == kindWindow && !q.end.IsZero() && !r.sent.Before(q.end) && !rl.Reset.After(q.reset.Add(slack)) {
+		// Sent when the window should have ended, and counted in it all the same (or, with a reset in
+		// seconds, read so: a window of a second turns within the slack of its reset).
 		q.end = q.reset.Add(q.lag)
 		if !q.end.After(r.now) {
 			q.end = r.now.Add(firstBackoff)
@@ -555,10 +561,11 @@ func (q *quota) newWindow(r reply) {
 }
 
 // startRefill starts pacing a bucket just found to refill, at limit per window if both are known, else at
-// one request a second, until the answers show its rate.
+// one request a second, until the answers show its rate. A bucket whose reset moved early (see label) has
+// no window: the spacing of its resets is only that of the requests it counted.
 func (q *quota) startRefill(now time.Time) {
 	q.rate = 2 * minRate
-	if q.limit > 1 && q.window > 0 {
+	if q.limit > 1 && q.window > 0 && !q.early {
 		q.rate = float64(q.limit-1) / q.window.Seconds() // what a sliding window admits steadily
 	}
 	q.refFrom, q.refN, q.refRem = now, 0, q.remaining

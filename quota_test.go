@@ -303,6 +303,32 @@ func TestQuotaTokenBucketRefills(t *testing.T) {
 	m.take(520*time.Millisecond, "wait until") // paced
 }
 
+// A window of 20 whose reset comes in seconds from now is tested for refilling before its end, and the
+// test does not spend the request kept back for the probe at the end: a sliding window counts its whole
+// last window at the start of the next, and admits that probe only if the last window left one unspent.
+// An answer to the probe read as of the same window (a second is also how far two readings of one reset
+// in seconds may differ) does not end the window again at once: the next probe waits a backoff.
+func TestQuotaRefillTestKeepsOneBack(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	secs := func(remaining int) []string {
+		return []string{"X-RateLimit-Limit", "20", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
+	}
+	m.take(0, "go")
+	m.answer(0, time.Millisecond, false, 200, secs(19)...)
+	m.takeN(17, time.Millisecond, "go") // 2 left: one kept back, one for the test
+	for i := range 17 {
+		m.answer(time.Millisecond, 2*time.Millisecond, false, 200, secs(18-i)...)
+	}
+	m.take(2*time.Millisecond, "wait until") // the test goes a quarter of the way to the end
+	m.take(260*time.Millisecond, "probe")
+	m.answer(260*time.Millisecond, 261*time.Millisecond, true, 200, secs(1)...) // nothing given back
+	m.take(270*time.Millisecond, "wait until", time.Second+time.Millisecond)    // the other stays back
+	m.take(time.Second+time.Millisecond, "probe")
+	m.answer(time.Second+time.Millisecond, time.Second+2*time.Millisecond, true, 200, secs(0)...)
+	m.take(time.Second+3*time.Millisecond, "wait until", time.Second+2*time.Millisecond+firstBackoff)
+}
+
 // A sliding window counter (go-chi/httprate) looks fixed in its first window. Spent to its last request,
 // its first answer after the reset shows little given back: it refills. A fixed window shows its whole
 // limit and is known fixed, keeping nothing back from then on.
