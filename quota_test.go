@@ -455,18 +455,15 @@ func TestQuotaResetRoundedDownKeepsTwoBack(t *testing.T) {
 // Learned call it a token bucket. Answers of one second apart are not enough: a window's reset rounded
 // down may read a second later once the window has ended.
 func TestQuotaResetMovingEarlyIsATokenBucket(t *testing.T) {
-	full := func(remaining int, at time.Duration) []string {
-		return []string{"X-RateLimit-Limit", "10", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", epoch(at)}
-	}
 	m := &qt{t: t}
 	m.open()
 	m.takeN(3, 0, "go")
-	m.answer(0, 10*time.Millisecond, false, 200, full(9, time.Second)...)
-	m.answer(0, 10*time.Millisecond, false, 200, full(8, 2*time.Second)...)
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 9, time.Second)...)
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 8, 2*time.Second)...)
 	if got := m.q.label(); got != "fixed window" {
 		t.Fatalf("after a reset a second on: %q, want fixed window", got)
 	}
-	m.answer(0, 10*time.Millisecond, false, 200, full(7, 3*time.Second)...)
+	m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 7, 3*time.Second)...)
 	if got := m.q.label(); got != "token bucket" {
 		t.Fatalf("after a reset moved on two seconds before it came: %q, want token bucket", got)
 	}
