@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"cmp"
 	"container/heap"
 	"fmt"
 	"math"
@@ -27,6 +28,7 @@ type simFixedFromFirst struct {
 	limit   int
 	period  time.Duration
 	roundUp bool // the reset is rounded up to the second, not down
+	seconds bool // the reset is given in seconds from now, rounded up
 	start   time.Time
 	count   int
 }
@@ -42,6 +44,9 @@ func (l *simFixedFromFirst) serve(now time.Time) (int, http.Header) {
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(l.start.Add(l.period).Unix(), 10))
 	if end := l.start.Add(l.period); l.roundUp && !end.Equal(end.Truncate(time.Second)) {
 		h.Set("X-RateLimit-Reset", strconv.FormatInt(end.Unix()+1, 10))
+	}
+	if l.seconds {
+		h.Set("X-RateLimit-Reset", strconv.Itoa(int(math.Ceil(l.start.Add(l.period).Sub(now).Seconds()))))
 	}
 	if l.count > l.limit {
 		return 429, h
@@ -257,38 +262,46 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 	for _, tc := range []struct {
 		name                string
 		lim                 func() simLimiter
-		targetShare, floor  float64 // of the plain client's successes
-		targetRefused, ceil float64 // share of the model's requests
+		targetShare, floor  float64       // of the plain client's successes
+		targetRefused, ceil float64       // share of the model's requests
+		rtt                 time.Duration // the middle of the round trips' range; 0: rtt
 	}{
-		{"fixed window from first request, 20/s", func() simLimiter { return &simFixedFromFirst{limit: 20, period: time.Second} }, 0.95, 0.95, 0.02, 0.02},
+		{"fixed window from first request, 20/s", func() simLimiter { return &simFixedFromFirst{limit: 20, period: time.Second} }, 0.95, 0.95, 0.02, 0.02, 0},
 		// Its reset rounded up instead: the probe at the reset comes up to a second late, sees the reset
 		// two seconds on, and takes the window for one of two seconds.
 		{"fixed window from first request, 20/s, reset rounded up", func() simLimiter {
 			return &simFixedFromFirst{limit: 20, period: time.Second, roundUp: true}
-		}, 0.95, 0.45, 0.02, 0.02},
-		{"fixed window from first request, 50/2s", func() simLimiter { return &simFixedFromFirst{limit: 50, period: 2 * time.Second} }, 0.95, 0.95, 0.02, 0.02},
+		}, 0.95, 0.45, 0.02, 0.02, 0},
+		{"fixed window from first request, 50/2s", func() simLimiter { return &simFixedFromFirst{limit: 50, period: 2 * time.Second} }, 0.95, 0.95, 0.02, 0.02, 0},
 		{"sliding window, 50/2s", func() simLimiter {
 			return &simSliding{limit: 50, window: 2 * time.Second, offset: 700 * time.Millisecond}
-		}, 0.95, 0.95, 0.02, 0.02},
+		}, 0.95, 0.95, 0.02, 0.02, 0},
 		{"sliding window, 40/2s, ending 10 ms before a whole second", func() simLimiter {
 			return &simSliding{limit: 40, window: 2 * time.Second, offset: 1990 * time.Millisecond}
-		}, 0.95, 0.95, 0.02, 0.02},
+		}, 0.95, 0.95, 0.02, 0.02, 0},
 		// A window of a second whose reset reads 0.3 s early: the probe a second after the reset comes 0.7 s
 		// into the next window, where a sliding window has given back most of the last one and looks fixed.
 		{"sliding window, 20/s, reset 0.3 s early", func() simLimiter {
 			return &simSliding{limit: 20, window: time.Second, offset: 300 * time.Millisecond}
-		}, 0.95, 0.75, 0.02, 0.02},
+		}, 0.95, 0.75, 0.02, 0.02, 0},
 		// The same, its reset given in seconds from now: a second is also how far two readings of one reset
 		// may differ, so the window's turn does not show in the reset.
 		{"sliding window, 20/s, reset in seconds", func() simLimiter {
 			return &simSliding{limit: 20, window: time.Second, offset: 300 * time.Millisecond, seconds: true}
-		}, 0.95, 0.85, 0.02, 0.02},
-		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02},
-		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02},
-		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06},
-		{"no limit, no headers", func() simLimiter { return simOpen{} }, 0.99, 0.99, 0, 0},
+		}, 0.95, 0.85, 0.02, 0.02, 0},
+		// A fixed window of a second, its reset in seconds from now, behind round trips of 150-450 ms: its
+		// turn does not show in the reset, the whole limit found back reads as a bucket refilling fast,
+		// and the requests paced at that rate are refused in bursts, a round trip's worth at a time.
+		{"fixed window from first request, 20/s, reset in seconds, 300 ms round trips", func() simLimiter {
+			return &simFixedFromFirst{limit: 20, period: time.Second, seconds: true}
+		}, 0.95, 0.6, 0.02, 0.25, 300 * time.Millisecond},
+		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02, 0},
+		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02, 0},
+		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06, 0},
+		{"no limit, no headers", func() simLimiter { return simOpen{} }, 0.99, 0.99, 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			rtt := cmp.Or(tc.rtt, rtt)
 			plain := simulate(tc.lim(), nil, workers, d, rtt)
 			got := simulate(tc.lim(), &quota{}, workers, d, rtt)
 			share := float64(got.ok) / float64(plain.ok)
