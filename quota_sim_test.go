@@ -297,6 +297,8 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 		}, 0.95, 0.6, 0.02, 0.25, 300 * time.Millisecond},
 		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02, 0},
 		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02, 0},
+		// Behind 300 ms round trips the answers pace the bucket a round trip late: nothing refused, less got.
+		{"token bucket 20/s, burst 5, 300 ms round trips", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.45, 0.02, 0.02, 300 * time.Millisecond},
 		{"bare 429s, 20/s", func() simLimiter { return &simBare{limit: 20, window: time.Second} }, 0.90, 0.98, 0.10, 0.06, 0},
 		{"no limit, no headers", func() simLimiter { return simOpen{} }, 0.99, 0.99, 0, 0, 0},
 	} {
