@@ -572,7 +572,10 @@ func (q *quota) startRefill(now time.Time) {
 }
 
 // meterRefill measures a refill bucket's rate: over a stretch of answers, what it gave back is the rise
-// in Remaining plus what the successes it counted meanwhile spent (a request's units, see Spend).
+// in Remaining plus what the successes it counted meanwhile spent (a request's units, see Spend). A full
+// bucket may have given back more than it shows, so a full reading only raises the rate; any other
+// moves it halfway to what the stretch showed, nothing given back included: a fixed window taken for a
+// bucket refilling fast (its turn found by the refill test) shows nothing back between turns.
 func (q *quota) meterRefill(r reply) {
 	if r.status < 200 || r.status >= 300 {
 		return
@@ -585,8 +588,8 @@ func (q *quota) meterRefill(r reply) {
 	given := float64(r.rl.Remaining-q.refRem+q.refN) / span.Seconds()
 	if r.rl.Remaining >= q.limit-1 {
 		q.rate = max(q.rate, given) // full: it may give back more than it could show
-	} else if given > 0 {
-		q.rate = (q.rate + given) / 2
+	} else {
+		q.rate = max((q.rate+max(given, 0))/2, minRate)
 	}
 	q.refFrom, q.refN, q.refRem = r.now, 0, r.rl.Remaining
 }

@@ -291,10 +291,11 @@ func TestQuotaSimulatedLimiters(t *testing.T) {
 		}, 0.95, 0.85, 0.02, 0.02, 0},
 		// A fixed window of a second, its reset in seconds from now, behind round trips of 150-450 ms: its
 		// turn does not show in the reset, the whole limit found back reads as a bucket refilling fast,
-		// and the requests paced at that rate are refused in bursts, a round trip's worth at a time.
+		// and the requests paced at that rate are refused in bursts, a round trip's worth at a time, until
+		// the stretches between turns, which give nothing back, have slowed the pace.
 		{"fixed window from first request, 20/s, reset in seconds, 300 ms round trips", func() simLimiter {
 			return &simFixedFromFirst{limit: 20, period: time.Second, seconds: true}
-		}, 0.95, 0.6, 0.02, 0.25, 300 * time.Millisecond},
+		}, 0.95, 0.7, 0.02, 0.12, 300 * time.Millisecond},
 		{"token bucket 20/s, burst 5", func() simLimiter { return &simGCRA{rate: 20, burst: 5} }, 0.95, 0.95, 0.02, 0.02, 0},
 		{"token bucket 50/s, burst 20", func() simLimiter { return &simGCRA{rate: 50, burst: 20} }, 0.95, 0.95, 0.02, 0.02, 0},
 		// Behind 300 ms round trips the answers pace the bucket a round trip late: nothing refused, less got.

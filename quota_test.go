@@ -303,6 +303,26 @@ func TestQuotaTokenBucketRefills(t *testing.T) {
 	m.take(520*time.Millisecond, "wait until") // paced
 }
 
+// A refilling bucket's pace comes from what its answers show given back. A stretch of answers in which
+// the count fell by exactly what was spent shows nothing given back, and halves the pace: a fixed window
+// of a second whose reset comes in seconds from now can pass for a bucket refilling fast when a test lands
+// just past its turn, and must not be paced at that speed for long.
+func TestQuotaRefillSlowsWhenNothingComesBack(t *testing.T) {
+	m := &qt{t: t}
+	m.q = quota{kind: kindRefill, heard: true, classed: true, limit: 20, remaining: 19, remAt: at(0), rate: 100,
+		refFrom: at(0), refRem: 19, relative: true}
+	secs := func(remaining int) []string {
+		return []string{"X-RateLimit-Limit", "20", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
+	}
+	m.takeN(10, 0, "go")
+	for i := range 10 {
+		m.answer(0, 300*time.Millisecond, false, 200, secs(18-i)...) // 19 less the 10 spent: none given back
+	}
+	if m.q.rate != 50 {
+		t.Fatalf("rate %.1f a second after a stretch that gave nothing back, want 50 (half of 100)", m.q.rate)
+	}
+}
+
 // A window of 20 whose reset comes in seconds from now is tested for refilling before its end, and the
 // test does not spend the request kept back for the probe at the end: a sliding window counts its whole
 // last window at the start of the next, and admits that probe only if the last window left one unspent.
