@@ -22,8 +22,9 @@ import (
 //     keepBackMin keeps its last request back, so that a sliding window too admits the probe after it;
 //     two while the reset may be rounded down, since the probe at the reset may then spend one.
 //   - refill: the server gives quota back continuously, as a sliding-window counter or a token bucket
-//     (GCRA) does. It shows as Remaining rising within a window, or as a probe after a window spent to
-//     its last request finding little. The budget is the newest Remaining, plus what the refill rate
+//     (GCRA) does. It shows as Remaining rising within a window, as a window with resets in whole seconds
+//     from now turning twice within a second, or as a probe after a window spent to its last request
+//     finding little. The budget is the newest Remaining, plus what the refill rate
 //     seen in the answers has given back since, less one request kept back and those in flight.
 //   - silent: refusals without rate-limit headers. The bucket is taken to be a fixed window of its own,
 //     opened by a probe, in which as many requests go as got through before the last refusal: sent at
@@ -50,6 +51,7 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
+	turned    time.Time     // when the first answer of the current window arrived (kind window)
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kinds window and silent)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
@@ -479,23 +481,33 @@ func (q *quota) sameWindow(r reply) {
 		// It refills, so a higher count is news only from a request sent after the answer that said the
 		// count there is came (answers of requests in flight together arrive in any order); a lower one
 		// is taken as it comes.
-		if rem < q.remaining || r.sent.After(q.remAt) {
+		if rem < q.remaining || !r.sent.Before(q.remAt) {
 			q.setRemaining(r)
 		}
 		q.meterRefill(r)
 	case q.remAt.IsZero() || rem < q.remaining:
 		// Answers of one window may arrive out of order: the least remaining is the newest.
 		q.setRemaining(r)
-	case q.limit == 0 && r.sent.After(q.remAt):
+	case q.limit == 0 && !r.sent.Before(q.remAt):
 		// No limit to tell a new window or a refill by: a count from a request sent after the answer
 		// that said less came is the newest.
 		q.setRemaining(r)
-	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
+	case r.status/100 == 2 && !r.sent.Before(q.remAt) && q.limit > 0:
 		// Counted after the answer that said less, and admitted with as much or more left: the window
 		// has turned, if the request went after it was to end or it holds about its whole limit; else
 		// the bucket gave quota back meanwhile (or the probe testing it for that was admitted).
 		ended := !q.end.IsZero() && !r.sent.Before(q.end)
 		whole := !r.probe && rem >= q.limit-1-q.inflight
+		if !ended && whole && rem > q.remaining && q.relative && r.now.Sub(q.turned) < resetRounding {
+			// Turned again within a second of its last turn, its reset in whole seconds from now: whether
+			// a window shorter than its reset can tell, or a bucket refilling within a round trip (a small
+			// token bucket far away shows some of its burst back in nearly every answer), only a rate
+			// paces it.
+			q.kind, q.classed = kindRefill, true
+			q.setRemaining(r)
+			q.startRefill(r.now)
+			return
+		}
 		if ended || (whole && rem > q.remaining) {
 			q.newWindow(r)
 			return
@@ -503,11 +515,17 @@ func (q *quota) sameWindow(r reply) {
 		if whole {
 			return // the window is as whole as it was: nothing new
 		}
-		given := float64(rem-q.remaining) / r.sent.Sub(q.remAt).Seconds() // at least, give or take one
+		// What came back since the answer that said less, at most over the time from it to when the
+		// request went: the pace errs fast at first, and meterRefill brings it down. (A request sent the
+		// instant that answer came, as under testing/synctest, shows no time at all.)
+		span := r.sent.Sub(q.remAt)
+		given := float64(rem - q.remaining)
 		q.kind, q.classed = kindRefill, true
 		q.setRemaining(r)
 		q.startRefill(r.now)
-		q.rate = max(q.rate, given)
+		if span > 0 {
+			q.rate = max(q.rate, given/span.Seconds())
+		}
 	}
 }
 
@@ -538,7 +556,7 @@ func (q *quota) newWindow(r reply) {
 			q.startRefill(r.now)
 		}
 	}
-	q.reset = rl.Reset
+	q.reset, q.turned = rl.Reset, r.now
 	q.setRemaining(r)
 	if q.kind == kindRefill {
 		q.meterRefill(r)

@@ -83,6 +83,12 @@ func xrl(limit, remaining int, reset time.Duration) []string {
 	return []string{"X-RateLimit-Limit", strconv.Itoa(limit), "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", epoch(reset)}
 }
 
+// xrl1 returns X-RateLimit-* headers with a reset a second from now, as token buckets and windows of a
+// second give it.
+func xrl1(limit, remaining int) []string {
+	return []string{"X-RateLimit-Limit", strconv.Itoa(limit), "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
+}
+
 // A bucket's first request goes alone; once its slow start is over (see
 // TestQuotaUnknownBucketStartsSlowly), with answers that carry no rate-limit headers, everything goes.
 func TestQuotaUnknownBucketLetsEverythingGo(t *testing.T) {
@@ -284,18 +290,15 @@ func TestQuotaSilentServerWindows(t *testing.T) {
 func TestQuotaTokenBucketRefills(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
-	gcra := func(remaining int) []string {
-		return []string{"X-RateLimit-Limit", "6", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
-	}
 	m.takeN(6, 0, "go")
 	for i := range 6 {
-		m.answer(0, time.Duration(i+1)*time.Millisecond, false, 200, gcra(5-i)...)
+		m.answer(0, time.Duration(i+1)*time.Millisecond, false, 200, xrl1(6, 5-i)...)
 	}
 	// Spent, it reads as a fixed window of 6 a second; a quarter of the way to that end one request
 	// tests it, and is admitted with tokens to spare: the bucket refills.
 	m.take(10*time.Millisecond, "wait until", 254750*time.Microsecond)
 	m.take(254750*time.Microsecond, "probe")
-	m.answer(254750*time.Microsecond, 510*time.Millisecond, true, 200, gcra(5)...)
+	m.answer(254750*time.Microsecond, 510*time.Millisecond, true, 200, xrl1(6, 5)...)
 	if m.q.kind != kindRefill {
 		t.Fatalf("kind %v, want refill", m.q.kind)
 	}
@@ -311,15 +314,32 @@ func TestQuotaRefillSlowsWhenNothingComesBack(t *testing.T) {
 	m := &qt{t: t}
 	m.q = quota{kind: kindRefill, heard: true, classed: true, limit: 20, remaining: 19, remAt: at(0), rate: 100,
 		refFrom: at(0), refRem: 19, relative: true}
-	secs := func(remaining int) []string {
-		return []string{"X-RateLimit-Limit", "20", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
-	}
 	m.takeN(10, 0, "go")
 	for i := range 10 {
-		m.answer(0, 300*time.Millisecond, false, 200, secs(18-i)...) // 19 less the 10 spent: none given back
+		m.answer(0, 300*time.Millisecond, false, 200, xrl1(20, 18-i)...) // 19 less the 10 spent: none given back
 	}
 	if m.q.rate != 50 {
 		t.Fatalf("rate %.1f a second after a stretch that gave nothing back, want 50 (half of 100)", m.q.rate)
+	}
+}
+
+// A small token bucket far away gives some of its burst back in nearly every answer, so it never looks
+// spent, and its reset, a second from now, tells no window. Seen to turn twice within a second, it is
+// paced as a bucket that refills. A request sent the instant the answer that said less came counts as
+// sent after it (answers of requests in flight together that arrive at once do not).
+func TestQuotaTurningWithinASecondRefills(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 300*time.Millisecond, false, 200, xrl1(6, 5)...) // a window of 6 a second begins
+	m.takeN(4, 300*time.Millisecond, "go")
+	for i := range 4 {
+		m.answer(300*time.Millisecond, 600*time.Millisecond, false, 200, xrl1(6, 4-i)...)
+	}
+	m.take(600*time.Millisecond, "go")
+	m.answer(600*time.Millisecond, 900*time.Millisecond, false, 200, xrl1(6, 5)...) // back to 5 within a second
+	if m.q.kind != kindRefill {
+		t.Fatalf("kind %v, want refill", m.q.kind)
 	}
 }
 
@@ -331,21 +351,18 @@ func TestQuotaRefillSlowsWhenNothingComesBack(t *testing.T) {
 func TestQuotaRefillTestKeepsOneBack(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
-	secs := func(remaining int) []string {
-		return []string{"X-RateLimit-Limit", "20", "X-RateLimit-Remaining", strconv.Itoa(remaining), "X-RateLimit-Reset", "1"}
-	}
 	m.take(0, "go")
-	m.answer(0, time.Millisecond, false, 200, secs(19)...)
+	m.answer(0, time.Millisecond, false, 200, xrl1(20, 19)...)
 	m.takeN(17, time.Millisecond, "go") // 2 left: one kept back, one for the test
 	for i := range 17 {
-		m.answer(time.Millisecond, 2*time.Millisecond, false, 200, secs(18-i)...)
+		m.answer(time.Millisecond, 2*time.Millisecond, false, 200, xrl1(20, 18-i)...)
 	}
 	m.take(2*time.Millisecond, "wait until") // the test goes a quarter of the way to the end
 	m.take(260*time.Millisecond, "probe")
-	m.answer(260*time.Millisecond, 261*time.Millisecond, true, 200, secs(1)...) // nothing given back
-	m.take(270*time.Millisecond, "wait until", time.Second+time.Millisecond)    // the other stays back
+	m.answer(260*time.Millisecond, 261*time.Millisecond, true, 200, xrl1(20, 1)...) // nothing given back
+	m.take(270*time.Millisecond, "wait until", time.Second+time.Millisecond)        // the other stays back
 	m.take(time.Second+time.Millisecond, "probe")
-	m.answer(time.Second+time.Millisecond, time.Second+2*time.Millisecond, true, 200, secs(0)...)
+	m.answer(time.Second+time.Millisecond, time.Second+2*time.Millisecond, true, 200, xrl1(20, 0)...)
 	m.take(time.Second+3*time.Millisecond, "wait until", time.Second+2*time.Millisecond+firstBackoff)
 }
 

@@ -88,7 +88,7 @@ func (b *Quota) Until() time.Time {
 }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 2
+const quotaEncoding = 3
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
@@ -128,6 +128,7 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.dur(&q.window)
 	c.int(&q.remaining)
 	c.time(&q.remAt)
+	c.time(&q.turned)
 	c.time(&q.reset)
 	c.time(&q.end)
 	c.dur(&q.lag)

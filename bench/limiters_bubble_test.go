@@ -52,8 +52,8 @@ func TestHTTPRatePhases(t *testing.T) {
 		phase *= time.Millisecond
 		t.Run(fmt.Sprint(phase), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				plain := runLimiter(phase, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return rt })
-				got := runLimiter(phase, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
+				plain := runLimiter(phase, time.Millisecond, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return rt })
+				got := runLimiter(phase, time.Millisecond, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
 				pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
 				t.Logf("plain %d ok, %d refused; polite %d ok, %d refused", pok, plain.refused.Load(), gok, gref)
 				share, refused := float64(gok)/float64(pok), float64(gref)/float64(max(gok+gref, 1))
@@ -64,6 +64,30 @@ func TestHTTPRatePhases(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestTokenBucketFarAway runs polite against throttled's GCRA (20 a second, a burst of 5) behind round
+// trips of 300 ms: the bucket gives part of its burst back in nearly every answer, so it never looks
+// spent, and its resets, a second from now, never tell a window. Read as a fixed window that turned
+// every 0.6 s, it got 36 % of what a plain client gets; found to refill, and paced, 56-58 %. That is
+// short of the suite's target (each answer is half a round trip old, and a bucket of 6 has little to
+// spare for that); the test guards against falling back, and wants none refused.
+func TestTokenBucketFarAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const oneWay = 150 * time.Millisecond
+		plain := runLimiter(0, oneWay, newThrottled, func(rt http.RoundTripper) http.RoundTripper { return rt })
+		var p *polite.Transport
+		got := runLimiter(0, oneWay, newThrottled, func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
+		pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
+		learned := p.Throttle().Learned()
+		t.Logf("plain %d ok; polite %d ok (%.1f %%), %d refused; learned %+v", pok, gok, 100*float64(gok)/float64(pok), gref, learned)
+		if share := float64(gok) / float64(pok); share < 0.5 || gref > 0 {
+			t.Errorf("polite: %d ok (%.1f %% of plain's), %d refused; want at least 50 %% and none refused", gok, 100*share, gref)
+		}
+		if len(learned) != 1 || learned[0].Kind != "token bucket" {
+			t.Errorf("learned %+v, want one bucket, a token bucket", learned)
+		}
+	})
 }
 
 // TestLearnedKinds: after a run, the throttle names what each real limiter is, as polite probe shows it.
@@ -79,7 +103,7 @@ func TestLearnedKinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var p *polite.Transport
-				runLimiter(0, tc.limiter, func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
+				runLimiter(0, time.Millisecond, tc.limiter, func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
 				learned := p.Throttle().Learned()
 				if len(learned) != 1 || learned[0].Kind != tc.want {
 					t.Fatalf("learned %+v, want one bucket, a %s", learned, tc.want)
@@ -94,11 +118,11 @@ func TestLearnedKinds(t *testing.T) {
 type limiterCounts struct{ ok, refused atomic.Int64 }
 
 // runLimiter makes a limiter at phase past the next whole second of the bubble's clock, then has 16
-// workers send through wrap's transport to it for 4 s.
-func runLimiter(phase time.Duration, limiter func(http.Handler) http.Handler, wrap func(http.RoundTripper) http.RoundTripper) *limiterCounts {
+// workers send through wrap's transport to it for 4 s, each request taking oneWay each way.
+func runLimiter(phase, oneWay time.Duration, limiter func(http.Handler) http.Handler, wrap func(http.RoundTripper) http.RoundTripper) *limiterCounts {
 	now := time.Now()
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + phase).Sub(now))
-	server := &countingTransport{next: handlerTransport{limiter(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))}}
+	server := &countingTransport{next: handlerTransport{limiter(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))}, oneWay: oneWay}
 	client := &http.Client{Transport: wrap(server)}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
@@ -121,14 +145,16 @@ func runLimiter(phase time.Duration, limiter func(http.Handler) http.Handler, wr
 	return &server.counts
 }
 
-// countingTransport counts next's answers, 1 ms after the request goes and 1 ms before its answer comes.
+// countingTransport counts next's answers, oneWay after the request goes and oneWay before its answer
+// comes.
 type countingTransport struct {
 	next   http.RoundTripper
+	oneWay time.Duration
 	counts limiterCounts
 }
 
 func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	time.Sleep(time.Millisecond)
+	time.Sleep(t.oneWay)
 	resp, err := t.next.RoundTrip(req)
 	if err == nil {
 		if resp.StatusCode == http.StatusTooManyRequests {
@@ -137,6 +163,6 @@ func (t *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			t.counts.ok.Add(1)
 		}
 	}
-	time.Sleep(time.Millisecond)
+	time.Sleep(t.oneWay)
 	return resp, err
 }
