@@ -44,13 +44,14 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.k, "k", 16, "concurrent workers")
 	flag.DurationVar(&cfg.d, "d", 4*time.Second, "how long the workers send, per run")
+	flag.DurationVar(&cfg.delay, "delay", 0, "how long each request takes to reach the server, and its answer to come back: round trips of twice that, as to a server far away")
 	flag.BoolVar(&cfg.trace, "trace", false, "print, for each run the server refused, every answer the transport got: when it was sent and came, its status and rate-limit headers")
 	only := flag.String("only", "", "comma-separated transports (plain, polite, retryablehttp, failsafehttp) and limiters ("+
 		strings.Join(limiterNames(), ", ")+") to run; all of a kind if none of it is named")
 	flag.Parse()
 	var err error
 	cfg.transports, cfg.limiters, err = pick(*only)
-	if err != nil || cfg.k < 1 || cfg.d <= 0 {
+	if err != nil || cfg.k < 1 || cfg.d <= 0 || cfg.delay < 0 {
 		fmt.Fprintln(os.Stderr, "limiters: bad flags", err)
 		flag.Usage()
 		os.Exit(2)
@@ -61,6 +62,7 @@ func main() {
 type config struct {
 	k          int
 	d          time.Duration
+	delay      time.Duration // one way, added by the server before the limiter and after the answer
 	trace      bool
 	transports []peers.Peer
 	limiters   []limiter
@@ -163,7 +165,7 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 	limited, stop := l.build(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))
-	c := &counting{next: limited, end: time.Now().Add(cfg.d)}
+	c := &counting{next: limited, end: time.Now().Add(cfg.d), delay: cfg.delay}
 	srv := httptest.NewServer(c) // on loopback
 	base := &http.Transport{MaxIdleConns: 2 * cfg.k, MaxIdleConnsPerHost: 2 * cfg.k, IdleConnTimeout: time.Minute}
 	var tr *tracer
@@ -229,16 +231,21 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 // counting is the server's outermost handler: it counts the requests that reach the limiter behind it,
 // those the limiter refuses with a 429, whose first headers it keeps, and those it lets through before
 // end, the run's end on the server's clock: a client whose hammering delays its own stop (its timer
-// fires late on a busy machine) gets no successes past the run's end.
+// fires late on a busy machine) gets no successes past the run's end. It holds each request for delay
+// before the limiter sees it, and its answer for delay after (the answer is small enough to stay
+// buffered until the handler returns).
 type counting struct {
 	next              http.Handler
 	end               time.Time
+	delay             time.Duration
 	seen, refused, ok atomic.Int64
 	mu                sync.Mutex
 	header            http.Header
 }
 
 func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	time.Sleep(c.delay)
+	defer time.Sleep(c.delay)
 	c.seen.Add(1)
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	c.next.ServeHTTP(sw, r)
@@ -288,7 +295,11 @@ func errClass(err error) string {
 // report writes the machine, the setup, what each limiter said in its first 429, and the table.
 func report(cfg config, results []result, out io.Writer) {
 	fmt.Fprintf(out, "%s %s/%s, nproc %d\n\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
-	fmt.Fprintf(out, "%d workers send GETs back to back for %v per run, each run against a fresh loopback server.\n\n", cfg.k, cfg.d)
+	fmt.Fprintf(out, "%d workers send GETs back to back for %v per run, each run against a fresh loopback server", cfg.k, cfg.d)
+	if cfg.delay > 0 {
+		fmt.Fprintf(out, " that holds each request and each answer for %v", cfg.delay)
+	}
+	fmt.Fprint(out, ".\n\n")
 	versions := moduleVersions()
 	for _, l := range cfg.limiters {
 		fmt.Fprintf(out, "- %s: %s; first 429's headers: %s\n", l.describe(versions), l.quota, first429(results, l.name))

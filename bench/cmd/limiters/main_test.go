@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/politehttp/polite/bench/internal/peers"
@@ -79,4 +82,22 @@ func TestRun(t *testing.T) {
 	if len(results) != 1 || !strings.Contains(out.String(), "| bare429 | plain | ") {
 		t.Errorf("run returned %d results and printed:\n%s", len(results), out.String())
 	}
+}
+
+// With -delay, the server holds each request before the limiter sees it and its answer after: a round
+// trip of twice the delay, on the clock of a synctest bubble.
+func TestCountingDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var reached time.Duration
+		start := time.Now()
+		c := &counting{next: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = time.Since(start) }),
+			end: start.Add(time.Hour), delay: 150 * time.Millisecond}
+		c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/items", nil))
+		if took := time.Since(start); reached != 150*time.Millisecond || took != 300*time.Millisecond {
+			t.Errorf("the limiter saw the request after %v, the answer came after %v; want 150ms and 300ms", reached, took)
+		}
+		if c.seen.Load() != 1 || c.ok.Load() != 1 {
+			t.Errorf("seen %d, ok %d; want 1 and 1", c.seen.Load(), c.ok.Load())
+		}
+	})
 }
