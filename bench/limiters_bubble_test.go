@@ -11,33 +11,21 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/go-chi/httprate"
 	"github.com/politehttp/polite"
-	"github.com/throttled/throttled/v2"
-	"github.com/throttled/throttled/v2/store/memstore"
+	"github.com/politehttp/polite/bench/internal/limiters"
 )
 
-// These tests run polite against real limiter middleware, set up as bench/cmd/limiters sets it up, in a
+// These tests run polite against real limiter middleware, the suite's (bench/internal/limiters), in a
 // synctest bubble: the server is called in memory, each request takes 1 ms each way on the bubble's
 // clock, and the instant a limiter is made is exact.
 
-// newHTTPRate is go-chi/httprate at 40 per 2 s, a sliding window counter, as the limiters suite has it.
-func newHTTPRate(next http.Handler) http.Handler {
-	return httprate.LimitBy(40, 2*time.Second, func(*http.Request) (string, error) { return "client", nil })(next)
-}
-
-// newThrottled is throttled/throttled's GCRA at 20 a second with a burst of 5, as the limiters suite
-// has it.
-func newThrottled(next http.Handler) http.Handler {
-	store, err := memstore.NewCtx(64)
-	if err != nil {
-		panic(err)
+// limiter returns the suite's limiter named name, as bench/cmd/limiters runs it.
+func limiter(name string) limiters.Limiter {
+	l, ok := limiters.ByName(name)
+	if !ok {
+		panic("no limiter " + name)
 	}
-	rl, err := throttled.NewGCRARateLimiterCtx(store, throttled.RateQuota{MaxRate: throttled.PerSec(20), MaxBurst: 5})
-	if err != nil {
-		panic(err)
-	}
-	return (&throttled.HTTPRateLimiterCtx{RateLimiter: rl, VaryBy: &throttled.VaryBy{RemoteAddr: true}}).RateLimit(next)
+	return l
 }
 
 // TestHTTPRatePhases runs polite against httprate made at several instants within a second. httprate
@@ -52,8 +40,8 @@ func TestHTTPRatePhases(t *testing.T) {
 		phase *= time.Millisecond
 		t.Run(fmt.Sprint(phase), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				plain := runLimiter(phase, time.Millisecond, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return rt })
-				got := runLimiter(phase, time.Millisecond, newHTTPRate, func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
+				plain := runLimiter(phase, time.Millisecond, limiter("httprate"), func(rt http.RoundTripper) http.RoundTripper { return rt })
+				got := runLimiter(phase, time.Millisecond, limiter("httprate"), func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
 				pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
 				t.Logf("plain %d ok, %d refused; polite %d ok, %d refused", pok, plain.refused.Load(), gok, gref)
 				share, refused := float64(gok)/float64(pok), float64(gref)/float64(max(gok+gref, 1))
@@ -75,9 +63,9 @@ func TestHTTPRatePhases(t *testing.T) {
 func TestTokenBucketFarAway(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const oneWay = 150 * time.Millisecond
-		plain := runLimiter(0, oneWay, newThrottled, func(rt http.RoundTripper) http.RoundTripper { return rt })
+		plain := runLimiter(0, oneWay, limiter("throttled"), func(rt http.RoundTripper) http.RoundTripper { return rt })
 		var p *polite.Transport
-		got := runLimiter(0, oneWay, newThrottled, func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
+		got := runLimiter(0, oneWay, limiter("throttled"), func(rt http.RoundTripper) http.RoundTripper { p = polite.New(rt); return p })
 		pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
 		learned := p.Throttle().Learned()
 		t.Logf("plain %d ok; polite %d ok (%.1f %%), %d refused; learned %+v", pok, gok, 100*float64(gok)/float64(pok), gref, learned)
@@ -94,11 +82,11 @@ func TestTokenBucketFarAway(t *testing.T) {
 func TestLearnedKinds(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		limiter func(http.Handler) http.Handler
+		limiter limiters.Limiter
 		want    string
 	}{
-		{"httprate", newHTTPRate, "sliding window"},
-		{"throttled", newThrottled, "token bucket"},
+		{"httprate", limiter("httprate"), "sliding window"},
+		{"throttled", limiter("throttled"), "token bucket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -119,10 +107,12 @@ type limiterCounts struct{ ok, refused atomic.Int64 }
 
 // runLimiter makes a limiter at phase past the next whole second of the bubble's clock, then has 16
 // workers send through wrap's transport to it for 4 s, each request taking oneWay each way.
-func runLimiter(phase, oneWay time.Duration, limiter func(http.Handler) http.Handler, wrap func(http.RoundTripper) http.RoundTripper) *limiterCounts {
+func runLimiter(phase, oneWay time.Duration, l limiters.Limiter, wrap func(http.RoundTripper) http.RoundTripper) *limiterCounts {
 	now := time.Now()
 	time.Sleep(now.Truncate(time.Second).Add(time.Second + phase).Sub(now))
-	server := &countingTransport{next: handlerTransport{limiter(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))}, oneWay: oneWay}
+	limited, stop := l.Build(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer stop()
+	server := &countingTransport{next: handlerTransport{limited}, oneWay: oneWay}
 	client := &http.Client{Transport: wrap(server)}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()

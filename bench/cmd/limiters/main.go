@@ -37,6 +37,7 @@ import (
 
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/politehttp/polite"
+	"github.com/politehttp/polite/bench/internal/limiters"
 	"github.com/politehttp/polite/bench/internal/peers"
 )
 
@@ -65,7 +66,7 @@ type config struct {
 	delay      time.Duration // one way, added by the server before the limiter and after the answer
 	trace      bool
 	transports []peers.Peer
-	limiters   []limiter
+	limiters   []limiters.Limiter
 }
 
 // maxCalls bounds the calls of one worker in one run, whatever the run's duration.
@@ -85,21 +86,21 @@ func allTransports() []peers.Peer {
 
 func limiterNames() []string {
 	var names []string
-	for _, l := range limiters {
-		names = append(names, l.name)
+	for _, l := range limiters.All() {
+		names = append(names, l.Name)
 	}
 	return names
 }
 
 // pick returns the transports and limiters named in only, a comma-separated list: all transports if it
 // names none, and all limiters if it names none.
-func pick(only string) ([]peers.Peer, []limiter, error) {
+func pick(only string) ([]peers.Peer, []limiters.Limiter, error) {
 	var names []string
 	if only != "" {
 		names = strings.Split(only, ",")
 	}
 	var ts []peers.Peer
-	var ls []limiter
+	var ls []limiters.Limiter
 	known := 0
 	for _, p := range allTransports() {
 		if slices.Contains(names, p.Name) {
@@ -107,8 +108,8 @@ func pick(only string) ([]peers.Peer, []limiter, error) {
 			known++
 		}
 	}
-	for _, l := range limiters {
-		if slices.Contains(names, l.name) {
+	for _, l := range limiters.All() {
+		if slices.Contains(names, l.Name) {
 			ls = append(ls, l)
 			known++
 		}
@@ -120,7 +121,7 @@ func pick(only string) ([]peers.Peer, []limiter, error) {
 		ts = allTransports()
 	}
 	if len(ls) == 0 {
-		ls = limiters
+		ls = limiters.All()
 	}
 	return ts, ls, nil
 }
@@ -161,8 +162,8 @@ func run(cfg config, out, progress io.Writer) []result {
 }
 
 // runPair has cfg.k workers call a fresh server with limiter l through transport p for cfg.d.
-func runPair(cfg config, l limiter, p peers.Peer) result {
-	limited, stop := l.build(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func runPair(cfg config, l limiters.Limiter, p peers.Peer) result {
+	limited, stop := l.Build(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))
 	c := &counting{next: limited, end: time.Now().Add(cfg.d), delay: cfg.delay}
@@ -218,7 +219,7 @@ func runPair(cfg config, l limiter, p peers.Peer) result {
 	base.CloseIdleConnections()
 	stop()
 
-	r := result{limiter: l.name, transport: p.Name, errors: make(map[string]int), successes: int(c.ok.Load()),
+	r := result{limiter: l.Name, transport: p.Name, errors: make(map[string]int), successes: int(c.ok.Load()),
 		seen: c.seen.Load(), refused: c.refused.Load(), first429: c.refusalHeader(), trace: tr}
 	for _, t := range tallies {
 		for k, v := range t.errors {
@@ -302,7 +303,7 @@ func report(cfg config, results []result, out io.Writer) {
 	fmt.Fprint(out, ".\n\n")
 	versions := moduleVersions()
 	for _, l := range cfg.limiters {
-		fmt.Fprintf(out, "- %s: %s; first 429's headers: %s\n", l.describe(versions), l.quota, first429(results, l.name))
+		fmt.Fprintf(out, "- %s: %s; first 429's headers: %s\n", l.Describe(versions), l.Quota, first429(results, l.Name))
 	}
 	fmt.Fprintln(out)
 	fmt.Fprintln(out, "| limiter | transport | successes | server saw | 429 % of seen | errors to caller | successes % of plain |")

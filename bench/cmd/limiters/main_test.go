@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/politehttp/polite/bench/internal/limiters"
 	"github.com/politehttp/polite/bench/internal/peers"
 )
 
@@ -27,18 +28,18 @@ func TestShortSuite(t *testing.T) {
 	for _, p := range allTransports() {
 		transports[p.Name] = p
 	}
-	cfg := config{k: 2, d: 300 * time.Millisecond, limiters: limiters}
+	cfg := config{k: 2, d: 300 * time.Millisecond, limiters: limiters.All()}
 	var results []result
-	for _, l := range limiters {
-		p, ok := transports[transportFor[l.name]]
+	for _, l := range limiters.All() {
+		p, ok := transports[transportFor[l.Name]]
 		if !ok {
-			t.Fatalf("no transport chosen for limiter %s", l.name)
+			t.Fatalf("no transport chosen for limiter %s", l.Name)
 		}
 		r := runPair(cfg, l, p)
 		if r.seen == 0 {
-			t.Errorf("%s with %s: the server saw no request", l.name, p.Name)
+			t.Errorf("%s with %s: the server saw no request", l.Name, p.Name)
 		}
-		if l.name == "bare429" && (r.refused == 0 || r.errors["429"] == 0) {
+		if l.Name == "bare429" && (r.refused == 0 || r.errors["429"] == 0) {
 			t.Errorf("bare429 with plain: server refused %d, caller got %d 429s; want some of each", r.refused, r.errors["429"])
 		}
 		results = append(results, r)
@@ -46,8 +47,8 @@ func TestShortSuite(t *testing.T) {
 
 	var out bytes.Buffer
 	report(cfg, results, &out)
-	for _, l := range limiters {
-		row := "| " + l.name + " | " + transportFor[l.name] + " | "
+	for _, l := range limiters.All() {
+		row := "| " + l.Name + " | " + transportFor[l.Name] + " | "
 		if !strings.Contains(out.String(), row) {
 			t.Errorf("no row starting %q in the report:\n%s", row, out.String())
 		}
@@ -59,11 +60,11 @@ func TestShortSuite(t *testing.T) {
 
 func TestPick(t *testing.T) {
 	ts, ls, err := pick("plain,bare429")
-	if err != nil || len(ts) != 1 || ts[0].Name != "plain" || len(ls) != 1 || ls[0].name != "bare429" {
+	if err != nil || len(ts) != 1 || ts[0].Name != "plain" || len(ls) != 1 || ls[0].Name != "bare429" {
 		t.Errorf("pick(plain,bare429) = %d transports, %d limiters, %v", len(ts), len(ls), err)
 	}
 	ts, ls, err = pick("")
-	if err != nil || len(ts) != len(allTransports()) || len(ls) != len(limiters) {
+	if err != nil || len(ts) != len(allTransports()) || len(ls) != len(limiters.All()) {
 		t.Errorf("pick(\"\") = %d transports, %d limiters, %v; want all", len(ts), len(ls), err)
 	}
 	if _, _, err := pick("plain,nosuch"); err == nil {

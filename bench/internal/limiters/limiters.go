@@ -1,8 +1,7 @@
-package main
-
-// This file builds the servers' rate limiters: middleware from the Go ecosystem, each set up with its own
-// constructors as its README or godoc shows and with the headers it sends by default, and one written
-// here that answers bare 429s.
+// Package limiters builds the servers' rate limiters of the bench module's real-limiter suite (cmd/limiters)
+// and its tests: middleware from the Go ecosystem, each set up with its own constructors as its README or
+// godoc shows and with the headers it sends by default, and one written here that answers bare 429s.
+package limiters
 
 import (
 	"context"
@@ -22,23 +21,35 @@ import (
 	ululememory "github.com/ulule/limiter/v3/drivers/store/memory"
 )
 
-// A limiter is one kind of rate-limit middleware. build returns a fresh instance wrapped around next,
+// A Limiter is one kind of rate-limit middleware. Build returns a fresh instance wrapped around next,
 // with nothing counted yet, and a function that releases what the instance holds.
-type limiter struct {
-	name   string
-	module string // the Go module it comes from, whose version the report shows; empty if written here
-	quota  string // what it allows, for the report
-	build  func(next http.Handler) (http.Handler, func())
+type Limiter struct {
+	Name   string
+	Module string // the Go module it comes from, whose version the report shows; empty if written here
+	Quota  string // what it allows, for the report
+	Build  func(next http.Handler) (http.Handler, func())
 }
 
-// Every limiter allows 20 requests a second in the long run; they differ in how they count and in what
-// they tell the client.
-var limiters = []limiter{
+// All returns the suite's limiters, in the report's order. Every one allows 20 requests a second in the
+// long run; they differ in how they count and in what they tell the client.
+func All() []Limiter { return all }
+
+// ByName returns the limiter named name, and whether there is one.
+func ByName(name string) (Limiter, bool) {
+	for _, l := range all {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Limiter{}, false
+}
+
+var all = []Limiter{
 	{
-		name:   "httprate",
-		module: "github.com/go-chi/httprate",
-		quota:  "40 per 2s, sliding window counter, keyed by client IP",
-		build: func(next http.Handler) (http.Handler, func()) {
+		Name:   "httprate",
+		Module: "github.com/go-chi/httprate",
+		Quota:  "40 per 2s, sliding window counter, keyed by client IP",
+		Build: func(next http.Handler) (http.Handler, func()) {
 			// The README's LimitBy with a KeyFunc on the client IP; a server reached directly (no
 			// proxy) takes it from RemoteAddr. Headers are the library's defaults.
 			mw := httprate.LimitBy(40, 2*time.Second, func(r *http.Request) (string, error) {
@@ -48,10 +59,10 @@ var limiters = []limiter{
 		},
 	},
 	{
-		name:   "ulule",
-		module: "github.com/ulule/limiter/v3",
-		quota:  "20 per 1s (\"20-S\"), fixed window from a key's first request, keyed by client IP",
-		build: func(next http.Handler) (http.Handler, func()) {
+		Name:   "ulule",
+		Module: "github.com/ulule/limiter/v3",
+		Quota:  "20 per 1s (\"20-S\"), fixed window from a key's first request, keyed by client IP",
+		Build: func(next http.Handler) (http.Handler, func()) {
 			rate, err := ulule.NewRateFromFormatted("20-S")
 			if err != nil {
 				panic(err)
@@ -62,10 +73,10 @@ var limiters = []limiter{
 		},
 	},
 	{
-		name:   "throttled",
-		module: "github.com/throttled/throttled/v2",
-		quota:  "20 per 1s, burst 5 (GCRA), keyed by client IP",
-		build: func(next http.Handler) (http.Handler, func()) {
+		Name:   "throttled",
+		Module: "github.com/throttled/throttled/v2",
+		Quota:  "20 per 1s, burst 5 (GCRA), keyed by client IP",
+		Build: func(next http.Handler) (http.Handler, func()) {
 			store, err := memstore.NewCtx(65536)
 			if err != nil {
 				panic(err)
@@ -79,10 +90,10 @@ var limiters = []limiter{
 		},
 	},
 	{
-		name:   "go-limiter",
-		module: "github.com/sethvargo/go-limiter",
-		quota:  "20 per 1s, tokens refilled each interval, keyed by client IP",
-		build: func(next http.Handler) (http.Handler, func()) {
+		Name:   "go-limiter",
+		Module: "github.com/sethvargo/go-limiter",
+		Quota:  "20 per 1s, tokens refilled each interval, keyed by client IP",
+		Build: func(next http.Handler) (http.Handler, func()) {
 			store, err := memorystore.New(&memorystore.Config{Tokens: 20, Interval: time.Second})
 			if err != nil {
 				panic(err)
@@ -95,9 +106,9 @@ var limiters = []limiter{
 		},
 	},
 	{
-		name:  "bare429",
-		quota: "20 per 1s, fixed windows from the first request, 429 with no headers",
-		build: func(next http.Handler) (http.Handler, func()) {
+		Name:  "bare429",
+		Quota: "20 per 1s, fixed windows from the first request, 429 with no headers",
+		Build: func(next http.Handler) (http.Handler, func()) {
 			return newBare429(20, time.Second, next), func() {}
 		},
 	},
@@ -156,14 +167,15 @@ func (b *bare429) admit(now time.Time) bool {
 	return true
 }
 
-// describe returns a limiter's name with the version of its module as this binary was built with it.
-func (l limiter) describe(versions map[string]string) string {
-	if l.module == "" {
-		return l.name + " (written here)"
+// Describe returns a limiter's name with the version of its module, as versions (module path to version)
+// gives it.
+func (l Limiter) Describe(versions map[string]string) string {
+	if l.Module == "" {
+		return l.Name + " (written here)"
 	}
-	v := versions[l.module]
+	v := versions[l.Module]
 	if v == "" {
 		v = "version unknown"
 	}
-	return fmt.Sprintf("%s (%s %s)", l.name, l.module, v)
+	return fmt.Sprintf("%s (%s %s)", l.Name, l.Module, v)
 }
