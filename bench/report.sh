@@ -15,6 +15,7 @@ fi
 if [ -z "${REUSE:-}" ]; then
 	echo "# limiters, quota, routes, outage" >&2
 	go run ./cmd/limiters >"$out/limiters.md"
+	go run ./cmd/limiters -delay 150ms >"$out/limiters-far.md"
 	go run ./cmd/quota >"$out/quota.md"
 	go run ./cmd/quota -routes >"$out/routes.md"
 	go run ./cmd/quota -outage >"$out/outage.md"
@@ -59,6 +60,19 @@ EOF
 	sed -n '/^- /p' "$out/limiters.md"
 	echo
 	body "$out/limiters.md"
+	cat <<'EOF'
+
+### Far away
+
+The same suite with each request and each answer held 150 ms by the server: round trips of 300 ms, as
+to an API across an ocean. Every answer polite learns from is then half a round trip old, and every
+probe (a window's end, a hold's end) costs a round trip in which the others wait: against windows of a
+second, a large share of each window.
+
+    cd bench && go run ./cmd/limiters -delay 150ms
+
+EOF
+	body "$out/limiters-far.md"
 	cat <<'EOF'
 
 ## The simulator: fixed and sliding windows
