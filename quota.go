@@ -398,12 +398,12 @@ func (q *quota) refuse(r reply) {
 	case q.kind == kindWindow && q.end.After(r.now):
 		until = q.end
 	case q.kind == kindSilent:
-		until = r.now.Add(min(q.window/silentStep<<min(q.refusals-1, 20), maxBackoff))
+		until = r.now.Add(min(q.window/silentStep<<min(max(q.refusals-1, 0), 20), maxBackoff))
 		if q.limit > 0 && q.end.After(until) {
 			until = q.end
 		}
 	default:
-		until = r.now.Add(min(firstBackoff<<min(q.refusals-1, 20), maxBackoff))
+		until = r.now.Add(min(firstBackoff<<min(max(q.refusals-1, 0), 20), maxBackoff))
 	}
 	if until.After(q.hold) {
 		q.hold = until

@@ -343,6 +343,21 @@ func TestQuotaTurningWithinASecondRefills(t *testing.T) {
 	}
 }
 
+// A refusal of a request sent before the hold began, arriving after a success has ended the count of
+// refusals, is of the burst already held for: it holds the bucket on the first backoff, and must not
+// shift by a negative count (which panics).
+func TestQuotaLateRefusalAfterSuccess(t *testing.T) {
+	m := &qt{t: t}
+	m.q = quota{kind: kindRefill, heard: true, classed: true, limit: 20, remaining: 10, remAt: at(0), rate: 10,
+		refFrom: at(0), refRem: 10}
+	m.takeN(2, 0, "go")
+	m.answer(0, 100*time.Millisecond, false, 429) // held a backoff
+	m.take(350*time.Millisecond, "probe")
+	m.answer(350*time.Millisecond, 400*time.Millisecond, true, 200, xrl1(20, 9)...) // the count of refusals ends
+	m.answer(0, 500*time.Millisecond, false, 429)                                   // the other, sent before the hold
+	m.take(510*time.Millisecond, "wait until", 500*time.Millisecond+firstBackoff)
+}
+
 // A window of 20 whose reset comes in seconds from now is tested for refilling before its end, and the
 // test does not spend the request kept back for the probe at the end: a sliding window counts its whole
 // last window at the start of the next, and admits that probe only if the last window left one unspent.
