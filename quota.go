@@ -51,7 +51,7 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
-	turned    time.Time     // when the first answer of the current window arrived (kind window)
+	turned    time.Time     // when an answer other than a probe's found the window turned; zero: none has
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kinds window and silent)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
@@ -557,6 +557,11 @@ func (q *quota) newWindow(r reply) {
 		}
 	}
 	q.reset, q.turned = rl.Reset, r.now
+	if r.probe {
+		// A probe goes at this client's guess of the window's end, and may find the new window late in
+		// it: its answer is no turn to time the next by.
+		q.turned = time.Time{}
+	}
 	q.setRemaining(r)
 	if q.kind == kindRefill {
 		q.meterRefill(r)
@@ -593,7 +598,8 @@ func (q *quota) startRefill(now time.Time) {
 // in Remaining plus what the successes it counted meanwhile spent (a request's units, see Spend). A full
 // bucket may have given back more than it shows, so a full reading only raises the rate; any other
 // moves it halfway to what the stretch showed, nothing given back included: a fixed window taken for a
-// bucket refilling fast (its turn found by the refill test) shows nothing back between turns.
+// bucket refilling fast (its turn found by the refill test) shows nothing back between turns. Nothing is
+// news only over a stretch in which the pace would have given back two or more.
 func (q *quota) meterRefill(r reply) {
 	if r.status < 200 || r.status >= 300 {
 		return
@@ -604,7 +610,11 @@ func (q *quota) meterRefill(r reply) {
 		return
 	}
 	given := float64(r.rl.Remaining-q.refRem+q.refN) / span.Seconds()
-	if r.rl.Remaining >= q.limit-1 {
+	full := r.rl.Remaining >= q.limit-1
+	if !full && given <= 0 && span.Seconds()*q.rate < 2 {
+		return // too short a stretch for nothing given back to say much at this pace: measure on
+	}
+	if full {
 		q.rate = max(q.rate, given) // full: it may give back more than it could show
 	} else {
 		q.rate = max((q.rate+max(given, 0))/2, minRate)

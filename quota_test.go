@@ -309,17 +309,25 @@ func TestQuotaTokenBucketRefills(t *testing.T) {
 // A refilling bucket's pace comes from what its answers show given back. A stretch of answers in which
 // the count fell by exactly what was spent shows nothing given back, and halves the pace: a fixed window
 // of a second whose reset comes in seconds from now can pass for a bucket refilling fast when a test lands
-// just past its turn, and must not be paced at that speed for long.
+// just past its turn, and must not be paced at that speed for long. A stretch in which the pace itself
+// would give back less than two is too short for nothing to say much: the stretch goes on.
 func TestQuotaRefillSlowsWhenNothingComesBack(t *testing.T) {
-	m := &qt{t: t}
-	m.q = quota{kind: kindRefill, heard: true, classed: true, limit: 20, remaining: 19, remAt: at(0), rate: 100,
-		refFrom: at(0), refRem: 19, relative: true}
-	m.takeN(10, 0, "go")
-	for i := range 10 {
-		m.answer(0, 300*time.Millisecond, false, 200, xrl1(20, 18-i)...) // 19 less the 10 spent: none given back
-	}
-	if m.q.rate != 50 {
-		t.Fatalf("rate %.1f a second after a stretch that gave nothing back, want 50 (half of 100)", m.q.rate)
+	for _, tc := range []struct {
+		rate, want float64
+	}{
+		{100, 50}, // 30 due in 300 ms, none came
+		{4, 4},    // 1.2 due: measured on
+	} {
+		m := &qt{t: t}
+		m.q = quota{kind: kindRefill, heard: true, classed: true, limit: 20, remaining: 19, remAt: at(0), rate: tc.rate,
+			refFrom: at(0), refRem: 19, relative: true}
+		m.takeN(2, 0, "go")
+		for i := range 2 {
+			m.answer(0, 300*time.Millisecond, false, 200, xrl1(20, 18-i)...) // 19 less the 2 spent: none given back
+		}
+		if m.q.rate != tc.want {
+			t.Errorf("rate %v: %v a second after a stretch of 300 ms that gave nothing back, want %v", tc.rate, m.q.rate, tc.want)
+		}
 	}
 }
 
@@ -356,6 +364,26 @@ func TestQuotaLateRefusalAfterSuccess(t *testing.T) {
 	m.answer(350*time.Millisecond, 400*time.Millisecond, true, 200, xrl1(20, 9)...) // the count of refusals ends
 	m.answer(0, 500*time.Millisecond, false, 429)                                   // the other, sent before the hold
 	m.take(510*time.Millisecond, "wait until", 500*time.Millisecond+firstBackoff)
+}
+
+// A probe sent at this client's guess of a window's end may find the new window late in it; the
+// server's next turn then comes less than a second after it. That is no evidence of a refill: a fixed
+// window of a second stays one.
+func TestQuotaProbeIsNoTurn(t *testing.T) {
+	m := &qt{t: t}
+	m.q = quota{kind: kindWindow, heard: true, classed: true, tested: true, limit: 20, remaining: 0,
+		remAt: at(0), reset: at(time.Second), end: at(time.Second), relative: true}
+	m.take(time.Second, "probe")
+	m.answer(time.Second, 1050*time.Millisecond, true, 200, xrl1(20, 19)...)
+	m.takeN(5, 1050*time.Millisecond, "go")
+	for i := range 5 {
+		m.answer(1050*time.Millisecond, 1100*time.Millisecond, false, 200, xrl1(20, 18-i)...)
+	}
+	m.take(1300*time.Millisecond, "go")
+	m.answer(1300*time.Millisecond, 1350*time.Millisecond, false, 200, xrl1(20, 19)...) // the server's turn
+	if m.q.kind != kindWindow {
+		t.Fatalf("kind %v, want a fixed window", m.q.kind)
+	}
 }
 
 // A window of 20 whose reset comes in seconds from now is tested for refilling before its end, and the
