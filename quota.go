@@ -51,6 +51,7 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
+	opened    time.Time     // when the first answer of the current window came
 	turned    time.Time     // when an answer other than a probe's found the window turned; zero: none has
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kinds window and silent)
@@ -154,6 +155,7 @@ type decision struct {
 // reply is what quota.answer is told of one request it let go.
 type reply struct {
 	sent, now     time.Time // when the request went and when its answer came
+	sentUnknown   bool      // sent is a guess: the Store was not told when the request went
 	status        int       // 0 when it got no response
 	rl            RateLimit
 	hasRL         bool
@@ -458,8 +460,10 @@ func (q *quota) learn(r reply, refused bool) {
 		}
 	case q.reset.IsZero() || rl.Reset.After(q.reset.Add(slack)):
 		q.newWindow(r)
-	case rl.Reset.Before(q.reset.Add(-slack)):
-		// An answer from an earlier window, overtaken by newer ones: nothing to learn.
+	case rl.Reset.Before(q.reset.Add(-slack)) && (r.sent.Before(q.opened) || r.sentUnknown):
+		// An answer from an earlier window, overtaken by newer ones: nothing to learn. (A request sent
+		// after the window's first answer came is counted in that window, whatever its reset says:
+		// sethvargo/go-limiter can tell a window's first request a reset a second later than the rest.)
 	default:
 		q.sameWindow(r)
 	}
@@ -481,18 +485,18 @@ func (q *quota) sameWindow(r reply) {
 		// It refills, so a higher count is news only from a request sent after the answer that said the
 		// count there is came (answers of requests in flight together arrive in any order); a lower one
 		// is taken as it comes.
-		if rem < q.remaining || !r.sent.Before(q.remAt) {
+		if rem < q.remaining || r.sent.After(q.remAt) {
 			q.setRemaining(r)
 		}
 		q.meterRefill(r)
 	case q.remAt.IsZero() || rem < q.remaining:
 		// Answers of one window may arrive out of order: the least remaining is the newest.
 		q.setRemaining(r)
-	case q.limit == 0 && !r.sent.Before(q.remAt):
+	case q.limit == 0 && r.sent.After(q.remAt):
 		// No limit to tell a new window or a refill by: a count from a request sent after the answer
 		// that said less came is the newest.
 		q.setRemaining(r)
-	case r.status/100 == 2 && !r.sent.Before(q.remAt) && q.limit > 0:
+	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
 		// Counted after the answer that said less, and admitted with as much or more left: the window
 		// has turned, if the request went after it was to end or it holds about its whole limit; else
 		// the bucket gave quota back meanwhile (or the probe testing it for that was admitted).
@@ -546,7 +550,7 @@ func (q *quota) newWindow(r reply) {
 			q.window = w
 		}
 	}
-	if q.kind == kindWindow && !q.classed && !q.reset.IsZero() && q.limit >= keepBackMin && q.remaining <= q.keepBack() {
+	if q.kind == kindWindow && !q.classed && !q.reset.IsZero() && q.limit >= keepBackMin && q.remaining <= q.keepBack() && !r.sent.Before(q.end) {
 		// The first window spent to its last request has ended: a fixed window gives its whole limit back,
 		// a sliding one little of it.
 		q.classed = true
@@ -556,7 +560,7 @@ func (q *quota) newWindow(r reply) {
 			q.startRefill(r.now)
 		}
 	}
-	q.reset, q.turned = rl.Reset, r.now
+	q.reset, q.opened, q.turned = rl.Reset, r.now, r.now
 	if r.probe {
 		// A probe goes at this client's guess of the window's end, and may find the new window late in
 		// it: its answer is no turn to time the next by.

@@ -333,8 +333,7 @@ func TestQuotaRefillSlowsWhenNothingComesBack(t *testing.T) {
 
 // A small token bucket far away gives some of its burst back in nearly every answer, so it never looks
 // spent, and its reset, a second from now, tells no window. Seen to turn twice within a second, it is
-// paced as a bucket that refills. A request sent the instant the answer that said less came counts as
-// sent after it (answers of requests in flight together that arrive at once do not).
+// paced as a bucket that refills.
 func TestQuotaTurningWithinASecondRefills(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
@@ -344,8 +343,8 @@ func TestQuotaTurningWithinASecondRefills(t *testing.T) {
 	for i := range 4 {
 		m.answer(300*time.Millisecond, 600*time.Millisecond, false, 200, xrl1(6, 4-i)...)
 	}
-	m.take(600*time.Millisecond, "go")
-	m.answer(600*time.Millisecond, 900*time.Millisecond, false, 200, xrl1(6, 5)...) // back to 5 within a second
+	m.take(601*time.Millisecond, "go")
+	m.answer(601*time.Millisecond, 900*time.Millisecond, false, 200, xrl1(6, 5)...) // back to 5 within a second
 	if m.q.kind != kindRefill {
 		t.Fatalf("kind %v, want refill", m.q.kind)
 	}
@@ -383,6 +382,45 @@ func TestQuotaProbeIsNoTurn(t *testing.T) {
 	m.answer(1300*time.Millisecond, 1350*time.Millisecond, false, 200, xrl1(20, 19)...) // the server's turn
 	if m.q.kind != kindWindow {
 		t.Fatalf("kind %v, want a fixed window", m.q.kind)
+	}
+}
+
+// sethvargo/go-limiter can answer a window's first request with a reset a second later than it tells
+// the window's other requests (its bucket made on one side of a whole second, its reset computed on the
+// other). Those answers are not of an earlier window: their requests went after the first answer came.
+// Ignored, they left the window counted whole, and 16 workers spent it and were refused by the dozen.
+func TestQuotaEarlierResetAfterTheWindowBegan(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(-time.Millisecond, "go")
+	m.answer(-time.Millisecond, 0, false, 200, xrl(20, 19, 2*time.Second)...) // reset 2 s
+	m.takeN(17, time.Millisecond, "go")                                       // two kept back
+	for i := range 17 {
+		m.answer(time.Millisecond, 2*time.Millisecond, false, 200, xrl(20, 18-i, time.Second)...) // reset 1 s
+	}
+	if m.q.remaining != 2 {
+		t.Fatalf("remaining %d after 17 answers counting down to 2, want 2", m.q.remaining)
+	}
+	m.take(3*time.Millisecond, "wait until")
+}
+
+// The first end of a window spent to its last request tells a fixed window (its whole limit back) from a
+// sliding one (little back), but only by an answer whose request went after that end: one that went
+// before it (go-limiter answered such requests with a reset a second later than the others) shows
+// nothing of how the window refilled.
+func TestQuotaFirstEndNeedsARequestAfterIt(t *testing.T) {
+	ms := time.Millisecond
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 1*ms, false, 200, xrl(20, 19, time.Second)...)
+	m.takeN(17, 2*ms, "go") // two kept back
+	for i := range 16 {
+		m.answer(2*ms, 3*ms, false, 200, xrl(20, 17-i, time.Second)...) // down to the two kept back
+	}
+	m.answer(2*ms, 1001*ms, false, 200, xrl(20, 8, 2*time.Second)...) // the 17th: a later reset, after the end
+	if m.q.kind != kindWindow || m.q.classed {
+		t.Fatalf("kind %v, classed %v: want a window, not yet told fixed or sliding", m.q.kind, m.q.classed)
 	}
 }
 

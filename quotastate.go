@@ -128,6 +128,7 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.dur(&q.window)
 	c.int(&q.remaining)
 	c.time(&q.remAt)
+	c.time(&q.opened)
 	c.time(&q.turned)
 	c.time(&q.reset)
 	c.time(&q.end)

@@ -104,7 +104,7 @@ func (o *Observation) reply() reply {
 	r := reply{sent: o.Sent, now: o.Now, status: o.Status, rl: o.RateLimit, hasRL: o.HasRateLimit,
 		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took, units: o.Units, floor: o.Floor}
 	if r.sent.IsZero() {
-		r.sent = o.Now.Add(-o.ResetSpread)
+		r.sent, r.sentUnknown = o.Now.Add(-o.ResetSpread), true
 	}
 	if !o.RetryAt.IsZero() {
 		r.retryAfter, r.hasRetryAfter = max(o.RetryAt.Sub(o.Now)-retryAfterSlack, 0), true
