@@ -463,7 +463,7 @@ func (q *quota) learn(r reply, refused bool) {
 	case rl.Reset.Before(q.reset.Add(-slack)) && (r.sent.Before(q.opened) || r.sentUnknown):
 		// An answer from an earlier window, overtaken by newer ones: nothing to learn. (A request sent
 		// after the window's first answer came is counted in that window, whatever its reset says:
-		// sethvargo/go-limiter can tell a window's first request a reset a second later than the rest.)
+		// sethvargo/go-limiter can tell some requests of a window a reset a second later than others.)
 	default:
 		q.sameWindow(r)
 	}

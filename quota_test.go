@@ -385,10 +385,10 @@ func TestQuotaProbeIsNoTurn(t *testing.T) {
 	}
 }
 
-// sethvargo/go-limiter can answer a window's first request with a reset a second later than it tells
-// the window's other requests (its bucket made on one side of a whole second, its reset computed on the
-// other). Those answers are not of an earlier window: their requests went after the first answer came.
-// Ignored, they left the window counted whole, and 16 workers spent it and were refused by the dozen.
+// sethvargo/go-limiter, when its window begins just before a whole second, answers some requests of one
+// window with a reset a second later than the others. When the later one comes first, the others are not
+// of an earlier window: their requests went after the window's first answer came. Ignored, they left the
+// window counted whole, and 16 workers spent it and were refused by the dozen.
 func TestQuotaEarlierResetAfterTheWindowBegan(t *testing.T) {
 	m := &qt{t: t}
 	m.open()
