@@ -24,8 +24,8 @@ import (
 //   - refill: the server gives quota back continuously, as a sliding-window counter or a token bucket
 //     (GCRA) does. It shows as Remaining rising within a window, as a window with resets in whole seconds
 //     from now turning twice within a second, or as a probe after a window spent to its last request
-//     finding little. The budget is the newest Remaining, plus what the refill rate
-//     seen in the answers has given back since, less one request kept back and those in flight.
+//     finding little. The budget is the newest Remaining, plus what the refill rate seen in the answers
+//     has given back since, less one request kept back and those in flight.
 //   - silent: refusals without rate-limit headers. The bucket is taken to be a fixed window of its own,
 //     opened by a probe, in which as many requests go as got through before the last refusal: sent at
 //     once, they fit in one of the server's fixed windows however those are aligned. The window lasts
@@ -519,17 +519,13 @@ func (q *quota) sameWindow(r reply) {
 		if whole {
 			return // the window is as whole as it was: nothing new
 		}
-		// What came back since the answer that said less, at most over the time from it to when the
-		// request went: the pace errs fast at first, and meterRefill brings it down. (A request sent the
-		// instant that answer came, as under testing/synctest, shows no time at all.)
-		span := r.sent.Sub(q.remAt)
-		given := float64(rem - q.remaining)
+		// What came back since the answer that said less, over the time from it to when the request went
+		// (after it: see the case): the pace errs fast at first, and meterRefill brings it down.
+		given := float64(rem-q.remaining) / r.sent.Sub(q.remAt).Seconds()
 		q.kind, q.classed = kindRefill, true
 		q.setRemaining(r)
 		q.startRefill(r.now)
-		if span > 0 {
-			q.rate = max(q.rate, given/span.Seconds())
-		}
+		q.rate = max(q.rate, given)
 	}
 }
 
