@@ -42,8 +42,8 @@ import (
 // Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
 // answer is counted in a window whose reset had passed when its request went: from then on the bucket's
 // windows are taken to end resetRounding later. A window that the probe opened ends as far past its
-// reset as the probe's answer came past a whole second; and any window ends at most a window after the
-// answer that saw it begin.
+// reset as the probe's answer came past a whole second (the window in which that is learned too, once);
+// and any window ends at most a window after the answer that saw it begin.
 type quota struct {
 	kind      quotaKind
 	heard     bool          // its first request has gone (as a probe)
@@ -255,14 +255,19 @@ func (q *quota) refillTestDue() bool {
 	return !q.tested && q.relative && !q.end.IsZero() && q.end.Sub(q.remAt) <= 2*resetRounding
 }
 
-// keepBack is how many requests of a window are kept back (see quota): none until an end is known.
+// keepBack is how many requests of a window are kept back (see quota): none until an end is known. A
+// reset given as a time may be rounded down, so the probe at it may land in this window still and must
+// leave one back for the next: two. If the window began with a probe's answer, a second probe may then
+// try when the window would end had the first opened it (see learn): three, and two while it waits.
 func (q *quota) keepBack() int {
 	switch {
 	case q.classed || q.limit < keepBackMin || q.end.IsZero():
 		return 0
-	case q.lag == 0 && !q.relative && !q.reset.IsZero():
-		// The reset, a time, may be rounded down: the probe at it may land in this window still, and
-		// must leave one back for the next.
+	case q.relative || q.reset.IsZero():
+		return 1
+	case q.lag == 0 && q.turned.IsZero():
+		return 3
+	case q.lag == 0 || q.turned.IsZero():
 		return 2
 	}
 	return 1
@@ -471,6 +476,15 @@ func (q *quota) learn(r reply, refused bool) {
 		// Sent when the window should have ended, and counted in it all the same (or, with a reset in
 		// seconds, read so: a window of a second turns within the slack of its reset).
 		q.end = q.reset.Add(q.lag)
+		open := q.reset.Add(q.opened.Sub(q.opened.Truncate(resetRounding)))
+		if q.turned.IsZero() && open.After(r.sent) && (refused || rl.Remaining > 1) && sameSecond(open, open.Add(r.now.Sub(r.sent))) {
+			// The window began with a probe's answer, and a limiter that starts a window at its first
+			// request ends it as far past its reset as that answer came past a whole second (see
+			// newWindow). One request finds out (once: the next is sent after that time), of those kept
+			// back while one is still kept for a sliding window (see keepBack); unless its round trip
+			// would span a whole second, which would not tell where the window it opens ends.
+			q.end = minTime(q.end, open)
+		}
 		if !q.end.After(r.now) {
 			q.end = r.now.Add(firstBackoff)
 		}
@@ -576,8 +590,8 @@ func (q *quota) newWindow(r reply) {
 		// The probe may have opened the window, as limiters that start a window at its first request do:
 		// then it ends a whole number of seconds after the probe came, and its reset, rounded down to the
 		// second, says how many.
-		sent, came := r.sent.Sub(r.sent.Truncate(resetRounding)), r.now.Sub(r.now.Truncate(resetRounding))
-		if sent <= came {
+		if sameSecond(r.sent, r.now) {
+			came := r.now.Sub(r.now.Truncate(resetRounding))
 			q.end = minTime(q.end, rl.Reset.Add(came))
 		}
 	}
@@ -624,6 +638,11 @@ func (q *quota) meterRefill(r reply) {
 
 // refillSpan is the shortest stretch over which a refill rate is measured.
 const refillSpan = 250 * time.Millisecond
+
+// sameSecond reports whether a and b, a before b, fall within one whole second of the epoch.
+func sameSecond(a, b time.Time) bool {
+	return a.Truncate(resetRounding).Equal(b.Truncate(resetRounding))
+}
 
 func maxTime(a, b time.Time) time.Time {
 	if b.After(a) {

@@ -568,6 +568,43 @@ func TestQuotaResetRoundedDownKeepsTwoBack(t *testing.T) {
 	}
 }
 
+// A fixed window that starts at its first request and rounds its reset down (ulule/limiter, and
+// sethvargo/go-limiter's intervals): opened by a probe answered 52 ms past a whole second, it ends 52 ms
+// past its reset. The probe at the reset lands in it still; rather than wait a whole second more, the
+// next probe goes where the window ends if the first probe opened it, and the window after ends as far
+// past its reset. If that probe too lands in the old window (a window that began before the bucket's
+// first request), the next waits the second, and one request is still kept back for a sliding window.
+func TestQuotaProbeOpenedWindowEndsPastItsReset(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		opened bool // the second probe finds the new window
+	}{{"opened by the probe", true}, {"older", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &qt{t: t}
+			m.take(50*ms, "probe")
+			m.answer(50*ms, 52*ms, true, 200, xrl(20, 19, time.Second)...)
+			m.takeN(16, 52*ms, "go")
+			m.take(52*ms, "wait until", time.Second) // three kept back
+			for i := range 16 {
+				m.answer(52*ms, 54*ms, false, 200, xrl(20, 18-i, time.Second)...)
+			}
+			m.take(time.Second, "probe")
+			m.answer(time.Second, 1002*ms, true, 200, xrl(20, 2, time.Second)...) // its reset had passed
+			m.take(1003*ms, "wait until", 1052*ms)
+			m.take(1052*ms, "probe")
+			if !tc.opened {
+				m.answer(1052*ms, 1054*ms, true, 200, xrl(20, 1, time.Second)...)
+				m.take(1055*ms, "wait until", 2*time.Second) // the last stays back
+				return
+			}
+			m.answer(1052*ms, 1054*ms, true, 200, xrl(20, 19, 2*time.Second)...)
+			m.takeN(19, 1055*ms, "go") // a fixed window: nothing kept back
+			m.take(1055*ms, "wait until", 2054*ms)
+		})
+	}
+}
+
 // A token bucket that gives its reset as the time it will be full (Anthropic's, in RFC 3339) moves that
 // time later with each request it counts, long before it comes: no window does that, so polite probe and
 // Learned call it a token bucket. Answers of one second apart are not enough: a window's reset rounded
