@@ -77,15 +77,7 @@ func (b *Quota) RateLimit() (rl RateLimit, ok bool) {
 // Until returns the latest time the bucket's state names: its hold, its window's end or its reset.
 // Past it, a bucket with no request in flight knows nothing that its next answer would not teach it
 // again, so a Store may forget it a while later.
-func (b *Quota) Until() time.Time {
-	t := b.q.hold
-	for _, u := range []time.Time{b.q.end, b.q.reset} {
-		if u.After(t) {
-			t = u
-		}
-	}
-	return t
-}
+func (b *Quota) Until() time.Time { return maxTime(b.q.hold, maxTime(b.q.end, b.q.reset)) }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
 const quotaEncoding = 3
