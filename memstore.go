@@ -226,10 +226,3 @@ func (s *MemoryStore) Buckets() []string {
 	}
 	return names
 }
-
-// Len reports how many buckets the store holds.
-func (s *MemoryStore) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.buckets)
-}

@@ -22,7 +22,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 		}
 		s.Done(ctx, name, Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
 	}
-	if n := s.Len(); n != 8 {
+	if n := len(s.Buckets()); n != 8 {
 		t.Errorf("store holds %d buckets after 1,000, want 8", n)
 	}
 	if got := s.Buckets()[0]; got != "host-999" {
@@ -34,7 +34,7 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	for i := range 6 {
 		busy.Take(ctx, fmt.Sprint("busy-", i), 1, now)
 	}
-	if n := busy.Len(); n != 6 {
+	if n := len(busy.Buckets()); n != 6 {
 		t.Errorf("store with 6 buckets in flight holds %d, want 6", n)
 	}
 	for i := range 6 {
@@ -98,7 +98,7 @@ func TestHeldBucketsAreDroppedLast(t *testing.T) {
 		all.Done(ctx, name, refuse)
 	}
 	all.Take(ctx, "new", 1, now)
-	if all.Len() != heldScan {
-		t.Errorf("store of held buckets holds %d after one more, want %d", all.Len(), heldScan)
+	if len(all.Buckets()) != heldScan {
+		t.Errorf("store of held buckets holds %d after one more, want %d", len(all.Buckets()), heldScan)
 	}
 }

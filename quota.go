@@ -20,7 +20,8 @@ import (
 //     counted those yet) until the window ends; then one request probes the next window and the others
 //     wait for its answer. Until an end has shown how the bucket refills, a window of at least
 //     keepBackMin keeps its last request back, so that a sliding window too admits the probe after it;
-//     two while the reset may be rounded down, since the probe at the reset may then spend one.
+//     more while the reset may be rounded down, since the probe at the reset may then spend one (see
+//     keepBack).
 //   - refill: the server gives quota back continuously, as a sliding-window counter or a token bucket
 //     (GCRA) does. It shows as Remaining rising within a window, as a window with resets in whole seconds
 //     from now turning twice within a second, or as a probe after a window spent to its last request
@@ -41,9 +42,10 @@ import (
 //
 // Resets come in whole seconds, rounded either way. A window is taken to end at its reset until an
 // answer is counted in a window whose reset had passed when its request went: from then on the bucket's
-// windows are taken to end resetRounding later. A window that the probe opened ends as far past its
-// reset as the probe's answer came past a whole second (the window in which that is learned too, once);
-// and any window ends at most a window after the answer that saw it begin.
+// windows are taken to end resetRounding later. A window that the probe may have opened (its answer came
+// within the second it went, and said all but one remain) ends as far past its reset as the probe's
+// answer came past a whole second; in the window that teaches the rounding, a second probe tries that
+// time first. And any window ends at most a window after the answer that saw it begin.
 type quota struct {
 	kind      quotaKind
 	heard     bool          // its first request has gone (as a probe)
@@ -53,6 +55,8 @@ type quota struct {
 	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
 	opened    time.Time     // when the first answer of the current window came
 	turned    time.Time     // when an answer other than a probe's found the window turned; zero: none has
+	opener    bool          // the current window's first answer was a probe's that may have opened it
+	reprobe   bool          // a second probe finds where this window ends (see learn)
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kinds window and silent)
 	lag       time.Duration // how much later than its reset a window may end (see resetRounding)
@@ -255,19 +259,20 @@ func (q *quota) refillTestDue() bool {
 	return !q.tested && q.relative && !q.end.IsZero() && q.end.Sub(q.remAt) <= 2*resetRounding
 }
 
-// keepBack is how many requests of a window are kept back (see quota): none until an end is known. A
-// reset given as a time may be rounded down, so the probe at it may land in this window still and must
-// leave one back for the next: two. If the window began with a probe's answer, a second probe may then
-// try when the window would end had the first opened it (see learn): three, and two while it waits.
+// keepBack is how many requests of a window are kept back until an end has shown how it refills (see
+// quota): none until an end is known, then one. A reset given as a time may be rounded down, so the
+// probe at it may land in this window still and must leave one back for the next: two while the
+// rounding is not known. If a probe may have opened the window, a second probe then tries where the
+// window would end had it done so (see learn): three, and two while that second probe waits.
 func (q *quota) keepBack() int {
 	switch {
 	case q.classed || q.limit < keepBackMin || q.end.IsZero():
 		return 0
 	case q.relative || q.reset.IsZero():
 		return 1
-	case q.lag == 0 && q.turned.IsZero():
+	case q.lag == 0 && q.opener:
 		return 3
-	case q.lag == 0 || q.turned.IsZero():
+	case q.lag == 0 || q.reprobe:
 		return 2
 	}
 	return 1
@@ -476,14 +481,22 @@ func (q *quota) learn(r reply, refused bool) {
 		// Sent when the window should have ended, and counted in it all the same (or, with a reset in
 		// seconds, read so: a window of a second turns within the slack of its reset).
 		q.end = q.reset.Add(q.lag)
-		open := q.reset.Add(q.opened.Sub(q.opened.Truncate(resetRounding)))
-		if q.turned.IsZero() && open.After(r.sent) && (refused || rl.Remaining > 1) && sameSecond(open, open.Add(r.now.Sub(r.sent))) {
-			// The window began with a probe's answer, and a limiter that starts a window at its first
-			// request ends it as far past its reset as that answer came past a whole second (see
-			// newWindow). One request finds out (once: the next is sent after that time), of those kept
-			// back while one is still kept for a sliding window (see keepBack); unless its round trip
-			// would span a whole second, which would not tell where the window it opens ends.
-			q.end = minTime(q.end, open)
+		// The probe that began the window may have opened it, and a limiter that starts a window at its
+		// first request ends it as far past its reset as that probe's answer came past a whole second
+		// (see newWindow). If that is sooner, a second probe goes then (a backoff from now if it has
+		// passed), once: it is sent after that time. It is one of those kept back, and one is still kept
+		// for a sliding window (see keepBack); or, after a refusal, the hold lasts until then. Not if its
+		// round trip, as long as this one's, would span a whole second: its answer would not tell where
+		// the window it opens ends.
+		at := q.reset.Add(q.opened.Sub(q.opened.Truncate(resetRounding)))
+		news := at.After(r.sent)
+		if !at.After(r.now) {
+			at = r.now.Add(firstBackoff)
+		}
+		q.reprobe = q.opener && !r.sentUnknown && news && at.Before(q.end) &&
+			(refused || rl.Remaining > 1) && sameSecond(at, at.Add(r.now.Sub(r.sent)))
+		if q.reprobe {
+			q.end = at
 		}
 		if !q.end.After(r.now) {
 			q.end = r.now.Add(firstBackoff)
@@ -571,6 +584,7 @@ func (q *quota) newWindow(r reply) {
 		}
 	}
 	q.reset, q.opened, q.turned = rl.Reset, r.now, r.now
+	q.opener, q.reprobe = false, false
 	if r.probe {
 		// A probe goes at this client's guess of the window's end, and may find the new window late in
 		// it: its answer is no turn to time the next by.
@@ -593,6 +607,7 @@ func (q *quota) newWindow(r reply) {
 		if sameSecond(r.sent, r.now) {
 			came := r.now.Sub(r.now.Truncate(resetRounding))
 			q.end = minTime(q.end, rl.Reset.Add(came))
+			q.opener = !r.sentUnknown
 		}
 	}
 }

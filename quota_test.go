@@ -592,15 +592,60 @@ func TestQuotaProbeOpenedWindowEndsPastItsReset(t *testing.T) {
 			m.take(time.Second, "probe")
 			m.answer(time.Second, 1002*ms, true, 200, xrl(20, 2, time.Second)...) // its reset had passed
 			m.take(1003*ms, "wait until", 1052*ms)
+			if k := m.q.keepBack(); k != 2 {
+				t.Fatalf("keeping %d back while the second probe waits, want 2", k)
+			}
 			m.take(1052*ms, "probe")
 			if !tc.opened {
 				m.answer(1052*ms, 1054*ms, true, 200, xrl(20, 1, time.Second)...)
 				m.take(1055*ms, "wait until", 2*time.Second) // the last stays back
+				if k := m.q.keepBack(); k != 1 {
+					t.Fatalf("keeping %d back after the second probe, want 1", k)
+				}
 				return
 			}
 			m.answer(1052*ms, 1054*ms, true, 200, xrl(20, 19, 2*time.Second)...)
 			m.takeN(19, 1055*ms, "go") // a fixed window: nothing kept back
 			m.take(1055*ms, "wait until", 2054*ms)
+		})
+	}
+}
+
+// The same second probe after a refusal, of a window of 5 that keeps nothing back: the hold lasts until
+// where the window ends if the probe opened it. Not when the window's first answer shows it was running
+// already (a server shared with another client), nor when that answer's request has no known send time,
+// nor when the refusal came so late that a backoff from it ends after the second anyway: the hold lasts
+// until a second past the reset, as before.
+func TestQuotaProbeOpenedWindowRefusedAtItsReset(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		first       []string      // the answer to the probe that began the window
+		sentUnknown bool          // the Store was not told when that probe went
+		refusedAt   time.Duration // when the refusal of the probe at the reset comes
+		until       time.Duration
+	}{
+		{"opened by the probe", xrl(5, 4, time.Second), false, 1002 * ms, 203*ms + time.Second},
+		{"running already", xrl(5, 2, time.Second), false, 1002 * ms, 2 * time.Second},
+		{"send time unknown", xrl(5, 4, time.Second), true, 1002 * ms, 2 * time.Second},
+		{"refused late", xrl(5, 4, time.Second), false, 1800 * ms, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &qt{t: t}
+			m.take(200*ms, "probe")
+			r := reply{sent: at(200 * ms), now: at(203 * ms), status: 200, probe: true, sentUnknown: tc.sentUnknown}
+			h := http.Header{}
+			for i := 0; i+1 < len(tc.first); i += 2 {
+				h.Set(tc.first[i], tc.first[i+1])
+			}
+			r.rl, _, r.relative, r.hasRL = readRateLimit(h, r.now, nil)
+			m.q.answer(r)
+			m.take(210*ms, "go")
+			m.answer(210*ms, 213*ms, false, 200, xrl(5, 0, time.Second)...)
+			m.take(214*ms, "wait until", time.Second)
+			m.take(time.Second, "probe")
+			m.answer(time.Second, tc.refusedAt, true, 429, xrl(5, 0, time.Second)...)
+			m.take(tc.refusedAt+ms, "wait until", tc.until)
 		})
 	}
 }

@@ -80,7 +80,7 @@ func (b *Quota) RateLimit() (rl RateLimit, ok bool) {
 func (b *Quota) Until() time.Time { return maxTime(b.q.hold, maxTime(b.q.end, b.q.reset)) }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 3
+const quotaEncoding = 4
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
@@ -122,6 +122,8 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.time(&q.remAt)
 	c.time(&q.opened)
 	c.time(&q.turned)
+	c.bool(&q.opener)
+	c.bool(&q.reprobe)
 	c.time(&q.reset)
 	c.time(&q.end)
 	c.dur(&q.lag)
