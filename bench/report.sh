@@ -20,7 +20,13 @@ if [ -z "${REUSE:-}" ]; then
 	go run ./cmd/quota -routes >"$out/routes.md"
 	go run ./cmd/quota -outage >"$out/outage.md"
 	echo "# benchmarks" >&2
-	go test -run '^$' -bench 'Overhead/(canned|loopback)' -benchmem -count 6 . >"$out/overhead.txt"
+	# Six rounds of every transport in turn, not six runs of each in a row: whatever slows the machine
+	# for a while then falls on all of them alike, not on those measured last.
+	go test -c -o "$out/bench.test" .
+	: >"$out/overhead.txt"
+	for round in 1 2 3 4 5 6; do
+		"$out/bench.test" -test.run '^$' -test.bench 'Overhead/(canned|loopback)' -test.benchmem -test.count 1 >>"$out/overhead.txt"
+	done
 	go test -run '^$' -bench 'Scale|ParkedWaiters' -benchmem -count 3 . >"$out/scale.txt"
 	(cd .. && go test -run '^$' -bench 'BenchmarkKeys' -benchmem -count 3 .) >"$out/keys.txt"
 	(cd .. && go test -count=1 -run 'TestQuotaSimulatedLimiters' -v .) >"$out/sim.txt"
@@ -108,9 +114,11 @@ EOF
 
 `canned` is an in-memory 200 carrying `Ratelimit-Limit/Remaining/Reset` far from the limit, so reading
 the headers is on the measured path; `canned-named` adds `X-RateLimit-Bucket`; `loopback` is an
-`httptest` server. benchstat of six runs, each transport against bare:
+`httptest` server. benchstat of six rounds, each running every transport once in turn (so that whatever
+slows the machine for a while falls on all of them alike), each transport against bare:
 
-    cd bench && go test -run '^$' -bench 'Overhead/(canned|loopback)' -benchmem -count 6 .
+    cd bench && go test -c -o bench.test . && for i in 1 2 3 4 5 6; do
+        ./bench.test -test.run '^$' -test.bench 'Overhead/(canned|loopback)' -test.benchmem; done
 
 ```
 EOF
