@@ -1,7 +1,8 @@
 package polite
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -61,11 +62,8 @@ func (th *Throttle) Learned() []Learned {
 	for key := range keys {
 		out = append(out, th.learned(key, "*", key))
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Key != out[j].Key {
-			return out[i].Key < out[j].Key
-		}
-		return out[i].Route < out[j].Route
+	slices.SortFunc(out, func(a, b Learned) int {
+		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Route, b.Route))
 	})
 	return out
 }

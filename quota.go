@@ -44,8 +44,9 @@ import (
 // answer is counted in a window whose reset had passed when its request went: from then on the bucket's
 // windows are taken to end resetRounding later. A window that the probe may have opened (its answer came
 // within the second it went, and said all but one remain) ends as far past its reset as the probe's
-// answer came past a whole second; in the window that teaches the rounding, a second probe tries that
-// time first. And any window ends at most a window after the answer that saw it begin.
+// answer came past a whole second, until a window so timed outlasts its end; in the window that teaches
+// the rounding, a second probe tries that time first. And any window ends at most a window after the
+// answer that saw it begin.
 type quota struct {
 	kind      quotaKind
 	heard     bool          // its first request has gone (as a probe)
@@ -56,6 +57,7 @@ type quota struct {
 	opened    time.Time     // when the first answer of the current window came
 	turned    time.Time     // when an answer other than a probe's found the window turned; zero: none has
 	opener    bool          // the current window's first answer was a probe's that may have opened it
+	unopened  bool          // a window that seemed opened by a probe outlasted its end: windows start otherwise
 	reprobe   bool          // a second probe finds where this window ends (see learn)
 	reset     time.Time     // the current window's reset as the server said it; zero: unknown
 	end       time.Time     // when the current window has surely ended (kinds window and silent)
@@ -417,9 +419,7 @@ func (q *quota) refuse(r reply) {
 	default:
 		until = r.now.Add(min(firstBackoff<<min(max(q.refusals-1, 0), 20), maxBackoff))
 	}
-	if until.After(q.hold) {
-		q.hold = until
-	}
+	q.hold = maxTime(q.hold, until)
 	q.probeDue = true
 	if !fresh {
 		return
@@ -446,6 +446,7 @@ func (q *quota) learn(r reply, refused bool) {
 	if !rl.Reset.IsZero() {
 		q.relative = r.relative
 	}
+	lagKnown := q.lag > 0
 	if !rl.Reset.IsZero() && !r.relative && !rl.Reset.After(r.sent) {
 		// Counted in a window whose reset had passed when the request went: this server rounds its resets
 		// down, and its windows end up to a second after them.
@@ -458,9 +459,8 @@ func (q *quota) learn(r reply, refused bool) {
 	if r.relative {
 		slack = resetRounding + r.now.Sub(r.sent)
 	}
-	if !q.reset.IsZero() && rl.Reset.After(q.reset.Add(slack)) && r.now.Add(resetRounding).Before(q.reset) {
-		q.early = true
-	}
+	q.early = q.early || (!q.reset.IsZero() && rl.Reset.After(q.reset.Add(slack)) &&
+		r.now.Add(resetRounding).Before(q.reset))
 	switch {
 	case rl.Reset.IsZero():
 		q.sameWindow(r)
@@ -479,7 +479,9 @@ func (q *quota) learn(r reply, refused bool) {
 	}
 	if q.kind == kindWindow && !q.end.IsZero() && !r.sent.Before(q.end) && !rl.Reset.After(q.reset.Add(slack)) {
 		// Sent when the window should have ended, and counted in it all the same (or, with a reset in
-		// seconds, read so: a window of a second turns within the slack of its reset).
+		// seconds, read so: a window of a second turns within the slack of its reset). If the rounding was
+		// known and a probe seemed to open the window, the window began before that probe (see newWindow).
+		q.unopened = q.unopened || (lagKnown && q.opener)
 		q.end = q.reset.Add(q.lag)
 		// The probe that began the window may have opened it, and a limiter that starts a window at its
 		// first request ends it as far past its reset as that probe's answer came past a whole second
@@ -600,10 +602,10 @@ func (q *quota) newWindow(r reply) {
 		// This window, or the one before, began before this answer came.
 		q.end = minTime(q.end, r.now.Add(q.window))
 	}
-	if r.probe && rl.Remaining == q.limit-1 && !r.relative {
+	if r.probe && rl.Remaining == q.limit-1 && !r.relative && !q.unopened {
 		// The probe may have opened the window, as limiters that start a window at its first request do:
 		// then it ends a whole number of seconds after the probe came, and its reset, rounded down to the
-		// second, says how many.
+		// second, says how many. (Unless a window of this bucket has shown otherwise.)
 		if sameSecond(r.sent, r.now) {
 			came := r.now.Sub(r.now.Truncate(resetRounding))
 			q.end = minTime(q.end, rl.Reset.Add(came))

@@ -650,6 +650,44 @@ func TestQuotaProbeOpenedWindowRefusedAtItsReset(t *testing.T) {
 	}
 }
 
+// Windows of 5 per 2 s aligned 100 ms past whole seconds, resets rounded down, no Retry-After. A probe
+// sent at a whole second is the first request of a window that began 0.9 s before it, so it only seems to
+// open that window: taken to end as far past its reset as the probe's answer came past a whole second, the
+// window outlasts that time, and the probe then is refused. Once that has happened the bucket stops
+// taking its windows for opened by a probe; they end at most a second past their resets, and the next
+// probe is not refused.
+func TestQuotaWindowsNotOpenedByAProbe(t *testing.T) {
+	ms := time.Millisecond
+	m := &qt{t: t}
+	m.take(999*ms, "probe")
+	m.answer(999*ms, 1001*ms, true, 200, xrl(5, 4, 2*time.Second)...) // its round trip spans a second
+	m.takeN(4, 1001*ms, "go")
+	for i := range 4 {
+		m.answer(1001*ms, 1003*ms, false, 200, xrl(5, 3-i, 2*time.Second)...)
+	}
+	m.take(1004*ms, "wait until", 2*time.Second)
+	m.take(2*time.Second, "probe")
+	m.answer(2*time.Second, 2002*ms, true, 429, xrl(5, 0, 2*time.Second)...) // the window ends at 2.1 s
+	m.take(2003*ms, "wait until", 3*time.Second)
+	m.take(3*time.Second, "probe")
+	m.answer(3*time.Second, 3002*ms, true, 200, xrl(5, 4, 4*time.Second)...) // first of the window from 2.1 s
+	m.takeN(4, 3002*ms, "go")
+	for i := range 4 {
+		m.answer(3002*ms, 3004*ms, false, 200, xrl(5, 3-i, 4*time.Second)...)
+	}
+	m.take(3005*ms, "wait until", 4002*ms) // as if the probe at 3 s had opened it
+	m.take(4002*ms, "probe")
+	m.answer(4002*ms, 4004*ms, true, 429, xrl(5, 0, 4*time.Second)...) // it had not: the window ends at 4.1 s
+	m.take(4005*ms, "wait until", 5*time.Second)
+	m.take(5*time.Second, "probe")
+	m.answer(5*time.Second, 5002*ms, true, 200, xrl(5, 4, 6*time.Second)...)
+	m.takeN(4, 5002*ms, "go")
+	for i := range 4 {
+		m.answer(5002*ms, 5004*ms, false, 200, xrl(5, 3-i, 6*time.Second)...)
+	}
+	m.take(5005*ms, "wait until", 7*time.Second) // not 6.002 s, which the window from 4.1 s outlasts
+}
+
 // A token bucket that gives its reset as the time it will be full (Anthropic's, in RFC 3339) moves that
 // time later with each request it counts, long before it comes: no window does that, so polite probe and
 // Learned call it a token bucket. Answers of one second apart are not enough: a window's reset rounded

@@ -123,6 +123,7 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.time(&q.opened)
 	c.time(&q.turned)
 	c.bool(&q.opener)
+	c.bool(&q.unopened)
 	c.bool(&q.reprobe)
 	c.time(&q.reset)
 	c.time(&q.end)

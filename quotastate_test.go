@@ -58,7 +58,7 @@ func TestQuotaSavedBetweenCalls(t *testing.T) {
 		name string
 		lim  simLimiter
 	}{
-		{"fixed window", &simFixedFromFirst{limit: 20, period: time.Second}},
+		{"fixed window", &simFixed{limit: 20, period: time.Second}},
 		{"sliding window", &simSliding{limit: 30, window: 2 * time.Second, offset: 300 * time.Millisecond}},
 		{"token bucket", &simGCRA{rate: 20, burst: 5}},
 		{"bare 429s", &simBare{limit: 20, window: time.Second}},
