@@ -80,7 +80,7 @@ func (b *Quota) RateLimit() (rl RateLimit, ok bool) {
 func (b *Quota) Until() time.Time { return maxTime(b.q.hold, maxTime(b.q.end, b.q.reset)) }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 4
+const quotaEncoding = 5
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
