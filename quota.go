@@ -525,32 +525,31 @@ func (q *quota) sameWindow(r reply) {
 		// No limit to tell a new window or a refill by: a count from a request sent after the answer
 		// that said less came is the newest.
 		q.setRemaining(r)
-	case r.status/100 == 2 && r.sent.After(q.remAt) && q.limit > 0:
-		// Counted after the answer that said less, and admitted with as much or more left: the window
-		// has turned, if the request went after it was to end or it holds about its whole limit; else
-		// the bucket gave quota back meanwhile (or the probe testing it for that was admitted).
+	case r.status/100 == 2 && r.sent.After(q.remAt) && (!r.sentUnknown || r.probe) && q.limit > 0:
+		// Counted after the answer that said less (sent after it came; with no send time, only a probe,
+		// which went alone, surely was), and admitted with as much or more left: the window has turned,
+		// if the request went after it was to end or it holds about its whole limit; else the bucket
+		// gave quota back meanwhile (or the probe testing it for that was admitted).
 		ended := !q.end.IsZero() && !r.sent.Before(q.end)
+		// Whole: it holds about its whole limit, and as much as the answer that said less though the
+		// request spent one since. A turn, unless its reset is earlier than the window's.
 		whole := !r.probe && rem >= q.limit-1-q.inflight
-		if !ended && whole && rem > q.remaining && q.relative && r.now.Sub(q.turned) < resetRounding {
+		turn := whole && (r.rl.Reset.IsZero() || !r.rl.Reset.Before(q.reset))
+		switch {
+		case !ended && turn && q.relative && r.now.Sub(q.turned) < resetRounding:
 			// Turned again within a second of its last turn, its reset in whole seconds from now: whether
 			// a window shorter than its reset can tell, or a bucket refilling within a round trip (a small
 			// token bucket far away shows some of its burst back in nearly every answer), only a rate
 			// paces it.
-			q.kind, q.classed = kindRefill, true
-			q.setRemaining(r)
-			q.startRefill(r.now)
-			return
-		}
-		if ended || (whole && rem > q.remaining) {
+		case ended || turn:
 			q.newWindow(r)
 			return
-		}
-		if whole {
+		case whole:
 			return // the window is as whole as it was: nothing new
 		}
-		// What came back since the answer that said less, over the time from it to when the request went
-		// (after it: see the case): the pace errs fast at first, and meterRefill brings it down.
-		given := float64(rem-q.remaining) / r.sent.Sub(q.remAt).Seconds()
+		// What came back between the server's counts of the two requests, whose answers came that far
+		// apart: the rise, and the unit the request spent. meterRefill refines it.
+		given := float64(rem-q.remaining+1) / r.now.Sub(q.remAt).Seconds()
 		q.kind, q.classed = kindRefill, true
 		q.setRemaining(r)
 		q.startRefill(r.now)

@@ -16,8 +16,9 @@ var quotaT0 = time.Unix(1_765_000_000, 0)
 
 // qt is one test's quota and its clock.
 type qt struct {
-	t *testing.T
-	q quota
+	t           *testing.T
+	q           quota
+	sentUnknown bool // answers are told without their send time, as a Store not told it would
 }
 
 func at(d time.Duration) time.Time { return quotaT0.Add(d) }
@@ -73,6 +74,9 @@ func (m *qt) answer(sent, d time.Duration, probe bool, status int, kv ...string)
 		h.Add(kv[i], kv[i+1])
 	}
 	r := reply{sent: at(sent), now: at(d), status: status, probe: probe}
+	if m.sentUnknown {
+		r.sent, r.sentUnknown = r.now, true // as Observation.reply guesses it, a reset given as a time
+	}
 	r.rl, _, r.relative, r.hasRL = readRateLimit(h, r.now, nil)
 	r.retryAfter, r.hasRetryAfter = ParseRetryAfter(h, r.now)
 	m.q.answer(r)
@@ -348,6 +352,44 @@ func TestQuotaTurningWithinASecondRefills(t *testing.T) {
 	if m.q.kind != kindRefill {
 		t.Fatalf("kind %v, want refill", m.q.kind)
 	}
+	// Between the server's counts of the request that left 1 and of this one, 300 ms apart as their
+	// answers came, the bucket gave back 4 and the one this request spent.
+	if want := 5 / 0.3; m.q.rate < want*0.99 || m.q.rate > want*1.01 {
+		t.Errorf("rate %.2f a second, want %.2f", m.q.rate, want)
+	}
+}
+
+// A request sent after the answer that said 5 of 6 were left is answered 5 left too: the bucket gave
+// back the one it spent. A window that turned, or a bucket that refills; seen twice within a second, it
+// refills.
+func TestQuotaAsManyLeftAfterASpendIsATurn(t *testing.T) {
+	m := &qt{t: t}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 300*time.Millisecond, false, 200, xrl1(6, 5)...)
+	m.take(301*time.Millisecond, "go")
+	m.answer(301*time.Millisecond, 600*time.Millisecond, false, 200, xrl1(6, 5)...)
+	if m.q.kind != kindRefill {
+		t.Fatalf("kind %v, want refill", m.q.kind)
+	}
+}
+
+// A window's count rises for a request sent a fraction of a millisecond after the answer that said less:
+// the bucket refills. Its pace is what came back over the time between the two answers (the time
+// between the server's counts), not over the time between that answer and the request's send: 7 in
+// 300 ms, not 7 in 0.1 ms.
+func TestQuotaRefillPaceFromTheAnswersTimes(t *testing.T) {
+	m := &qt{t: t}
+	m.q = quota{kind: kindWindow, heard: true, limit: 20, remaining: 2, remAt: at(600 * time.Millisecond),
+		reset: at(time.Second), end: at(time.Second), relative: true, tested: true}
+	m.take(600*time.Millisecond+100*time.Microsecond, "go")
+	m.answer(600*time.Millisecond+100*time.Microsecond, 900*time.Millisecond, false, 200, xrl1(20, 8)...)
+	if m.q.kind != kindRefill {
+		t.Fatalf("kind %v, want refill", m.q.kind)
+	}
+	if want := 7 / 0.3; m.q.rate < want*0.99 || m.q.rate > want*1.01 {
+		t.Errorf("rate %.2f a second, want %.2f", m.q.rate, want)
+	}
 }
 
 // A refusal of a request sent before the hold began, arriving after a success has ended the count of
@@ -481,16 +523,19 @@ func TestQuotaFirstEndTellsSlidingFromFixed(t *testing.T) {
 }
 
 // Answers of one fixed window arrive out of order: a higher Remaining from a request sent before the
-// lower one was answered is no sign of refilling.
+// lower one was answered is no sign of refilling, nor of a new window. When the answers come without
+// their send times, a higher Remaining says nothing either: any of them may have gone first.
 func TestQuotaOutOfOrderAnswersAreNotRefill(t *testing.T) {
-	m := &qt{t: t}
-	m.open()
-	m.takeN(3, 0, "go")
-	m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 7, 2*time.Second)...)
-	m.answer(0, 11*time.Millisecond, false, 200, xrl(10, 9, 2*time.Second)...)
-	m.answer(0, 12*time.Millisecond, false, 200, xrl(10, 8, 2*time.Second)...)
-	if m.q.kind != kindWindow || m.q.remaining != 7 {
-		t.Errorf("kind %v, remaining %d; want a window with 7 left", m.q.kind, m.q.remaining)
+	for _, unknown := range []bool{false, true} {
+		m := &qt{t: t, sentUnknown: unknown}
+		m.open()
+		m.takeN(3, 0, "go")
+		m.answer(0, 10*time.Millisecond, false, 200, xrl(10, 7, 2*time.Second)...)
+		m.answer(0, 11*time.Millisecond, false, 200, xrl(10, 9, 2*time.Second)...)
+		m.answer(0, 12*time.Millisecond, false, 200, xrl(10, 8, 2*time.Second)...)
+		if m.q.kind != kindWindow || m.q.remaining != 7 {
+			t.Errorf("send times unknown %v: kind %v, remaining %d; want a window with 7 left", unknown, m.q.kind, m.q.remaining)
+		}
 	}
 }
 
