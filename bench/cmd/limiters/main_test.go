@@ -22,6 +22,7 @@ func TestShortSuite(t *testing.T) {
 		"ulule":      "retryablehttp",
 		"throttled":  "failsafehttp",
 		"go-limiter": "polite",
+		"tollbooth":  "retryablehttp",
 		"bare429":    "plain",
 	}
 	transports := make(map[string]peers.Peer)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/didip/tollbooth/v7"
 	"github.com/go-chi/httprate"
 	"github.com/sethvargo/go-limiter/httplimit"
 	"github.com/sethvargo/go-limiter/memorystore"
@@ -105,6 +106,16 @@ var all = []Limiter{
 				panic(err)
 			}
 			return mw.Handle(next), func() { _ = store.Close(context.Background()) }
+		},
+	},
+	{
+		Name:   "tollbooth",
+		Module: "github.com/didip/tollbooth/v7",
+		Quota:  "20 per 1s, burst 20 (golang.org/x/time/rate), keyed by client IP",
+		Build: func(next http.Handler) (http.Handler, func()) {
+			// The README's NewLimiter and LimitHandler; its expirable token buckets are swept by no
+			// goroutine of their own.
+			return tollbooth.LimitHandler(tollbooth.NewLimiter(20, nil), next), func() {}
 		},
 	},
 	{
