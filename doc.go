@@ -40,7 +40,8 @@
 //	409 422             never retried; {"errors": [...], "message"}  ErrConflict, ErrValidation
 //	429                 retried, any method, after Retry-After + 1 s or the reset   ErrRateLimited
 //	500 502             retried when idempotent, on the backoff      ErrServer
-//	503 504 529         retried when idempotent; with Retry-After for any method    ErrUnavailable
+//	504                 retried when idempotent, on the backoff      ErrUnavailable
+//	503 529             retried when idempotent; with Retry-After for any method    ErrUnavailable
 //
 // A 403 refuses for a rate limit when it carries Retry-After, or rate-limit headers that say none remain
 // and name a reset ahead, or is GitHub's secondary rate limit (its JSON body says so; GitHub asks for a

@@ -43,6 +43,7 @@ func (k EventKind) String() string {
 // Event describes a wait, or an attempt and what follows it, for a hook set with [WithHook] and for the
 // logger.
 type Event struct {
+	// Kind says what the event reports.
 	Kind EventKind
 	// ID identifies the request: every event of one call of the stack's RoundTrip (its throttle waits
 	// and each of its attempts) has the same ID, unique in the stack. 0 when neither a hook is set nor

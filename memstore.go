@@ -45,7 +45,7 @@ type storedBucket struct {
 // DefaultMaxBuckets is how many buckets a [MemoryStore] keeps by default.
 const DefaultMaxBuckets = 4096
 
-// NewMemoryStore returns an empty in-process store keeping at most maxBuckets buckets (0 means
+// NewMemoryStore returns an empty in-process store keeping at most maxBuckets buckets (0 or less means
 // [DefaultMaxBuckets]).
 func NewMemoryStore(maxBuckets int) *MemoryStore {
 	if maxBuckets <= 0 {

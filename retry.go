@@ -122,8 +122,8 @@ func hasFields(t reflect.Type, names ...string) bool {
 // took, if longer), when the request has a body that cannot be replayed (no GetBody), or when the key's
 // [RetryBudget] is spent ([WithRetryBudget]; on by default; a retry after a 429 that says when to come
 // back is exempt; the event's reason is then [ReasonBudgetSpent]). A replayed body comes from GetBody on
-// a clone; the caller's request is never modified. Each response it discards is drained (at most 64 KiB)
-// and closed, so its connection is reused. Of opts it uses the options named here and [WithKey],
+// a clone; the caller's request is never modified. Each response it discards is drained (at most 64 KiB
+// and 250 ms) and closed, so its connection is reused. Of opts it uses the options named here and [WithKey],
 // [WithHook] and [WithLogger], and ignores the others (those of the redirect limiter and the throttle).
 // The layer is safe for concurrent use.
 func Retry(opts ...Option) Middleware { return newConfig(opts).retry }

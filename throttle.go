@@ -36,11 +36,14 @@ type Throttle struct {
 // ThrottleOption configures [NewThrottle].
 type ThrottleOption func(*Throttle)
 
-// NewThrottle returns a Throttle with its state in a new [MemoryStore] unless opts say otherwise.
+// NewThrottle returns a Throttle with its state in a new [MemoryStore] unless opts say otherwise. A nil
+// option means none; an option given a bad value panics, naming the option.
 func NewThrottle(opts ...ThrottleOption) *Throttle {
 	th := &Throttle{routes: newRouteTable(DefaultMaxRoutes), firstWait: DefaultFirstWait}
 	for _, o := range opts {
-		o(th)
+		if o != nil {
+			o(th)
+		}
 	}
 	if th.store == nil {
 		mem := NewMemoryStore(0)

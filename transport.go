@@ -12,11 +12,13 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// Middleware wraps a RoundTripper in one layer of behaviour.
+// Middleware wraps a RoundTripper in one layer of behaviour. The layers this package makes are safe for
+// concurrent use when the RoundTripper they wrap is.
 type Middleware func(http.RoundTripper) http.RoundTripper
 
 // Chain returns base wrapped in layers, the first listed outermost: Chain(base, a, b) sends a request
-// through a, then b, then base. A nil base means http.DefaultTransport.
+// through a, then b, then base. A nil base means http.DefaultTransport. The result is as safe for
+// concurrent use as its layers and base are.
 func Chain(base http.RoundTripper, layers ...Middleware) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -167,7 +169,8 @@ func refuse(option string, format string, args ...any) {
 }
 
 // HostKey is the default key: the request URL's host, with its port if the URL has one, so each API
-// host has its own quota and retry budget (api.example.com and api.example.com:443 count apart).
+// host has its own quota and retry budget (api.example.com and api.example.com:443 count apart). It is
+// safe for concurrent use.
 func HostKey(req *http.Request) string { return req.URL.Host }
 
 // WithMaxRedirects sets how many redirect hops one request may take (default 5); 0 forbids redirects.
@@ -307,15 +310,16 @@ func WithKey(key func(*http.Request) string) Option {
 	}
 }
 
-// WithHook sets a function called before each throttle wait and each retry, and when a retryable
-// outcome is not retried (default, and for nil: none). It runs on the request's goroutine, so it must be quick and
-// safe for concurrent use.
+// WithHook sets a function called with an [Event] before each throttle wait and after each attempt: its
+// retry, its give-up, or its outcome going back to the caller (default, and for nil: none). It runs on
+// the request's goroutine, so it must be quick and safe for concurrent use.
 func WithHook(hook func(Event)) Option {
 	return func(c *config) { c.hook = hook }
 }
 
-// WithLogger sets the logger told of waits (Debug), retries and give-ups (Info) and store failures
-// (Warn) (default, and for nil: silent).
+// WithLogger sets the logger told of throttle waits and every attempt's outcome (Debug), retries and
+// give-ups (Info) and store failures (Warn) (default, and for nil: silent). It is safe for concurrent
+// use if the logger's handler is.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {

@@ -68,7 +68,7 @@ func TestOptionsRefuseBadValues(t *testing.T) {
 	}
 }
 
-// TestNilMeansNone: a nil Option, hook or logger means none, and the zero Transport is New(nil); each
+// TestNilMeansNone: a nil Option, ThrottleOption, hook or logger means none, and the zero Transport is New(nil); each
 // works on a request (against a loopback server, through http.DefaultTransport for the zero Transport).
 func TestNilMeansNone(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
@@ -76,6 +76,7 @@ func TestNilMeansNone(t *testing.T) {
 	for name, rt := range map[string]http.RoundTripper{
 		"New(nil, nil)":                  New(nil, nil),
 		"WithLogger(nil), WithHook(nil)": New(nil, WithLogger(nil), WithHook(nil)),
+		"NewThrottle(nil)":               New(nil, WithThrottle(NewThrottle(nil))),
 		"zero Transport":                 &Transport{},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -214,8 +214,10 @@ func demoWorker(ctx context.Context, client *http.Client, baseURL string, w int,
 			resp.Body.Close()
 		}
 		took := time.Since(t0)
-		if err != nil && ctx.Err() != nil {
-			break // cut short by the end of the run
+		if ctx.Err() != nil {
+			// Ended by the end of the run: an error, or the last response of a call whose retry was
+			// waiting (the layer hands it back when the context ends). It counts as no outcome.
+			break
 		}
 		r.latencies = append(r.latencies, took)
 		ctrs.done.Add(1)
