@@ -54,6 +54,7 @@ type quota struct {
 	window    time.Duration // the window's length, said or measured by the spacing of resets; 0: unknown
 	remaining int           // the newest word on what remains (the least of one window's answers)
 	remAt     time.Time     // when the answer that said remaining arrived (silent: that opened the window)
+	remIdle   bool          // nothing else was in flight when it arrived: every later answer is of a later request
 	opened    time.Time     // when the first answer of the current window came
 	turned    time.Time     // when an answer other than a probe's found the window turned; zero: none has
 	opener    bool          // the current window's first answer was a probe's that may have opened it
@@ -525,11 +526,12 @@ func (q *quota) sameWindow(r reply) {
 		// No limit to tell a new window or a refill by: a count from a request sent after the answer
 		// that said less came is the newest.
 		q.setRemaining(r)
-	case r.status/100 == 2 && r.sent.After(q.remAt) && (!r.sentUnknown || r.probe) && q.limit > 0:
-		// Counted after the answer that said less (sent after it came; with no send time, only a probe,
-		// which went alone, surely was), and admitted with as much or more left: the window has turned,
-		// if the request went after it was to end or it holds about its whole limit; else the bucket
-		// gave quota back meanwhile (or the probe testing it for that was admitted).
+	case r.status/100 == 2 && r.sent.After(q.remAt) && (!r.sentUnknown || r.probe || q.remIdle) && q.limit > 0:
+		// Counted after the answer that said less (sent after it came; with no send time, surely only if
+		// nothing else was in flight then, or if it was a probe, which went alone), and admitted with as
+		// much or more left: the window has turned, if the request went after it was to end or it holds
+		// about its whole limit; else the bucket gave quota back meanwhile (or the probe testing it for
+		// that was admitted).
 		ended := !q.end.IsZero() && !r.sent.Before(q.end)
 		// Whole: it holds about its whole limit, and as much as the answer that said less though the
 		// request spent one since. A turn, unless its reset is earlier than the window's.
@@ -548,8 +550,9 @@ func (q *quota) sameWindow(r reply) {
 			return // the window is as whole as it was: nothing new
 		}
 		// What came back between the server's counts of the two requests, whose answers came that far
-		// apart: the rise, and the unit the request spent. meterRefill refines it.
-		given := float64(rem-q.remaining+1) / r.now.Sub(q.remAt).Seconds()
+		// apart (a stretch of refillSpan at the least: one unit back within a millisecond says little of
+		// a rate): the rise, and the unit the request spent. meterRefill refines it.
+		given := float64(rem-q.remaining+1) / max(r.now.Sub(q.remAt), refillSpan).Seconds()
 		q.kind, q.classed = kindRefill, true
 		q.setRemaining(r)
 		q.startRefill(r.now)
@@ -559,7 +562,7 @@ func (q *quota) sameWindow(r reply) {
 
 // setRemaining takes r's remaining count as the newest.
 func (q *quota) setRemaining(r reply) {
-	q.remaining, q.remAt = r.rl.Remaining, r.now
+	q.remaining, q.remAt, q.remIdle = r.rl.Remaining, r.now, q.inflight == 0
 }
 
 // newWindow records the first answer of a window that is not the current one.

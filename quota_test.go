@@ -377,18 +377,43 @@ func TestQuotaAsManyLeftAfterASpendIsATurn(t *testing.T) {
 // A window's count rises for a request sent a fraction of a millisecond after the answer that said less:
 // the bucket refills. Its pace is what came back over the time between the two answers (the time
 // between the server's counts), not over the time between that answer and the request's send: 7 in
-// 300 ms, not 7 in 0.1 ms.
+// 300 ms, not 7 in 0.1 ms. Answers closer than refillSpan are read over refillSpan: one unit back within
+// a millisecond says little of a rate.
 func TestQuotaRefillPaceFromTheAnswersTimes(t *testing.T) {
-	m := &qt{t: t}
-	m.q = quota{kind: kindWindow, heard: true, limit: 20, remaining: 2, remAt: at(600 * time.Millisecond),
-		reset: at(time.Second), end: at(time.Second), relative: true, tested: true}
-	m.take(600*time.Millisecond+100*time.Microsecond, "go")
-	m.answer(600*time.Millisecond+100*time.Microsecond, 900*time.Millisecond, false, 200, xrl1(20, 8)...)
+	for _, tc := range []struct {
+		answered  time.Duration
+		remaining int
+		want      float64
+	}{
+		{900 * time.Millisecond, 8, 7 / 0.3},
+		{601 * time.Millisecond, 3, 2 / refillSpan.Seconds()},
+	} {
+		m := &qt{t: t}
+		m.q = quota{kind: kindWindow, heard: true, limit: 20, remaining: 2, remAt: at(600 * time.Millisecond),
+			reset: at(time.Second), end: at(time.Second), relative: true, tested: true}
+		m.take(600*time.Millisecond+100*time.Microsecond, "go")
+		m.answer(600*time.Millisecond+100*time.Microsecond, tc.answered, false, 200, xrl1(20, tc.remaining)...)
+		if m.q.kind != kindRefill {
+			t.Fatalf("kind %v, want refill", m.q.kind)
+		}
+		if m.q.rate < tc.want*0.99 || m.q.rate > tc.want*1.01 {
+			t.Errorf("answered at %v with %d left: rate %.2f a second, want %.2f", tc.answered, tc.remaining, m.q.rate, tc.want)
+		}
+	}
+}
+
+// Answers told without their send times are ordered only when nothing else was in flight as the one
+// before came: the next one is then surely of a later request, and as many left after it spent one
+// shows the bucket refilling.
+func TestQuotaOneAtATimeWithoutSendTimesRefills(t *testing.T) {
+	m := &qt{t: t, sentUnknown: true}
+	m.open()
+	m.take(0, "go")
+	m.answer(0, 20*time.Millisecond, false, 200, xrl(6, 2, time.Second)...)
+	m.take(20*time.Millisecond, "go")
+	m.answer(20*time.Millisecond, 40*time.Millisecond, false, 200, xrl(6, 2, time.Second)...)
 	if m.q.kind != kindRefill {
 		t.Fatalf("kind %v, want refill", m.q.kind)
-	}
-	if want := 7 / 0.3; m.q.rate < want*0.99 || m.q.rate > want*1.01 {
-		t.Errorf("rate %.2f a second, want %.2f", m.q.rate, want)
 	}
 }
 

@@ -80,7 +80,7 @@ func (b *Quota) RateLimit() (rl RateLimit, ok bool) {
 func (b *Quota) Until() time.Time { return maxTime(b.q.hold, maxTime(b.q.end, b.q.reset)) }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 5
+const quotaEncoding = 6
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
@@ -120,6 +120,7 @@ func (b *Quota) fields(c *quotaCodec) {
 	c.dur(&q.window)
 	c.int(&q.remaining)
 	c.time(&q.remAt)
+	c.bool(&q.remIdle)
 	c.time(&q.opened)
 	c.time(&q.turned)
 	c.bool(&q.opener)
