@@ -144,7 +144,8 @@ func TestReadCounters(t *testing.T) {
 }
 
 // TestIETFPolicyUnits: a RateLimit member whose policy counts other units than requests (qu) is no
-// request quota; one whose policy says "requests", or names no unit, is.
+// request quota; one whose policy says "requests" (or "request", as draft -11's table of units spells
+// it), or names no unit, is.
 func TestIETFPolicyUnits(t *testing.T) {
 	for _, tt := range []struct {
 		policy string
@@ -152,6 +153,7 @@ func TestIETFPolicyUnits(t *testing.T) {
 	}{
 		{`"peruser";q=65535;qu="content-bytes";w=10`, false},
 		{`"peruser";q=100;qu="requests";w=10`, true},
+		{`"peruser";q=100;qu="request";w=10`, true},
 		{`"peruser";q=100;w=10;pk=:cHsdsRa894==:`, true},
 	} {
 		h := hdrTestHeader("RateLimit-Policy", tt.policy, "RateLimit", `"peruser";r=50;t=5`)

@@ -894,6 +894,18 @@ func hdrCountsRequests(policies []string, m hdrSFMember) bool {
 	return !ok || p.requests
 }
 
+// hdrFromCache reports whether h is a cache's copy of an answer (Age above 0): its rate-limit headers
+// describe the quota when the origin answered, and its request spent nothing (the IETF draft asks that
+// such answers be ignored).
+func hdrFromCache(h http.Header) bool {
+	v := h["Age"]
+	if len(v) == 0 {
+		return false
+	}
+	age, ok := hdrParseDigits(hdrTrimOWS(v[0]), hdrMaxSeconds)
+	return ok && age > 0
+}
+
 // hdrFindPolicy returns the first RateLimit-Policy member called name, reading
 // its q (quota) and w (window in seconds) parameters. Malformed lines are
 // ignored.
@@ -908,7 +920,7 @@ func hdrFindPolicy(lines []string, name string) (hdrPolicy, bool) {
 			}
 			found = true
 			unit, _ := hdrSFParam(m.params, "qu")
-			p.requests = unit == "" || unit == "requests"
+			p.requests = unit == "" || unit == "requests" || unit == "request" // draft -11's table says "request"
 			if q, ok := hdrSFParam(m.params, "q"); ok {
 				p.limit, p.hasLimit = hdrParseCount(q)
 			}

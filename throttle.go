@@ -11,9 +11,10 @@ import (
 
 // Throttle holds requests back on the client so that they stay within what servers said remains of
 // their quotas, instead of being refused with 429. It learns every quota from the answers (the
-// rate-limit headers of 2xx and 429 answers, Retry-After, and refusals that carry neither); nothing is
-// configured. Each key ([WithKey]) has a bucket; a route whose answers name another bucket, or describe
-// another counter, gets that bucket (see [Throttle.Learned]).
+// rate-limit headers of 2xx and 429 answers, Retry-After, and refusals that carry neither; not the
+// headers of a cache's copy, one with Age above 0); nothing is configured. Each key ([WithKey]) has a
+// bucket; a route whose answers name another bucket, or describe another counter, gets that bucket
+// (see [Throttle.Learned]).
 //
 // A bucket's model (quota.go) tells fixed windows, sliding windows, token buckets and servers that
 // refuse without headers apart by what their answers do, and after any refusal holds the whole bucket
@@ -332,7 +333,9 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 	if resp != nil {
 		o.Status = resp.StatusCode
 		var relative bool
-		o.RateLimit, dialect, relative, o.HasRateLimit = readRateLimit(resp.Header, o.Now, &l.th.dates)
+		if !hdrFromCache(resp.Header) {
+			o.RateLimit, dialect, relative, o.HasRateLimit = readRateLimit(resp.Header, o.Now, &l.th.dates)
+		}
 		if relative && !o.RateLimit.Reset.IsZero() {
 			o.ResetRelative, o.ResetSpread = true, o.Now.Sub(sent)
 		}

@@ -107,6 +107,32 @@ func TestThrottleHoldsUntilReset(t *testing.T) {
 	})
 }
 
+// TestThrottleIgnoresCachedAnswers: an answer a cache kept (Age above 0) says what the quota was when the
+// origin answered, and its request spent nothing: its rate-limit headers hold nothing back. The same
+// answer fresh from the origin (Age 0) holds the bucket until its reset.
+func TestThrottleIgnoresCachedAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		age  string
+		held bool
+	}{{"600", false}, {"0", true}} {
+		synctest.Test(t, func(t *testing.T) {
+			base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				return response(r, 200, "", "Age", tc.age, "Ratelimit-Limit", "10", "Ratelimit-Remaining", "0", "Ratelimit-Reset", "30"), nil
+			})
+			rt := Chain(base, Throttled(NewThrottle()))
+			start := time.Now()
+			for range 2 {
+				if code, err := get(t, rt, context.Background()); code != 200 {
+					t.Fatalf("Age %s: status %d, err %v", tc.age, code, err)
+				}
+			}
+			if held := time.Since(start) > 0; held != tc.held {
+				t.Errorf("Age %s: the second request waited %v; want held %v", tc.age, time.Since(start), tc.held)
+			}
+		})
+	}
+}
+
 func TestThrottleDeadlineBeforeReset(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := newFixedWindow(1, 30*time.Second, 0)
