@@ -35,7 +35,7 @@ func TestReviewSmallWaiterNotStrandedByLargeOne(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := NewMemoryStore(0)
 		l := reviewLayer(store)
-		const bucket = "api.test\x00#tokens"
+		bucket := "api.test\x00#tokens"
 		start := time.Now()
 		reviewRefill(store, bucket, 10_000, 1000, start) // paced at 900 tokens a second
 		req, _ := http.NewRequest(http.MethodGet, "http://api.test/", nil)
@@ -43,7 +43,7 @@ func TestReviewSmallWaiterNotStrandedByLargeOne(t *testing.T) {
 		var bigAt, smallAt atomic.Int64
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			v, _, err := l.take(context.Background(), req, bucket, 9000) // ~10 s
+			v, _, err := l.take(context.Background(), req, "", &bucket, 9000) // ~10 s
 			if err != nil || !v.OK {
 				t.Errorf("large: %+v, %v", v, err)
 			}
@@ -52,7 +52,7 @@ func TestReviewSmallWaiterNotStrandedByLargeOne(t *testing.T) {
 		synctest.Wait() // the large one waits first
 		smallWant := start.Add(200 * time.Millisecond)
 		wg.Go(func() {
-			v, _, err := l.take(context.Background(), req, bucket, 90) // ~0.1 s
+			v, _, err := l.take(context.Background(), req, "", &bucket, 90) // ~0.1 s
 			if err != nil || !v.OK {
 				t.Errorf("small: %+v, %v", v, err)
 			}

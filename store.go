@@ -63,7 +63,9 @@ type Verdict struct {
 	Probe bool
 }
 
-// Observation is what one response told a Throttle about a bucket.
+// Observation is what one response told a Throttle about a bucket. One with neither Took, Status nor
+// HasRateLimit says nothing: Quota.Done learns nothing from it, and a Throttle sends it to wake the next
+// of a bucket's waiters when one leaves for another bucket (its route moved).
 type Observation struct {
 	// Now is when the response arrived.
 	Now time.Time

@@ -183,7 +183,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The request's slot first: a bucket's first answer, which its others wait for, reports its
 		// counters.
 		var err error
-		if slot, sent, err = l.take(ctx, req, bucket, 1); err == nil {
+		if slot, sent, err = l.take(ctx, req, key, &bucket, 1); err == nil {
 			if held, err = l.takeCounters(ctx, req, key); err != nil {
 				l.giveBack(ctx, bucket, slot)
 			}
@@ -220,7 +220,7 @@ func (l *throttleLayer) takeCounters(ctx context.Context, req *http.Request, key
 		if !l.th.reported(cb, false) {
 			continue
 		}
-		v, _, err := l.take(ctx, req, cb, s.units)
+		v, _, err := l.take(ctx, req, "", &cb, s.units)
 		if err != nil {
 			l.learnCounters(ctx, key, held, nil, "", Observation{Now: time.Now()}) // gives the units back
 			return nil, err
@@ -252,22 +252,24 @@ func (th *Throttle) reported(cb string, add bool) bool {
 // pollInterval is how often a waiter asks a Store that cannot notify (no Wake) and names no time.
 const pollInterval = 50 * time.Millisecond
 
-// take waits until bucket lets the request go, and returns the slot, and the time it read when the slot
+// take waits until *bucket lets the request go, and returns the slot, and the time it read when the slot
 // came at once (zero after a wait). A store that fails lets the request go without one (and the failure
 // is logged). A wait longer than the maximum, or one that would end too close to the deadline, fails the
-// request with a *ThrottleError; so does the context's end.
-func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket string, units int) (Verdict, time.Time, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
+// request with a *ThrottleError; so does the context's end. With a key, the bucket is the request's: an
+// answer that came while it waited may have moved its route to another bucket (one the server named),
+// and it goes on waiting there, *bucket set to it, after waking the next waiter of the one it leaves.
+func (l *throttleLayer) take(ctx context.Context, req *http.Request, key string, bucket *string, units int) (Verdict, time.Time, error) {
 	for waited := false; ; waited = true {
 		now := time.Now()
-		v, err := l.th.store.Take(ctx, bucket, units, now)
+		if waited && key != "" {
+			if b := l.th.routes.bucketOf(key, req, l.th.routeKey); b != *bucket {
+				l.done(ctx, *bucket, Observation{Now: now}) // says nothing; wakes the next, which may have moved too
+				*bucket = b
+			}
+		}
+		v, err := l.th.store.Take(ctx, *bucket, units, now)
 		if err != nil {
-			l.cfg.storeFailed(ctx, "polite: throttle store failed; sending unthrottled", bucket, err)
+			l.cfg.storeFailed(ctx, "polite: throttle store failed; sending unthrottled", *bucket, err)
 			return Verdict{}, time.Time{}, nil
 		}
 		if v.OK {
@@ -281,9 +283,9 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 			wait = max(v.RetryAt.Sub(now), 0)
 			switch {
 			case l.cfg.waitTooLong(wait, v.Reason == whyHeld):
-				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason}
+				return v, time.Time{}, &ThrottleError{Bucket: *bucket, Wait: wait, Reason: v.Reason}
 			case endsTooLate(ctx, v.RetryAt, 0):
-				return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}
+				return v, time.Time{}, &ThrottleError{Bucket: *bucket, Wait: wait, Reason: v.Reason, Err: context.DeadlineExceeded}
 			}
 		}
 		if !waited {
@@ -294,30 +296,20 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, bucket stri
 		case v.Wake != nil:
 			// The store wakes the request, at RetryAt or Recheck at the latest: no timer of its own.
 		case !v.RetryAt.IsZero():
-			tick = resetTimer(&timer, wait)
+			tick = time.After(wait) // a timer the collector takes back once unreferenced, fired or not
 		case !v.Recheck.IsZero():
 			// No promise of a slot: the deadline is not judged by it. The store is polled meanwhile.
-			tick = resetTimer(&timer, min(max(v.Recheck.Sub(now), 0), pollInterval))
+			tick = time.After(min(max(v.Recheck.Sub(now), 0), pollInterval))
 		default:
-			tick = resetTimer(&timer, pollInterval)
+			tick = time.After(pollInterval)
 		}
 		select {
 		case <-tick:
 		case <-v.Wake:
 		case <-ctx.Done():
-			return v, time.Time{}, &ThrottleError{Bucket: bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
+			return v, time.Time{}, &ThrottleError{Bucket: *bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
 	}
-}
-
-// resetTimer (re)arms *t to fire after d and returns its channel.
-func resetTimer(t **time.Timer, d time.Duration) <-chan time.Time {
-	if *t == nil {
-		*t = time.NewTimer(d)
-	} else {
-		(*t).Reset(d)
-	}
-	return (*t).C
 }
 
 // learn tells bucket what resp said (resp is nil when the request failed). An answer that names its

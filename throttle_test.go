@@ -360,6 +360,44 @@ func (l *sendLog) times() []time.Duration {
 // the others wait for its answer (parking on the probe's channel, without the bucket's lock), then go. A
 // request that comes while the probe is out and whose context ends meanwhile gets a ThrottleError saying
 // why it waited.
+// TestWaitersFollowTheNamedBucket: a burst to a new key waits for its first answer, which names the
+// bucket the route spends (X-RateLimit-Bucket): the waiters follow the route to that bucket, which the
+// answer taught, and go as it allows; none is refused. (They stayed on the key's bucket, told only that
+// the first request's slot came back, and all went at once.)
+func TestWaitersFollowTheNamedBucket(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const limit = 5
+		var mu sync.Mutex
+		used, refused := 0, 0
+		base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			time.Sleep(10 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			status := 200
+			if used == limit {
+				status, refused = 429, refused+1
+			} else {
+				used++
+			}
+			return response(r, status, "", "X-Ratelimit-Bucket", "core", "X-Ratelimit-Limit", strconv.Itoa(limit),
+				"X-Ratelimit-Remaining", strconv.Itoa(limit-used), "X-Ratelimit-Reset", "3600"), nil
+		})
+		rt := New(base, WithMaxAttempts(1))
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				get(t, rt, ctx) // those past the quota give up: its reset is an hour away
+			})
+		}
+		wg.Wait()
+		if used != limit || refused != 0 {
+			t.Errorf("the server let %d through and refused %d; want %d and none", used, refused, limit)
+		}
+	})
+}
+
 func TestWaitersParkOnTheProbe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		t0 := time.Now()

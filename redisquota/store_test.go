@@ -94,6 +94,8 @@ func (p *pair) done(o polite.Observation) bool {
 	p.lapse(o.Now)
 	if i := slices.Index(p.leases, slices.Max(append([]int64{-1}, p.leases...))); o.Took && i >= 0 {
 		p.leases = slices.Delete(p.leases, i, i+1) // the newest
+	} else if o.Took {
+		o.Took = false // its lease lapsed and gave its place back then, as the Store reads it
 	}
 	want, _ := p.mem.Done(context.Background(), p.bucket, o)
 	got, err := p.rs.Done(context.Background(), p.bucket, o)
