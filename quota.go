@@ -302,11 +302,8 @@ func (q *quota) after(now time.Time, n float64) time.Time {
 }
 
 // answer records what the answer to a request that take let go said. A request that got no response
-// has status 0: it only gives its place back; one that took no place and got no response says nothing.
+// has status 0: it only gives its place back.
 func (q *quota) answer(r reply) {
-	if r.untaken && r.status == 0 && !r.hasRL {
-		return
-	}
 	q.heard = true
 	if !r.untaken {
 		q.inflight = max(q.inflight-max(r.units, 1), 0)

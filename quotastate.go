@@ -52,8 +52,11 @@ func (b *Quota) Take(now time.Time, units int, firstWait time.Duration) Verdict 
 
 // Done records what the answer to a request of the bucket said, and gives back its slot when o.Took
 // is set. It reports false, recording nothing but the request's end, when o describes another counter
-// than the bucket's (see [Store]).
+// than the bucket's (see [Store]). An Observation that says nothing (see [Observation]) changes nothing.
 func (b *Quota) Done(o Observation) (fits bool) {
+	if !o.Took && o.Status == 0 && !o.HasRateLimit {
+		return true // says nothing (see Observation)
+	}
 	r := o.reply()
 	fits = b.q.fits(r)
 	if !fits {

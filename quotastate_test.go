@@ -172,3 +172,31 @@ func FuzzQuotaUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// TestQuotaObservationThatSaysNothing: an Observation with no slot, no status and no headers, which a
+// Throttle sends to pass a wake on when a waiter leaves for another bucket, leaves the bucket as it was:
+// not heard from, no request counted through, and the wait for the answers in flight not restarted.
+func TestQuotaObservationThatSaysNothing(t *testing.T) {
+	t0 := time.Unix(1_765_000_000, 0)
+	var fresh Quota
+	var slow Quota // a bucket without headers in its slow start, waiting for the answers in flight
+	if v := slow.Take(t0, 1, time.Second); !v.Probe {
+		t.Fatalf("first take: %+v, want a probe", v)
+	}
+	slow.Done(Observation{Now: t0, Sent: t0, Took: true, Probe: true, Status: 200})
+	for range 2 {
+		slow.Take(t0, 1, time.Second)
+	}
+	if v := slow.Take(t0, 1, time.Second); v.OK || v.Recheck.IsZero() {
+		t.Fatalf("third take in flight: %+v, want a wait for the answers", v)
+	}
+	for name, q := range map[string]*Quota{"fresh": &fresh, "slow start": &slow} {
+		before, _ := q.MarshalBinary()
+		if !q.Done(Observation{Now: t0.Add(500 * time.Millisecond)}) {
+			t.Errorf("%s: Done reports it does not fit", name)
+		}
+		if after, _ := q.MarshalBinary(); string(after) != string(before) {
+			t.Errorf("%s: the bucket changed:\n%x\n%x", name, before, after)
+		}
+	}
+}

@@ -259,11 +259,14 @@ const pollInterval = 50 * time.Millisecond
 // answer that came while it waited may have moved its route to another bucket (one the server named),
 // and it goes on waiting there, *bucket set to it, after waking the next waiter of the one it leaves.
 func (l *throttleLayer) take(ctx context.Context, req *http.Request, key string, bucket *string, units int) (Verdict, time.Time, error) {
+	woken := false // by the Store's Wake, whose token passes on to the next waiter
 	for waited := false; ; waited = true {
 		now := time.Now()
 		if waited && key != "" {
 			if b := l.th.routes.bucketOf(key, req, l.th.routeKey); b != *bucket {
-				l.done(ctx, *bucket, Observation{Now: now}) // says nothing; wakes the next, which may have moved too
+				if woken {
+					l.done(ctx, *bucket, Observation{Now: now}) // says nothing; wakes the next, which may have moved too
+				}
 				*bucket = b
 			}
 		}
@@ -305,7 +308,8 @@ func (l *throttleLayer) take(ctx context.Context, req *http.Request, key string,
 		}
 		select {
 		case <-tick:
-		case <-v.Wake:
+			woken = false
+		case _, woken = <-v.Wake: // false when closed: the store dropped the bucket and woke every waiter
 		case <-ctx.Done():
 			return v, time.Time{}, &ThrottleError{Bucket: *bucket, Wait: wait, Reason: v.Reason, Err: ctx.Err()}
 		}
@@ -359,14 +363,11 @@ func (l *throttleLayer) learn(ctx context.Context, req *http.Request, key, bucke
 //
 //go:noinline
 func (l *throttleLayer) move(ctx context.Context, req *http.Request, key, bucket string, o *Observation, named, limited bool) {
-	release := Observation{Now: o.Now, Sent: o.Sent, Took: o.Took, Probe: o.Probe} // gives the slot back, and nothing else
 	var target string
 	switch {
 	case named:
-		l.done(ctx, bucket, release)
 		target = namedBucket(key, o.RateLimit.Bucket)
 	case limited:
-		l.done(ctx, bucket, release)
 		target = ownBucket(key, routeName(req, l.th.routeKey))
 	default:
 		if target = ownBucket(key, routeName(req, l.th.routeKey)); target == bucket {
@@ -375,10 +376,15 @@ func (l *throttleLayer) move(ctx context.Context, req *http.Request, key, bucket
 			return
 		}
 	}
+	// The route moves, and its new bucket learns the answer, before the slot goes back to the old one: a
+	// waiter the slot wakes there looks the route up again and finds the new bucket taught.
 	l.th.routes.set(key, routeName(req, l.th.routeKey), target)
 	moved := *o
 	moved.Took, moved.Probe = false, false
 	l.done(ctx, target, moved)
+	if named || limited { // else the old bucket, which o did not fit, had the slot back already
+		l.done(ctx, bucket, Observation{Now: o.Now, Sent: o.Sent, Took: o.Took, Probe: o.Probe})
+	}
 }
 
 // learnCounters tells each counter bucket of key what resp (nil when the request failed or was not

@@ -356,10 +356,6 @@ func (l *sendLog) times() []time.Duration {
 	return slices.Clone(l.at)
 }
 
-// TestWaitersParkOnTheProbe: requests parked until a reset all wake at it; one probes the new window and
-// the others wait for its answer (parking on the probe's channel, without the bucket's lock), then go. A
-// request that comes while the probe is out and whose context ends meanwhile gets a ThrottleError saying
-// why it waited.
 // TestWaitersFollowTheNamedBucket: a burst to a new key waits for its first answer, which names the
 // bucket the route spends (X-RateLimit-Bucket): the waiters follow the route to that bucket, which the
 // answer taught, and go as it allows; none is refused. (They stayed on the key's bucket, told only that
@@ -398,6 +394,10 @@ func TestWaitersFollowTheNamedBucket(t *testing.T) {
 	})
 }
 
+// TestWaitersParkOnTheProbe: requests parked until a reset all wake at it; one probes the new window and
+// the others wait for its answer (parking on the probe's channel, without the bucket's lock), then go. A
+// request that comes while the probe is out and whose context ends meanwhile gets a ThrottleError saying
+// why it waited.
 func TestWaitersParkOnTheProbe(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		t0 := time.Now()
