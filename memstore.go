@@ -67,13 +67,17 @@ func (s *MemoryStore) Take(_ context.Context, bucket string, units int, now time
 
 // Done implements [Store]: it records the answer to a request of bucket. It reports false, recording
 // nothing but the request's end, when the answer describes another counter than the bucket's (see
-// quota.fits). It never fails.
+// quota.fits). An Observation that says nothing (see [Observation]) wakes a waiter of bucket, and does
+// not make the bucket again if it was dropped: its waiters were woken then. It never fails.
 func (s *MemoryStore) Done(_ context.Context, bucket string, o Observation) (bool, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.buckets[bucket]; !ok && o.saysNothing() {
+		return true, nil
+	}
 	b := s.get(bucket, o.Now)
 	fits := b.st.Done(o)
 	b.wakeOne()
-	s.mu.Unlock()
 	return fits, nil
 }
 

@@ -54,6 +54,38 @@ func TestLearnedStateIsBounded(t *testing.T) {
 	}
 }
 
+// TestMemoryStoreObservationThatSaysNothing: the wake a waiter passes on when its route moved (an
+// Observation that says nothing) does not make again a bucket the store dropped meanwhile, which would
+// push another out of a full store; a bucket the store holds still wakes its next waiter.
+func TestMemoryStoreObservationThatSaysNothing(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_765_000_000, 0)
+	s := NewMemoryStore(2)
+	for _, name := range []string{"a", "b"} {
+		s.Take(ctx, name, 1, now)
+		s.Done(ctx, name, Observation{Now: now, Sent: now, Took: true, Probe: true, Status: 200})
+	}
+	s.Done(ctx, "dropped", Observation{Now: now})
+	if got := s.Buckets(); len(got) != 2 || got[0] != "b" || got[1] != "a" {
+		t.Errorf("after a wake passed on to a bucket it does not hold, the store holds %q; want [b a]", got)
+	}
+
+	// A waiter of a bucket the store holds gets the wake.
+	s.Take(ctx, "a", 1, now)
+	s.Done(ctx, "a", Observation{Now: now, Sent: now, Took: true, Status: 200, HasRateLimit: true,
+		RateLimit: RateLimit{Limit: 10, Remaining: 0, Reset: now.Add(time.Hour)}})
+	v, _ := s.Take(ctx, "a", 1, now)
+	if v.OK || v.Wake == nil {
+		t.Fatalf("request to a spent window: %+v; want to wait with a Wake", v)
+	}
+	s.Done(ctx, "a", Observation{Now: now})
+	select {
+	case <-v.Wake:
+	default:
+		t.Error("an Observation that says nothing did not wake the bucket's waiter")
+	}
+}
+
 // TestRouteOfAKeyWithoutRoutesIsNotNamed: the requests of a key whose routes all spend its bucket cost
 // the route table one look-up, and no route name (RouteKey is not called).
 func TestRouteOfAKeyWithoutRoutesIsNotNamed(t *testing.T) {

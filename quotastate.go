@@ -54,8 +54,8 @@ func (b *Quota) Take(now time.Time, units int, firstWait time.Duration) Verdict 
 // is set. It reports false, recording nothing but the request's end, when o describes another counter
 // than the bucket's (see [Store]). An Observation that says nothing (see [Observation]) changes nothing.
 func (b *Quota) Done(o Observation) (fits bool) {
-	if !o.Took && o.Status == 0 && !o.HasRateLimit {
-		return true // says nothing (see Observation)
+	if o.saysNothing() {
+		return true
 	}
 	r := o.reply()
 	fits = b.q.fits(r)
@@ -83,12 +83,12 @@ func (b *Quota) RateLimit() (rl RateLimit, ok bool) {
 func (b *Quota) Until() time.Time { return maxTime(b.q.hold, maxTime(b.q.end, b.q.reset)) }
 
 // quotaEncoding is the first byte of MarshalBinary's output: the version of the encoding.
-const quotaEncoding = 6
+const quotaEncoding = 7
 
 // errQuotaEncoding reports data that UnmarshalBinary cannot read.
 var errQuotaEncoding = errors.New("polite: Quota.UnmarshalBinary: not an encoded Quota of this version")
 
-// MarshalBinary encodes the bucket's state, for a Store to keep it (about 100 bytes). It never fails.
+// MarshalBinary encodes the bucket's state, for a Store to keep it (about 70 bytes). It never fails.
 func (b *Quota) MarshalBinary() ([]byte, error) {
 	c := quotaCodec{buf: make([]byte, 1, 128)}
 	c.buf[0] = quotaEncoding
@@ -118,28 +118,19 @@ func (b *Quota) fields(c *quotaCodec) {
 	kind := int64(q.kind)
 	c.int64(&kind)
 	q.kind = quotaKind(kind)
-	c.bool(&q.heard)
+	c.bools(&q.heard, &q.remIdle, &q.opener, &q.unopened, &q.reprobe, &q.classed, &q.tested, &q.relative,
+		&q.early, &q.probing, &q.probeDue)
 	c.int(&q.limit)
 	c.dur(&q.window)
 	c.int(&q.remaining)
 	c.time(&q.remAt)
-	c.bool(&q.remIdle)
 	c.time(&q.opened)
 	c.time(&q.turned)
-	c.bool(&q.opener)
-	c.bool(&q.unopened)
-	c.bool(&q.reprobe)
 	c.time(&q.reset)
 	c.time(&q.end)
 	c.dur(&q.lag)
-	c.bool(&q.classed)
-	c.bool(&q.tested)
-	c.bool(&q.relative)
-	c.bool(&q.early)
 	c.int(&q.inflight)
-	c.bool(&q.probing)
 	c.time(&q.probeAt)
-	c.bool(&q.probeDue)
 	c.time(&q.hold)
 	c.time(&q.heldAt)
 	c.int(&q.refusals)
@@ -180,13 +171,20 @@ func (c *quotaCodec) int(p *int) {
 
 func (c *quotaCodec) dur(p *time.Duration) { c.int64((*int64)(p)) }
 
-func (c *quotaCodec) bool(p *bool) {
+// bools passes flags as the bits of one field (each counted as a field of its own).
+func (c *quotaCodec) bools(ps ...*bool) {
 	var v int64
-	if *p {
-		v = 1
+	for i, p := range ps {
+		if *p {
+			v |= 1 << i
+		}
 	}
 	c.int64(&v)
-	*p = v != 0
+	c.fields += len(ps) - 1
+	c.bad = c.bad || v < 0 || v>>len(ps) != 0 // a bit of no flag: not this encoding
+	for i, p := range ps {
+		*p = v>>i&1 != 0
+	}
 }
 
 // float passes a finite float; decoding any other is an error, since the model makes none.

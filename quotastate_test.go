@@ -1,6 +1,7 @@
 package polite
 
 import (
+	"encoding/binary"
 	"net/http"
 	"reflect"
 	"testing"
@@ -116,6 +117,13 @@ func TestQuotaSavedBetweenCalls(t *testing.T) {
 	}
 }
 
+// withFlags returns an encoded Quota with its flags field (the second, after the kind) set to flags.
+func withFlags(enc []byte, flags int64) []byte {
+	_, n := binary.Varint(enc[2:])
+	out := binary.AppendVarint(append([]byte{}, enc[:2]...), flags)
+	return append(out, enc[2+n:]...)
+}
+
 // TestQuotaUnmarshalRejects: data that is not an encoded Quota is an error, and leaves the Quota as it was.
 func TestQuotaUnmarshalRejects(t *testing.T) {
 	var q Quota
@@ -127,6 +135,7 @@ func TestQuotaUnmarshalRejects(t *testing.T) {
 		"cut short":     good[:len(good)-1],
 		"trailing byte": append(append([]byte{}, good...), 0),
 		"unknown kind":  append([]byte{quotaEncoding, 2 * 9}, good[2:]...), // zigzag varint of 9
+		"unknown flag":  withFlags(good, 1<<11),                            // the state has 11 flags
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := q

@@ -43,7 +43,7 @@ func TestReviewSmallWaiterNotStrandedByLargeOne(t *testing.T) {
 		var bigAt, smallAt atomic.Int64
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			v, _, err := l.take(context.Background(), req, "", &bucket, 9000) // ~10 s
+			v, _, err := l.take(context.Background(), req, "", false, &bucket, 9000) // ~10 s
 			if err != nil || !v.OK {
 				t.Errorf("large: %+v, %v", v, err)
 			}
@@ -52,7 +52,7 @@ func TestReviewSmallWaiterNotStrandedByLargeOne(t *testing.T) {
 		synctest.Wait() // the large one waits first
 		smallWant := start.Add(200 * time.Millisecond)
 		wg.Go(func() {
-			v, _, err := l.take(context.Background(), req, "", &bucket, 90) // ~0.1 s
+			v, _, err := l.take(context.Background(), req, "", false, &bucket, 90) // ~0.1 s
 			if err != nil || !v.OK {
 				t.Errorf("small: %+v, %v", v, err)
 			}

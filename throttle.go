@@ -183,7 +183,7 @@ func (l *throttleLayer) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The request's slot first: a bucket's first answer, which its others wait for, reports its
 		// counters.
 		var err error
-		if slot, sent, err = l.take(ctx, req, key, &bucket, 1); err == nil {
+		if slot, sent, err = l.take(ctx, req, key, true, &bucket, 1); err == nil {
 			if held, err = l.takeCounters(ctx, req, key); err != nil {
 				l.giveBack(ctx, bucket, slot)
 			}
@@ -220,7 +220,7 @@ func (l *throttleLayer) takeCounters(ctx context.Context, req *http.Request, key
 		if !l.th.reported(cb, false) {
 			continue
 		}
-		v, _, err := l.take(ctx, req, "", &cb, s.units)
+		v, _, err := l.take(ctx, req, key, false, &cb, s.units)
 		if err != nil {
 			l.learnCounters(ctx, key, held, nil, "", Observation{Now: time.Now()}) // gives the units back
 			return nil, err
@@ -255,14 +255,15 @@ const pollInterval = 50 * time.Millisecond
 // take waits until *bucket lets the request go, and returns the slot, and the time it read when the slot
 // came at once (zero after a wait). A store that fails lets the request go without one (and the failure
 // is logged). A wait longer than the maximum, or one that would end too close to the deadline, fails the
-// request with a *ThrottleError; so does the context's end. With a key, the bucket is the request's: an
-// answer that came while it waited may have moved its route to another bucket (one the server named),
-// and it goes on waiting there, *bucket set to it, after waking the next waiter of the one it leaves.
-func (l *throttleLayer) take(ctx context.Context, req *http.Request, key string, bucket *string, units int) (Verdict, time.Time, error) {
+// request with a *ThrottleError; so does the context's end. With follow, the bucket is the request's
+// slot in key's route: an answer that came while it waited may have moved the route to another bucket
+// (one the server named), and it goes on waiting there, *bucket set to it, after waking the next waiter
+// of the one it leaves.
+func (l *throttleLayer) take(ctx context.Context, req *http.Request, key string, follow bool, bucket *string, units int) (Verdict, time.Time, error) {
 	woken := false // by the Store's Wake, whose token passes on to the next waiter
 	for waited := false; ; waited = true {
 		now := time.Now()
-		if waited && key != "" {
+		if waited && follow {
 			if b := l.th.routes.bucketOf(key, req, l.th.routeKey); b != *bucket {
 				if woken {
 					l.done(ctx, *bucket, Observation{Now: now}) // says nothing; wakes the next, which may have moved too

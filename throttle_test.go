@@ -361,6 +361,18 @@ func (l *sendLog) times() []time.Duration {
 // answer taught, and go as it allows; none is refused. (They stayed on the key's bucket, told only that
 // the first request's slot came back, and all went at once.)
 func TestWaitersFollowTheNamedBucket(t *testing.T) {
+	for _, keyed := range []struct {
+		name string
+		opts []Option
+	}{
+		{"host key", nil},
+		{"empty key", []Option{WithKey(func(*http.Request) string { return "" })}}, // an API key header that is absent
+	} {
+		t.Run(keyed.name, func(t *testing.T) { testWaitersFollowTheNamedBucket(t, keyed.opts) })
+	}
+}
+
+func testWaitersFollowTheNamedBucket(t *testing.T, opts []Option) {
 	synctest.Test(t, func(t *testing.T) {
 		const limit = 5
 		var mu sync.Mutex
@@ -378,7 +390,7 @@ func TestWaitersFollowTheNamedBucket(t *testing.T) {
 			return response(r, status, "", "X-Ratelimit-Bucket", "core", "X-Ratelimit-Limit", strconv.Itoa(limit),
 				"X-Ratelimit-Remaining", strconv.Itoa(limit-used), "X-Ratelimit-Reset", "3600"), nil
 		})
-		rt := New(base, WithMaxAttempts(1))
+		rt := New(base, append(opts, WithMaxAttempts(1))...)
 		var wg sync.WaitGroup
 		for range 10 {
 			wg.Go(func() {

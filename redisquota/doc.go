@@ -9,7 +9,7 @@
 // # How state is kept
 //
 // A bucket is the throttle's model of it, a [polite.Quota], encoded ([polite.Quota.MarshalBinary], about
-// 100 bytes) in a string key, and its leases, a sorted set with one member per request in flight, scored
+// 70 bytes) in a string key, and its leases, a sorted set with one member per request in flight, scored
 // by when the lease lapses. The model runs in Go, the same code as in [polite.MemoryStore]: Redis only
 // keeps the state. All keys of a bucket carry its name as a hash tag ("polite:{bucket}:quota",
 // "polite:{bucket}:leases", and two small keys for contention, ":lost" and ":turn"; '%' and '}' in the
