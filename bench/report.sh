@@ -15,6 +15,7 @@ fi
 if [ -z "${REUSE:-}" ]; then
 	echo "# limiters, quota, routes, outage" >&2
 	go run ./cmd/limiters >"$out/limiters.md"
+	go run ./cmd/limiters -delay 25ms >"$out/limiters-near.md"
 	go run ./cmd/limiters -delay 150ms >"$out/limiters-far.md"
 	go run ./cmd/quota >"$out/quota.md"
 	go run ./cmd/quota -routes >"$out/routes.md"
@@ -66,6 +67,18 @@ EOF
 	sed -n '/^- /p' "$out/limiters.md"
 	echo
 	body "$out/limiters.md"
+	cat <<'EOF'
+
+### Across the internet
+
+The same suite with each request and each answer held 25 ms by the server: round trips of 50 ms, as
+to an API in another region of the same continent. Every answer polite learns from is half a round
+trip old.
+
+    cd bench && go run ./cmd/limiters -delay 25ms
+
+EOF
+	body "$out/limiters-near.md"
 	cat <<'EOF'
 
 ### Far away
