@@ -101,10 +101,10 @@ type Observation struct {
 	Floor bool
 }
 
-// reply is what the quota model is told of o (see quota.answer).
 // saysNothing reports whether o has neither Took, Status nor HasRateLimit (see Observation).
 func (o *Observation) saysNothing() bool { return !o.Took && o.Status == 0 && !o.HasRateLimit }
 
+// reply is what the quota model is told of o (see quota.answer).
 func (o *Observation) reply() reply {
 	r := reply{sent: o.Sent, now: o.Now, status: o.Status, rl: o.RateLimit, hasRL: o.HasRateLimit,
 		probe: o.Probe, relative: o.ResetRelative, untaken: !o.Took, units: o.Units, floor: o.Floor}
