@@ -45,21 +45,39 @@ func TestLimiterPhases(t *testing.T) {
 	for _, name := range []string{"httprate", "ulule"} {
 		for _, phase := range []time.Duration{3, 50, 200, 500, 700, 950, 980, 985, 990, 995, 999} {
 			phase *= time.Millisecond
-			t.Run(fmt.Sprint(name, "/", phase), func(t *testing.T) {
-				synctest.Test(t, func(t *testing.T) {
-					plain := runLimiter(phase, time.Millisecond, limiter(name), func(rt http.RoundTripper) http.RoundTripper { return rt })
-					got := runLimiter(phase, time.Millisecond, limiter(name), func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
-					pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
-					t.Logf("plain %d ok, %d refused; polite %d ok, %d refused", pok, plain.refused.Load(), gok, gref)
-					share, refused := float64(gok)/float64(pok), float64(gref)/float64(max(gok+gref, 1))
-					if share < 0.95 || refused > 0.02 {
-						t.Errorf("polite: %d ok (%.1f %% of plain's), %.1f %% refused; want at least 95 %% and at most 2 %%",
-							gok, 100*share, 100*refused)
-					}
-				})
-			})
+			t.Run(fmt.Sprint(name, "/", phase), func(t *testing.T) { meetsTargets(t, name, phase, 0.95, 0.02) })
 		}
 	}
+}
+
+// TestSilentLimiters runs polite against the suite's limiters that refuse without a rate-limit header
+// (echo's token bucket, and the bare 429s written here): each must meet the suite's targets for such a
+// server, at most 10 % of polite's requests refused and at least 90 % of the successes a plain client
+// gets, whatever the phase of the limiter against whole seconds.
+func TestSilentLimiters(t *testing.T) {
+	for _, name := range []string{"echo", "bare429"} {
+		for _, phase := range []time.Duration{3, 300, 990} {
+			phase *= time.Millisecond
+			t.Run(fmt.Sprint(name, "/", phase), func(t *testing.T) { meetsTargets(t, name, phase, 0.90, 0.10) })
+		}
+	}
+}
+
+// meetsTargets runs a plain client, then polite, against the limiter named name made at phase past a
+// whole second, each request taking 1 ms each way, and fails t unless polite got at least minShare of
+// plain's successes with at most maxRefused of its requests refused.
+func meetsTargets(t *testing.T, name string, phase time.Duration, minShare, maxRefused float64) {
+	synctest.Test(t, func(t *testing.T) {
+		plain := runLimiter(phase, time.Millisecond, limiter(name), func(rt http.RoundTripper) http.RoundTripper { return rt })
+		got := runLimiter(phase, time.Millisecond, limiter(name), func(rt http.RoundTripper) http.RoundTripper { return polite.New(rt) })
+		pok, gok, gref := plain.ok.Load(), got.ok.Load(), got.refused.Load()
+		t.Logf("plain %d ok, %d refused; polite %d ok, %d refused", pok, plain.refused.Load(), gok, gref)
+		share, refused := float64(gok)/float64(pok), float64(gref)/float64(max(gok+gref, 1))
+		if share < minShare || refused > maxRefused {
+			t.Errorf("polite: %d ok (%.1f %% of plain's), %.1f %% refused; want at least %.0f %% and at most %.0f %%",
+				gok, 100*share, 100*refused, 100*minShare, 100*maxRefused)
+		}
+	})
 }
 
 // TestTokenBucketFarAway runs polite against throttled's GCRA (20 a second, a burst of 5) behind round
@@ -95,6 +113,7 @@ func TestLearnedKinds(t *testing.T) {
 	}{
 		{"httprate", limiter("httprate"), "sliding window"},
 		{"throttled", limiter("throttled"), "token bucket"},
+		{"echo", limiter("echo"), "no headers, refusing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

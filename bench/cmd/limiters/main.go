@@ -1,8 +1,8 @@
 // Command limiters runs each transport (a plain http.Client that never retries, polite, go-retryablehttp
 // and failsafe-go's failsafehttp, each with its default configuration) against rate-limit middleware
 // from the Go ecosystem, as their authors ship it: go-chi/httprate, ulule/limiter, throttled/throttled,
-// sethvargo/go-limiter and didip/tollbooth, and a limiter written here that answers bare 429s with no
-// headers at all.
+// sethvargo/go-limiter, didip/tollbooth and labstack/echo's RateLimiter (a token bucket that refuses
+// with no rate-limit header), and a limiter written here that answers bare 429s with no headers at all.
 //
 // For each pair it starts a fresh loopback server, the limiter in front of a handler that answers 200,
 // and has -k workers send GETs back to back for -d. A handler outside the limiter counts what the server

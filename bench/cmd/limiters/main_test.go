@@ -23,6 +23,7 @@ func TestShortSuite(t *testing.T) {
 		"throttled":  "failsafehttp",
 		"go-limiter": "polite",
 		"tollbooth":  "retryablehttp",
+		"echo":       "polite",
 		"bare429":    "plain",
 	}
 	transports := make(map[string]peers.Peer)

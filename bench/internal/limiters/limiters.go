@@ -13,6 +13,8 @@ import (
 
 	"github.com/didip/tollbooth/v7"
 	"github.com/go-chi/httprate"
+	"github.com/labstack/echo/v4"
+	echomw "github.com/labstack/echo/v4/middleware"
 	"github.com/sethvargo/go-limiter/httplimit"
 	"github.com/sethvargo/go-limiter/memorystore"
 	"github.com/throttled/throttled/v2"
@@ -116,6 +118,20 @@ var all = []Limiter{
 			// The README's NewLimiter and LimitHandler; its expirable token buckets are swept by no
 			// goroutine of their own.
 			return tollbooth.LimitHandler(tollbooth.NewLimiter(20, nil), next), func() {}
+		},
+	},
+	{
+		Name:   "echo",
+		Module: "github.com/labstack/echo/v4",
+		Quota:  "20 per 1s, burst 20 (golang.org/x/time/rate), keyed by client IP; 429 with no rate-limit headers",
+		Build: func(next http.Handler) (http.Handler, func()) {
+			// The guide's RateLimiter with its in-memory store, whose burst defaults to the rate; the
+			// handler is echo's, with the suite's handler behind it. Its store expires visitors on
+			// later requests, with no goroutine of its own.
+			e := echo.New()
+			e.Use(echomw.RateLimiter(echomw.NewRateLimiterMemoryStore(20)))
+			e.Any("/*", echo.WrapHandler(next))
+			return e, func() {}
 		},
 	},
 	{
