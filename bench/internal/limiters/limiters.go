@@ -125,9 +125,9 @@ var all = []Limiter{
 		Module: "github.com/labstack/echo/v4",
 		Quota:  "20 per 1s, burst 20 (golang.org/x/time/rate), keyed by client IP; 429 with no rate-limit headers",
 		Build: func(next http.Handler) (http.Handler, func()) {
-			// The guide's RateLimiter with its in-memory store, whose burst defaults to the rate; the
-			// handler is echo's, with the suite's handler behind it. Its store expires visitors on
-			// later requests, with no goroutine of its own.
+			// RateLimiter with its in-memory store, as echo's middleware docs show (the store's burst
+			// defaults to the rate); the handler is echo's, with the suite's handler behind it. The store
+			// expires visitors on later requests, with no goroutine of its own.
 			e := echo.New()
 			e.Use(echomw.RateLimiter(echomw.NewRateLimiterMemoryStore(20)))
 			e.Any("/*", echo.WrapHandler(next))
